@@ -1,0 +1,14 @@
+"""Correlation: match the same packet across capture points and build one request's path.
+
+Pure: takes decoded columns (`tracer.pcap.columns.Frames`) and capture points, returns model
+objects. No file reading, no printing. Keys only on what NAT leaves alone (TCP seq/ack/flags,
+payload length and hash, TCP timestamps; UDP length and payload hash; ICMP type/code/seq and
+payload hash); the IPv4 ID only breaks ties.
+
+Public API (stable; the CLI and the lab depend on it):
+
+    correlate(points: Sequence[PointFrames]) -> Correlation
+    select(correlation, *, index=None, match=None) -> Connection
+    build_path(correlation, connection) -> Path
+    parse_match(text) -> MatchSpec
+"""

@@ -1,0 +1,210 @@
+"""The data model: frozen dataclasses shared by every layer.
+
+Names follow the RFCs, the kernel and kube-proxy: a `Tuple5` is what conntrack calls a tuple, a
+`Translation` is a DNAT/SNAT seen between two consecutive observations of one packet.
+This module imports nothing that does I/O and holds no logic beyond small derived properties.
+Fields may be added (with defaults, at the end); none may be renamed: JSON output depends on them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Role = Literal["client", "node", "server", "ingress", "dns", "external"]
+ROLES: tuple[str, ...] = ("client", "node", "server", "ingress", "dns", "external")
+Direction = Literal["in", "out"]
+TranslationKind = Literal["DNAT", "SNAT", "DNAT+SNAT", "un-DNAT", "un-SNAT", "un-DNAT+un-SNAT"]
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """An address with an optional port (ICMP and non-IP have none)."""
+
+    ip: str
+    port: int | None = None
+
+    def __str__(self) -> str:
+        if self.port is None:
+            return self.ip
+        if ":" in self.ip:
+            return f"[{self.ip}]:{self.port}"
+        return f"{self.ip}:{self.port}"
+
+
+@dataclass(frozen=True, order=True)
+class Tuple5:
+    """A conntrack-style tuple: protocol name ("tcp", "udp", "icmp", "icmpv6") and endpoints."""
+
+    proto: str
+    src: Endpoint
+    dst: Endpoint
+
+    def reversed(self) -> Tuple5:
+        return Tuple5(self.proto, self.dst, self.src)
+
+    def __str__(self) -> str:
+        return f"{self.proto} {self.src} > {self.dst}"
+
+
+@dataclass(frozen=True)
+class CapturePoint:
+    """One capture: where it was taken and which clock stamped it.
+
+    `node` names the clock domain: points on the same node share one clock.
+    """
+
+    name: str
+    role: str
+    file: str
+    node: str | None = None
+    pod: str | None = None
+    namespace: str | None = None
+    container: str | None = None
+    interface: str | None = None
+    started_ns: int | None = None
+    stopped_ns: int | None = None
+    packets: int | None = None
+    dropped: int | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One sighting of a packet at one point (and interface, and direction).
+
+    `t_ns` is the point's own clock (epoch ns), before any clock correction.
+    """
+
+    point: str
+    frame: int
+    t_ns: int
+    tuple: Tuple5
+    interface: str | None = None
+    direction: Direction | None = None
+    ttl: int | None = None
+    ip_id: int | None = None
+    encap: tuple[str, ...] = ()
+    payload_len: int = 0
+
+
+@dataclass(frozen=True)
+class Translation:
+    """A change of tuple between two consecutive observations of the same packet."""
+
+    kind: TranslationKind
+    before: Tuple5
+    after: Tuple5
+
+
+@dataclass(frozen=True)
+class Journey:
+    """Every observation of one packet, in path order.
+
+    `kind` says what the packet is in its connection ("syn", "syn-ack", "data", "ack", "fin",
+    "rst", "udp", "icmp", ...); `direction` is "forward" (client to server) or "reverse".
+    `retransmission` counts earlier sends of the same segment (0 for the original).
+    """
+
+    kind: str
+    direction: Literal["forward", "reverse"]
+    observations: tuple[Observation, ...]
+    retransmission: int = 0
+
+
+@dataclass(frozen=True)
+class Hop:
+    """One observation placed on the path, with a clock-corrected time and the rewrite before it.
+
+    `t_ns` is relative to the first forward hop after clock correction; `translation` is the
+    rewrite between the previous hop and this one (None where the tuple did not change).
+    """
+
+    point: str
+    role: str
+    node: str | None
+    interface: str | None
+    direction: Direction | None
+    t_ns: int
+    tuple: Tuple5
+    ttl: int | None = None
+    translation: Translation | None = None
+    frame: int | None = None
+
+
+@dataclass(frozen=True)
+class ClockEstimate:
+    """The offset of `node`'s clock against `reference`: reference time = node time - offset."""
+
+    node: str
+    reference: str
+    offset_ns: int
+    error_bound_ns: int
+    samples: int
+    drift_ppm: float | None = None
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The network time between two consecutive points of the path."""
+
+    from_point: str
+    to_point: str
+    first_ns: int
+    median_ns: int
+    packets: int
+    negative: bool = False
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Where the request's time went."""
+
+    total_ns: int | None
+    connect_ns: int | None
+    server_ns: int | None
+    segments: tuple[Segment, ...] = ()
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A connection (TCP) or exchange (UDP, ICMP) followed across points.
+
+    `client` is the tuple as the client sent it (at the earliest point), `tuples` the tuple of the
+    forward direction at each point that saw it, `backend` the destination after the last DNAT.
+    """
+
+    index: int
+    protocol: str
+    client: Tuple5
+    points: tuple[str, ...]
+    tuples: tuple[tuple[str, Tuple5], ...]
+    journeys: tuple[Journey, ...]
+    start_ns: int
+    backend: Endpoint | None = None
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Request:
+    """The request the path describes."""
+
+    index: int
+    protocol: str
+    client: str
+    destination: str
+    backend: str | None
+    summary: str
+    start_ns: int
+
+
+@dataclass(frozen=True)
+class Path:
+    """The answer: one request's path out and back, its latency, and how far to trust it."""
+
+    request: Request
+    forward: tuple[Hop, ...]
+    reverse: tuple[Hop, ...]
+    latency: Latency
+    clocks: tuple[ClockEstimate, ...] = ()
+    warnings: tuple[str, ...] = ()
+    points: tuple[CapturePoint, ...] = field(default=())

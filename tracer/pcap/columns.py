@@ -1,0 +1,100 @@
+"""The column contract between the capture reader and everything that consumes it.
+
+A `Frames` holds one row per frame of one capture file, as numpy columns; nothing here is a
+Python object per packet. The reader fills it; the correlator, `packets` and the report read it.
+Absent values use the sentinel named beside each column, never NaN.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+# Direction codes (pcapng epb_flags bits 0-1, SLL/SLL2 pkttype 4 = outgoing).
+DIR_UNKNOWN = 0
+DIR_IN = 1
+DIR_OUT = 2
+
+# TCP flag bits (RFC 9293, RFC 3168).
+TH_FIN = 0x01
+TH_SYN = 0x02
+TH_RST = 0x04
+TH_PSH = 0x08
+TH_ACK = 0x10
+TH_URG = 0x20
+TH_ECE = 0x40
+TH_CWR = 0x80
+
+# Bits of the `opts` column.
+OPT_TS = 0x01  # TCP timestamps option present: tsval/tsecr are valid
+OPT_TRUNCATED = 0x02  # the frame was cut before the end of the headers that matter
+OPT_FRAGMENT = 0x04  # an IP fragment (non-first fragments have no L4 header)
+OPT_SUPER = 0x08  # an offload super-segment: IPv4 total length 0, or longer than any MTU
+OPT_MSS = 0x10  # a TCP MSS option is present (SYNs): mss is valid
+
+# (name, dtype, sentinel for "absent")
+COLUMNS: tuple[tuple[str, str, int], ...] = (
+    ("t_ns", "int64", 0),  # epoch nanoseconds as stamped by the capturing host
+    ("iface", "int32", -1),  # pcapng interface id, SLL2 ifindex, or -1
+    ("direction", "int8", DIR_UNKNOWN),
+    ("encap", "uint8", 0),  # index into Frames.encaps
+    ("family", "uint8", 0),  # 4, 6, or 0 for a frame with no IP inside
+    ("proto", "uint8", 0),  # innermost IP protocol number (6 tcp, 17 udp, 1 icmp, 58 icmpv6)
+    ("src", "int32", -1),  # index into Frames.addresses
+    ("dst", "int32", -1),
+    ("sport", "int32", -1),  # TCP/UDP ports, -1 for other protocols
+    ("dport", "int32", -1),
+    ("ip_id", "int32", -1),  # IPv4 identification, -1 for IPv6
+    ("ttl", "int16", -1),  # IPv4 TTL or IPv6 hop limit
+    ("seq", "uint32", 0),
+    ("ack", "uint32", 0),
+    ("tcp_flags", "uint8", 0),
+    ("payload_len", "int32", 0),  # L4 payload length from the headers (not from caplen)
+    ("tsval", "uint32", 0),  # valid when opts & OPT_TS
+    ("tsecr", "uint32", 0),
+    ("mss", "uint16", 0),  # valid when opts & OPT_MSS
+    ("opts", "uint8", 0),
+    ("phash", "uint32", 0),  # crc32 of the first 64 captured payload bytes (0 when none)
+    ("pcap_len", "int32", 0),  # payload bytes actually present in the file (<= payload_len)
+    ("icmp_type", "int16", -1),
+    ("icmp_code", "int16", -1),
+    ("icmp_id", "int32", -1),  # echo identifier (NAT may rewrite it)
+    ("icmp_seq", "int32", -1),  # echo sequence number
+    ("payload_off", "int64", -1),  # absolute file offset of the L4 payload, -1 when none
+    ("origlen", "int32", 0),  # original frame length on the wire
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)
+
+
+@dataclass(frozen=True)
+class Frames:
+    """All frames of one capture file, decoded to the innermost IP packet.
+
+    Row i is frame i of the file (0-based, every frame, IP or not). `encaps[e]` is the stack of
+    layers of encapsulation id e, outermost first, e.g. ("eth", "ipv4", "udp", "vxlan", "eth",
+    "ipv4", "tcp"). `addresses[a]` is the text form of address id a. `interfaces` maps an iface
+    id to its name where the file says it (pcapng if_name); SLL2 ifindexes need the node's links.
+    """
+
+    path: str
+    linktypes: tuple[int, ...]
+    columns: dict[str, npt.NDArray[np.generic]]
+    encaps: tuple[tuple[str, ...], ...]
+    addresses: tuple[str, ...]
+    interfaces: dict[int, str] = field(default_factory=dict)
+    comments: dict[int, str] = field(default_factory=dict)  # frame index -> opt_comment
+    warnings: tuple[str, ...] = ()
+
+    def __len__(self) -> int:
+        return int(self.columns["t_ns"].shape[0])
+
+    def col(self, name: str) -> npt.NDArray[np.generic]:
+        return self.columns[name]
+
+
+def empty_columns(n: int) -> dict[str, npt.NDArray[np.generic]]:
+    """Columns for n rows, each filled with its sentinel."""
+    return {name: np.full(n, sentinel, dtype=dtype) for name, dtype, sentinel in COLUMNS}
