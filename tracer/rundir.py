@@ -112,7 +112,9 @@ def manifest_from_json(data: Any, where: str = "manifest.json") -> Manifest:
         rest = {k: v for k, v in s.items() if k not in ("ports", "endpoints")}
         rest["cluster_ips"] = tuple(rest.get("cluster_ips", ()))
         services.append(
-            _from_dict(Service, {**rest, "ports": ports, "endpoints": eps}, f"{where}: services[{i}]")
+            _from_dict(
+                Service, {**rest, "ports": ports, "endpoints": eps}, f"{where}: services[{i}]"
+            )
         )
     return Manifest(
         source=str(data.get("source", "import")),

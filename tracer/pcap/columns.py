@@ -98,3 +98,57 @@ class Frames:
 def empty_columns(n: int) -> dict[str, npt.NDArray[np.generic]]:
     """Columns for n rows, each filled with its sentinel."""
     return {name: np.full(n, sentinel, dtype=dtype) for name, dtype, sentinel in COLUMNS}
+
+
+# The payload hash: FNV-style mix of the first 64 payload bytes read as eight little-endian
+# 64-bit words (zero-padded). Chosen because numpy can compute it for a whole batch at once;
+# the reader's vectorised version must give exactly `payload_hash(payload)` for every frame.
+PHASH_BYTES = 64
+PHASH_MULTIPLIERS: tuple[int, ...] = (
+    0x9E3779B97F4A7C15,
+    0xC2B2AE3D27D4EB4F,
+    0x165667B19E3779F9,
+    0xD6E8FEB86659FD93,
+    0xFF51AFD7ED558CCD,
+    0xC4CEB9FE1A85EC53,
+    0x94D049BB133111EB,
+    0xBF58476D1CE4E5B9,
+)
+_MASK64 = (1 << 64) - 1
+
+
+def payload_hash(payload: bytes) -> int:
+    """The `phash` column's value for a payload (0 for an empty one).
+
+    Only the first PHASH_BYTES bytes count. A frame whose capture holds fewer than
+    min(PHASH_BYTES, payload_len) payload bytes has a partial hash: consumers must not key on it.
+    """
+    if not payload:
+        return 0
+    block = payload[:PHASH_BYTES].ljust(PHASH_BYTES, b"\0")
+    h = 0
+    for i, mult in enumerate(PHASH_MULTIPLIERS):
+        word = int.from_bytes(block[i * 8 : i * 8 + 8], "little")
+        h = (h + word * mult) & _MASK64
+    h ^= h >> 31
+    h = (h * 0x94D049BB133111EB) & _MASK64
+    h ^= h >> 29
+    folded = (h ^ (h >> 32)) & 0xFFFFFFFF
+    return folded or 1  # 0 means "no payload"
+
+
+def payload_hash_batch(
+    block: npt.NDArray[np.uint8], lengths: npt.NDArray[np.integer]
+) -> npt.NDArray[np.uint32]:
+    """Vectorised `payload_hash`: `block` is (N, PHASH_BYTES) uint8, zero past each payload's end."""
+    words = np.ascontiguousarray(block).view("<u8").reshape(-1, PHASH_BYTES // 8)
+    mults = np.array(PHASH_MULTIPLIERS, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        h = (words * mults).sum(axis=1, dtype=np.uint64)
+        h ^= h >> np.uint64(31)
+        h = h * np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(29)
+    folded = ((h ^ (h >> np.uint64(32))) & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    folded[folded == 0] = 1
+    folded[np.asarray(lengths) <= 0] = 0
+    return folded
