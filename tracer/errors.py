@@ -44,13 +44,13 @@ class InputError(PathtraceError):
     """A run directory, manifest, links file or rules file is missing or malformed."""
 
 
-class NothingMatched(PathtraceError):
+class NothingMatchedError(PathtraceError):
     """No request could be found (or none matched the user's selection)."""
 
     exit_code = 3
 
 
-class EnvironmentProblem(PathtraceError):
+class MissingPrerequisiteError(PathtraceError):
     """The machine cannot do what was asked: not root, a missing tool, no network namespaces."""
 
 
