@@ -78,7 +78,7 @@ class Observation:
     point: str
     frame: int
     t_ns: int
-    tuple: Tuple5
+    tuple5: Tuple5
     interface: str | None = None
     direction: Direction | None = None
     ttl: int | None = None
@@ -125,7 +125,7 @@ class Hop:
     interface: str | None
     direction: Direction | None
     t_ns: int
-    tuple: Tuple5
+    tuple5: Tuple5
     ttl: int | None = None
     translation: Translation | None = None
     frame: int | None = None
