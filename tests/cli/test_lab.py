@@ -1,0 +1,67 @@
+"""`pathtrace lab` and `pathtrace demo` as a user meets them: messages and exit codes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tracer.cli import main
+from tracer.lab.scenarios import scenario_names
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
+def test_scenarios_lists_every_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "lab", "scenarios")
+    assert code == 0
+    names = [line.split()[0] for line in out.splitlines()]
+    assert names == list(scenario_names())
+    assert all(len(line.split(None, 1)) == 2 for line in out.splitlines())
+
+
+def test_unknown_scenario_names_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "lab", "run", "clusterip-remot")
+    assert code == 2
+    assert "unknown scenario 'clusterip-remot'" in err and "clusterip-remote" in err
+
+
+def test_run_without_a_lab_says_lab_up(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    from tracer.lab import topology
+
+    monkeypatch.setattr(topology, "STATE_DIR", tmp_path)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr("tracer.lab.lab.check_prerequisites", lambda: None)
+    code, _, err = run(capsys, "lab", "run", "clusterip")
+    assert code == 1
+    assert "not up" in err and "pathtrace lab up" in err
+
+
+def test_not_root(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    code, _, err = run(capsys, "lab", "up")
+    assert code == 1 and "needs root" in err
+    code, _, err = run(capsys, "demo")
+    assert code == 1 and "pathtrace analyze pcaps/clusterip-remote" in err
+
+
+def test_missing_tool_names_the_package(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr("shutil.which", lambda tool: None if tool == "conntrack" else "/bin/x")
+    code, _, err = run(capsys, "lab", "up")
+    assert code == 1
+    assert "conntrack" in err and "apt-get install conntrack" in err
+
+
+def test_bad_mode_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "lab", "up", "--mode", "ipvs")
+    assert code == 2 and "ipvs" in err

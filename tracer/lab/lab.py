@@ -1,0 +1,692 @@
+"""Lab lifecycle and scenario runs: `up`, `down`, `status`, `run_scenario`.
+
+The edge of the lab: it runs commands through a `Runner`, starts workloads and tcpdumps in the
+lab's namespaces, and writes run directories (tracer.rundir's format). It leaves nothing behind:
+`down` finds everything by prefix, and a run stops its captures on every exit path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tracer.errors import LabError, MissingPrerequisiteError, UsageError
+from tracer.lab import kubeproxy as kp
+from tracer.lab.runner import Runner, SubprocessRunner
+from tracer.lab.scenarios import (
+    INGRESS_HOST,
+    SLOW_DELAY_S,
+    WEB_PORT,
+    Scenario,
+    cluster_services,
+    dns_records,
+    external_dns_records,
+    scenarios,
+)
+from tracer.lab.topology import (
+    CLUSTER_CIDR,
+    EXTERNAL_NS,
+    SERVICE_CIDR,
+    STATE_DIR,
+    UNDERLAY_NS,
+    Topology,
+    build_commands,
+    lab_namespaces,
+    plan_topology,
+    read_state,
+    resolv_files,
+    run_all,
+    teardown,
+    topology_from_json,
+    topology_to_json,
+    write_resolv,
+    write_state,
+)
+from tracer.model import CapturePoint
+from tracer.rundir import Manifest
+from tracer.rundir import Service as RunService
+from tracer.rundir import ServiceEndpoint as RunEndpoint
+from tracer.rundir import ServicePort as RunPort
+
+Log = Callable[[str], None]
+
+# Tool -> Debian package.
+TOOLS = {
+    "ip": "iproute2",
+    "bridge": "iproute2",
+    "tcpdump": "tcpdump",
+    "iptables": "iptables",
+    "iptables-restore": "iptables",
+    "iptables-save": "iptables",
+    "nft": "nftables",
+    "conntrack": "conntrack",
+    "nginx": "nginx-light",
+    "curl": "curl",
+    "sysctl": "procps",
+}
+SNAPLEN = 256
+GRACE_S = 0.5
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def check_prerequisites() -> None:
+    """Root and every tool the lab drives; the message names the Debian package to install."""
+    if os.geteuid() != 0:
+        raise MissingPrerequisiteError(
+            "the lab needs root (it creates network namespaces and kube-proxy rules)",
+            hint="run it with sudo, or trace the saved runs: pathtrace analyze pcaps/clusterip-remote",
+        )
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        tools = [t for t, p in TOOLS.items() if p in missing and shutil.which(t) is None]
+        raise MissingPrerequisiteError(
+            f"missing tool(s): {', '.join(tools)}",
+            hint=f"install the Debian package(s): apt-get install {' '.join(missing)}",
+        )
+
+
+def node_info(topo: Topology, node: str) -> kp.NodeInfo:
+    n = topo.node(node)
+    return kp.NodeInfo(
+        name=n.name,
+        ips=(n.underlay_ip,),
+        pod_cidr=n.pod_cidr,
+        cluster_cidr=CLUSTER_CIDR,
+        service_cidr=SERVICE_CIDR,
+    )
+
+
+def kube_proxy_commands(topo: Topology, mode: str) -> list[tuple[list[str], str | None]]:
+    """(argv, stdin) per command: what kube-proxy would run on each node for a full sync."""
+    services = cluster_services(topo)
+    cmds: list[tuple[list[str], str | None]] = []
+    for n in topo.nodes:
+        ex = ["ip", "netns", "exec", n.netns]
+        info = node_info(topo, n.name)
+        if mode == "iptables":
+            for chain in dict.fromkeys((j.table, j.target) for j in kp.jump_rules()):
+                cmds.append(([*ex, "iptables", "-w", "-t", chain[0], "-N", chain[1]], None))
+            for j in kp.jump_rules():
+                cmds.append(
+                    ([*ex, "iptables", "-w", "-t", j.table, "-I", j.chain, *j.args()], None)
+                )
+            payload = kp.iptables_restore(services, info)
+            cmds.append(([*ex, "iptables-restore", "-w", "--noflush", "--counters"], payload))
+        elif mode == "nftables":
+            cmds.append(([*ex, "nft", "-f", "-"], kp.nft_ruleset(services, info)))
+        else:
+            raise UsageError(f"unknown mode {mode!r}; expected iptables or nftables")
+    return cmds
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    netns: str
+    argv: tuple[str, ...]
+    ready: str  # a file that exists, or a log line that appears, once it serves
+    ready_kind: str = "log"  # log | file
+
+
+def nginx_conf(prefix: Path, listen: str, upstream: str) -> str:
+    p = str(prefix)
+    return f"""worker_processes 1;
+error_log {p}/error.log warn;
+pid {p}/nginx.pid;
+events {{ worker_connections 64; }}
+http {{
+  access_log {p}/access.log;
+  client_body_temp_path {p}/tmp/body;
+  proxy_temp_path {p}/tmp/proxy;
+  fastcgi_temp_path {p}/tmp/fastcgi;
+  uwsgi_temp_path {p}/tmp/uwsgi;
+  scgi_temp_path {p}/tmp/scgi;
+  server {{
+    listen {listen};
+    server_name {INGRESS_HOST} _;
+    location / {{
+      proxy_pass http://{upstream};
+      proxy_http_version 1.1;
+      proxy_set_header Host $host;
+    }}
+  }}
+}}
+"""
+
+
+def workloads(topo: Topology, state_dir: Path) -> list[Workload]:
+    py = sys.executable
+    out: list[Workload] = []
+    for pod, delay in (("web-a", 0.0), ("web-b", 0.0), ("slow", SLOW_DELAY_S)):
+        p = topo.pod(pod)
+        argv = [py, "-m", "tracer.lab.httpd", "--port", str(WEB_PORT), "--name", pod]
+        if delay:
+            argv += ["--delay", str(delay)]
+        out.append(Workload(pod, p.netns, tuple(argv), "listening on"))
+    cluster = [f"--record={k}={v}" for k, v in dns_records(topo).items()]
+    out.append(
+        Workload(
+            "coredns",
+            topo.pod("coredns").netns,
+            (py, "-m", "tracer.lab.dns", "--port", "53", *cluster),
+            "listening on",
+        )
+    )
+    ext = [f"--record={k}={v}" for k, v in external_dns_records(topo).items()]
+    out.append(
+        Workload(
+            "extdns",
+            UNDERLAY_NS,
+            (py, "-m", "tracer.lab.dns", "--bind", topo.router_ip, "--port", "53", *ext),
+            "listening on",
+        )
+    )
+    upstream = "10.96.0.101:80"  # Service web-remote's ClusterIP: the request crosses kube-proxy
+    for name, netns, listen in (
+        ("ingress", topo.pod("ingress").netns, "80"),
+        ("ingress-hostnet", topo.nodes[0].netns, f"{topo.nodes[0].underlay_ip}:80"),
+    ):
+        d = state_dir / f"nginx-{name}"
+        (d / "tmp").mkdir(parents=True, exist_ok=True)
+        (d / "nginx.conf").write_text(nginx_conf(d, listen, upstream))
+        out.append(
+            Workload(
+                name,
+                netns,
+                ("nginx", "-p", str(d), "-c", str(d / "nginx.conf"), "-g", "daemon off;"),
+                str(d / "nginx.pid"),
+                "file",
+            )
+        )
+    return out
+
+
+def start_workload(runner: Runner, w: Workload, log_dir: Path, timeout: float = 10.0) -> int:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{w.name}.log"
+    with open(log_path, "wb") as logf:
+        proc = runner.spawn(["ip", "netns", "exec", w.netns, *w.argv], stdout=logf, stderr=logf)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise LabError(
+                f"{w.name} exited at start (exit {proc.returncode}): "
+                f"{log_path.read_text(errors='replace')[-400:]}"
+            )
+        if w.ready_kind == "file" and Path(w.ready).exists():
+            return proc.pid
+        if w.ready_kind == "log" and w.ready in log_path.read_text(errors="replace"):
+            return proc.pid
+        time.sleep(0.05)
+    raise LabError(f"{w.name} did not become ready within {timeout:g} s (log: {log_path})")
+
+
+# ---------------------------------------------------------------------------------------------
+# up / down / status
+
+
+def up(
+    mode: str = "iptables",
+    nodes: int = 2,
+    runner: Runner | None = None,
+    log: Log = _quiet,
+) -> dict[str, Any]:
+    """Build the lab; on any failure tear down what was built and re-raise."""
+    runner = runner or SubprocessRunner()
+    if mode not in ("iptables", "nftables"):
+        raise UsageError(f"unknown mode {mode!r}; expected iptables or nftables")
+    check_prerequisites()
+    existing = lab_namespaces(runner)
+    state = read_state()
+    if existing and state and state.get("complete"):
+        raise LabError(
+            f"the lab is already up ({state.get('mode')} mode, {len(state.get('nodes', []))} nodes)",
+            hint="`pathtrace lab down` first to rebuild it",
+        )
+    if existing:
+        raise LabError(
+            f"a half-built lab is present ({len(existing)} pt- namespaces, no complete state)",
+            hint="run `pathtrace lab down` to clean it up",
+        )
+    try:
+        topo = plan_topology(nodes)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    t0 = time.monotonic()
+    state = {
+        "version": 1,
+        "mode": mode,
+        "nodes": [n.name for n in topo.nodes],
+        "topology": topology_to_json(topo),
+        "created": datetime.now(UTC).isoformat(),
+        "processes": [],
+        "complete": False,
+    }
+    try:
+        write_state(state)
+        log(f"creating {len(topo.namespaces())} namespaces and their links")
+        run_all(runner, build_commands(topo))
+        write_resolv(resolv_files(topo))
+        log(f"installing kube-proxy rules ({mode} mode) on {len(topo.nodes)} nodes")
+        for argv, stdin in kube_proxy_commands(topo, mode):
+            runner.run(argv, stdin=stdin)
+        for w in workloads(topo, STATE_DIR):
+            log(f"starting {w.name} in {w.netns}")
+            pid = start_workload(runner, w, STATE_DIR / "logs")
+            state["processes"].append({"name": w.name, "netns": w.netns, "pid": pid})
+            write_state(state)
+        state["complete"] = True
+        state["up_seconds"] = round(time.monotonic() - t0, 3)
+        write_state(state)
+    except BaseException:
+        log("setup failed: tearing down what was built")
+        teardown(runner)
+        raise
+    log(f"lab up in {state['up_seconds']:.2f} s")
+    return state
+
+
+def down(runner: Runner | None = None, log: Log = _quiet) -> list[str]:
+    """Remove the lab (works without a state file, after a crash or kill -9)."""
+    runner = runner or SubprocessRunner()
+    if os.geteuid() != 0:
+        raise MissingPrerequisiteError("removing the lab needs root", hint="run it with sudo")
+    removed = teardown(runner, log)
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    return removed
+
+
+def status(runner: Runner | None = None) -> dict[str, Any]:
+    runner = runner or SubprocessRunner()
+    state = read_state()
+    namespaces = lab_namespaces(runner)
+    procs = []
+    for p in (state or {}).get("processes", []):
+        alive = _alive(int(p.get("pid", 0)))
+        procs.append({**p, "alive": alive})
+    if not namespaces and not state:
+        condition = "down"
+    elif state and state.get("complete") and namespaces and all(p["alive"] for p in procs):
+        condition = "up"
+    else:
+        condition = "half-built"
+    return {
+        "status": condition,
+        "mode": (state or {}).get("mode"),
+        "nodes": (state or {}).get("nodes", []),
+        "namespaces": namespaces,
+        "processes": procs,
+        "created": (state or {}).get("created"),
+    }
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def require_up() -> tuple[dict[str, Any], Topology]:
+    state = read_state()
+    if not state:
+        raise LabError("the lab is not up", hint="run `pathtrace lab up` first")
+    if not state.get("complete"):
+        raise LabError("the lab is half-built", hint="run `pathtrace lab down`, then `lab up`")
+    try:
+        topo = topology_from_json(state["topology"])
+    except (KeyError, TypeError) as e:
+        raise LabError(
+            f"the lab state file is corrupt ({e})", hint="run `pathtrace lab down`"
+        ) from e
+    return state, topo
+
+
+# ---------------------------------------------------------------------------------------------
+# A scenario run
+
+
+@dataclass
+class _Capture:
+    point: Any
+    file: Path
+    proc: subprocess.Popen[bytes]
+    errfile: Path
+    started_ns: int
+    stopped_ns: int | None = None
+    packets: int | None = None
+    dropped: int | None = None
+
+
+_CAPTURED = re.compile(r"(\d+) packets? captured")
+_DROPPED = re.compile(r"(\d+) packets? dropped by kernel")
+
+
+def _bpf() -> list[str]:
+    return ["ip", "or", "arp"]
+
+
+def start_captures(
+    runner: Runner, sc: Scenario, run_dir: Path, timeout: float = 10.0
+) -> list[_Capture]:
+    points_dir = run_dir / "points"
+    points_dir.mkdir(parents=True, exist_ok=True)
+    caps: list[_Capture] = []
+    try:
+        for pt in sc.points:
+            f = points_dir / f"{pt.name}.pcap"
+            # Created 0600 first: tcpdump truncates an existing file and keeps its mode.
+            os.close(os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+            err = run_dir / f".{pt.name}.tcpdump.log"
+            argv = [
+                "ip", "netns", "exec", pt.netns, "tcpdump", "--immediate-mode", "-U",
+                "-Z", "root", "-n", "-i", pt.interface, "-s", str(SNAPLEN), "-w", str(f), *_bpf(),
+            ]  # fmt: skip
+            with open(err, "wb") as ef:
+                proc = runner.spawn(argv, stdout=subprocess.DEVNULL, stderr=ef)
+            caps.append(_Capture(pt, f, proc, err, time.time_ns()))
+        deadline = time.monotonic() + timeout
+        for cap in caps:
+            while "listening on" not in cap.errfile.read_text(errors="replace"):
+                if cap.proc.poll() is not None:
+                    raise LabError(
+                        f"tcpdump at {cap.point.name} exited: "
+                        f"{cap.errfile.read_text(errors='replace').strip()[-300:]}"
+                    )
+                if time.monotonic() > deadline:
+                    raise LabError(
+                        f"tcpdump at {cap.point.name} did not start within {timeout:g} s"
+                    )
+                time.sleep(0.02)
+    except BaseException:
+        stop_captures(caps)
+        raise
+    return caps
+
+
+def stop_captures(caps: list[_Capture]) -> None:
+    for cap in caps:
+        if cap.proc.poll() is None:
+            cap.proc.send_signal(signal.SIGINT)
+    for cap in caps:
+        try:
+            cap.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            cap.proc.kill()
+            cap.proc.wait()
+        cap.stopped_ns = time.time_ns()
+        text = cap.errfile.read_text(errors="replace") if cap.errfile.exists() else ""
+        m = _CAPTURED.search(text)
+        cap.packets = int(m.group(1)) if m else None
+        m = _DROPPED.search(text)
+        cap.dropped = int(m.group(1)) if m else None
+        cap.errfile.unlink(missing_ok=True)
+
+
+def parse_conntrack_entry(text: str, dst_ip: str, dport: int, proto: str) -> dict[str, Any] | None:
+    """The first conntrack -L entry whose original tuple goes to dst_ip:dport (or None)."""
+    for line in text.splitlines():
+        words = line.split()
+        if not words or words[0] != proto:
+            continue
+        kv = [w.split("=", 1) for w in words if "=" in w]
+        tuples: list[dict[str, str]] = []
+        cur: dict[str, str] = {}
+        for k, v in kv:
+            if k in cur:
+                tuples.append(cur)
+                cur = {}
+            if k in ("src", "dst", "sport", "dport"):
+                cur[k] = v
+        tuples.append(cur)
+        if len(tuples) < 2:
+            continue
+        orig, reply = tuples[0], tuples[1]
+        if orig.get("dst") == dst_ip and orig.get("dport") == str(dport):
+            return {
+                "line": line.strip(),
+                "original": orig,
+                "reply": reply,
+                "dnat_to": f"{reply.get('src')}:{reply.get('sport')}",
+                "snat_to": f"{reply.get('dst')}:{reply.get('dport')}",
+            }
+    return None
+
+
+def _node_facts(runner: Runner, topo: Topology, run_dir: Path) -> dict[str, str]:
+    conntrack: dict[str, str] = {}
+    for n in topo.nodes:
+        d = run_dir / "nodes" / n.name
+        d.mkdir(parents=True, exist_ok=True)
+        ex = ["ip", "netns", "exec", n.netns]
+        ct = runner.run([*ex, "conntrack", "-L"], check=False).stdout
+        conntrack[n.name] = ct
+        files = {
+            "conntrack.txt": ct,
+            "iptables-save.txt": runner.run([*ex, "iptables-save"], check=False).stdout,
+            "nft.txt": runner.run([*ex, "nft", "list", "ruleset"], check=False).stdout,
+            "links.json": runner.run(
+                ["ip", "-n", n.netns, "-j", "addr", "show"], check=False
+            ).stdout,
+        }
+        for name, text in files.items():
+            fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+    return conntrack
+
+
+def _run_services(topo: Topology) -> tuple[RunService, ...]:
+    out = []
+    for s in cluster_services(topo):
+        out.append(
+            RunService(
+                namespace=s.namespace,
+                name=s.name,
+                cluster_ips=(s.cluster_ip,),
+                ports=tuple(
+                    RunPort(
+                        port=p.port,
+                        protocol=p.protocol,
+                        name=p.name,
+                        target_port=p.target_port,
+                        node_port=p.node_port,
+                    )
+                    for p in s.ports
+                ),
+                endpoints=tuple(
+                    RunEndpoint(address=e.ip, pod=e.pod, node=e.node) for e in s.endpoints
+                ),
+                external_traffic_policy=s.external_traffic_policy,
+                session_affinity=s.session_affinity,
+            )
+        )
+    return tuple(out)
+
+
+def outcome_of(exit_code: int, output: str) -> str:
+    """curl's exit code as the scenario outcome vocabulary."""
+    if exit_code == 0 and "HTTP 200" in output:
+        return "http-200"
+    if exit_code == 6:
+        return "nxdomain"
+    if exit_code == 7:
+        if "Connection refused" in output:
+            return "refused"
+        if "No route to host" in output or "unreachable" in output:
+            return "unreachable"
+        return "connect-failed"
+    if exit_code == 28:
+        return "timeout"
+    return f"curl-exit-{exit_code}"
+
+
+def run_scenario(
+    name: str,
+    out_dir: Path | None = None,
+    runner: Runner | None = None,
+    log: Log = _quiet,
+) -> Path:
+    """Run one scenario with captures everywhere at once; return the run directory."""
+    runner = runner or SubprocessRunner()
+    check_prerequisites()
+    state, topo = require_up()
+    known = scenarios(topo)
+    if name not in known:
+        raise UsageError(f"unknown scenario {name!r}; known: {', '.join(known)}")
+    sc = known[name]
+    run_dir = (
+        Path(out_dir)
+        if out_dir
+        else Path.cwd() / f"pathtrace-lab-{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    )
+    if run_dir.exists() and any(run_dir.iterdir()):
+        raise UsageError(f"{run_dir}: exists and is not empty")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(run_dir, 0o700)
+    t0 = time.monotonic()
+    for n in topo.nodes:
+        # A clean conntrack table: the entry this run makes is the only one to read back.
+        runner.run(["ip", "netns", "exec", n.netns, "conntrack", "-F"], check=False)
+    caps: list[_Capture] = []
+    setup_done: list[tuple[str, tuple[str, ...]]] = []
+    try:
+        for (netns, argv), undo in zip(sc.setup, sc.cleanup, strict=False):
+            runner.run(["ip", "netns", "exec", netns, *argv])
+            setup_done.append(undo)
+        log(f"starting {len(sc.points)} captures: {', '.join(p.name for p in sc.points)}")
+        caps = start_captures(runner, sc, run_dir)
+        log(f"request from {sc.client_netns}: {' '.join(sc.command)}")
+        req_start = time.time_ns()
+        res = runner.run(
+            ["ip", "netns", "exec", sc.client_netns, *sc.command], check=False, timeout=30
+        )
+        req_end = time.time_ns()
+        time.sleep(GRACE_S)  # tcpdump's last packets, and the FIN exchange
+        conntrack = _node_facts(runner, topo, run_dir)
+    finally:
+        stop_captures(caps)
+        for netns, argv in setup_done:
+            runner.run(["ip", "netns", "exec", netns, *argv], check=False)
+    output = (res.stdout + res.stderr).strip()
+    outcome = outcome_of(res.returncode, output)
+    truth: dict[str, Any] = {
+        "scenario": sc.name,
+        "description": sc.description,
+        "mode": state.get("mode"),
+        "expected_path": list(sc.path),
+        "expected_outcome": sc.expect_outcome,
+        "outcome": outcome,
+        "service": sc.service,
+        "frontend": sc.frontend,
+        "backend": sc.backend,
+        "snat_node": sc.snat_node,
+        "server_delay_ns": int(sc.server_delay_s * 1e9) if sc.server_delay_s else None,
+        "notes": list(sc.notes),
+    }
+    translations: list[dict[str, Any]] = []
+    if sc.frontend and sc.backend:
+        translations.append(
+            {"kind": "DNAT", "node": sc.conntrack_node, "from": sc.frontend, "to": sc.backend}
+        )
+    if sc.snat_node:
+        translations.append(
+            {"kind": "SNAT", "node": sc.snat_node, "to": "node address (masquerade --random-fully)"}
+        )
+    truth["expected_translations"] = translations
+    if sc.conntrack_node and sc.frontend:
+        ip, _, port = sc.frontend.rpartition(":")
+        proto = "udp" if sc.frontend.endswith(":53") else "tcp"
+        truth["conntrack"] = parse_conntrack_entry(
+            conntrack[sc.conntrack_node], ip, int(port), proto
+        )
+    points = []
+    for cap in caps:
+        pt = cap.point
+        points.append(
+            CapturePoint(
+                name=pt.name,
+                role=pt.role,
+                file=f"points/{pt.name}.pcap",
+                node=pt.node,
+                pod=pt.pod,
+                namespace=pt.namespace,
+                interface=pt.interface,
+                started_ns=cap.started_ns,
+                stopped_ns=cap.stopped_ns,
+                packets=cap.packets,
+                dropped=cap.dropped,
+            )
+        )
+    warnings = []
+    if outcome != sc.expect_outcome:
+        warnings.append(
+            f"outcome {outcome!r} differs from the scenario's expected {sc.expect_outcome!r}"
+        )
+    manifest = Manifest(
+        source="lab",
+        created=datetime.now(UTC).isoformat(),
+        points=tuple(points),
+        services=_run_services(topo),
+        request={
+            "command": [*sc.command],
+            "netns": sc.client_netns,
+            "exit_code": res.returncode,
+            "output": output[-2000:],
+            "started_ns": req_start,
+            "finished_ns": req_end,
+        },
+        warnings=tuple(warnings),
+        extra={"lab": truth},
+    )
+    from tracer.rundir import write_manifest
+
+    write_manifest(run_dir, manifest)
+    log(f"{sc.name}: {outcome} in {time.monotonic() - t0:.2f} s -> {run_dir}")
+    return run_dir
+
+
+def describe(topo: Topology | None = None) -> list[tuple[str, str]]:
+    topo = topo or plan_topology()
+    return [(s.name, s.description) for s in scenarios(topo).values()]
+
+
+def state_json() -> str:
+    return json.dumps(read_state() or {}, indent=2)
+
+
+__all__ = [
+    "EXTERNAL_NS",
+    "check_prerequisites",
+    "describe",
+    "down",
+    "kube_proxy_commands",
+    "outcome_of",
+    "parse_conntrack_entry",
+    "run_scenario",
+    "status",
+    "up",
+]

@@ -1,0 +1,363 @@
+"""The lab's cluster (its Services) and its scenarios, as frozen data.
+
+Pure: a scenario says which namespace sends which request, where to capture, and what the lab's
+configuration makes true (path order, translations, outcome). Running it is `tracer.lab.lab`'s job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tracer.lab.kubeproxy import Endpoint, Service, ServicePort
+from tracer.lab.topology import EXTERNAL_NS, UNDERLAY_BRIDGE, UNDERLAY_NS, Topology
+
+WEB_PORT = 8080
+SLOW_DELAY_S = 0.2
+INGRESS_HOST = "web.example.com"
+NODEPORT_CLUSTER = 30080
+NODEPORT_LOCAL = 30081
+NODEPORT_INGRESS = 30090
+KUBE_DNS_IP = "10.96.0.10"
+CURL_MAX_TIME = 4
+
+
+def _ep(topo: Topology, pod: str) -> Endpoint:
+    p = topo.pod(pod)
+    return Endpoint(ip=p.ip, node=p.node, pod=f"{p.namespace}/{p.name}")
+
+
+def _web(name: str, ip: str, eps: tuple[Endpoint, ...], **kw: object) -> Service:
+    node_port = kw.pop("node_port", None)
+    return Service(
+        namespace="default",
+        name=name,
+        cluster_ip=ip,
+        ports=(
+            ServicePort(
+                port=80,
+                target_port=WEB_PORT,
+                protocol="TCP",
+                name="http",
+                node_port=node_port,  # type: ignore[arg-type]
+            ),
+        ),
+        endpoints=eps,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def cluster_services(topo: Topology) -> tuple[Service, ...]:
+    """Every Service of the lab cluster; kube-proxy on every node gets rules for all of them."""
+    node2 = topo.nodes[1]
+    return (
+        Service(
+            namespace="kube-system",
+            name="kube-dns",
+            cluster_ip=KUBE_DNS_IP,
+            ports=(
+                ServicePort(port=53, target_port=53, protocol="UDP", name="dns"),
+                ServicePort(port=53, target_port=53, protocol="TCP", name="dns-tcp"),
+            ),
+            endpoints=(_ep(topo, "coredns"),),
+        ),
+        _web("web", "10.96.0.100", (_ep(topo, "web-a"),)),
+        _web("web-remote", "10.96.0.101", (_ep(topo, "web-b"),)),
+        _web("web-np", "10.96.0.102", (_ep(topo, "web-b"),), node_port=NODEPORT_CLUSTER),
+        _web(
+            "web-local",
+            "10.96.0.103",
+            (_ep(topo, "web-b"),),
+            node_port=NODEPORT_LOCAL,
+            external_traffic_policy="Local",
+        ),
+        _web("web-empty", "10.96.0.104", ()),
+        # The pod behind this endpoint is gone: its address is in node2's pod CIDR, unassigned.
+        _web(
+            "web-stale",
+            "10.96.0.105",
+            (
+                Endpoint(
+                    ip=node2.pod_cidr.replace(".0/24", ".9"), node=node2.name, pod="default/web-c"
+                ),
+            ),
+        ),
+        _web("web-slow", "10.96.0.106", (_ep(topo, "slow"),)),
+        Service(
+            namespace="ingress-nginx",
+            name="ingress-nginx-controller",
+            cluster_ip="10.96.0.200",
+            ports=(
+                ServicePort(
+                    port=80, target_port=80, protocol="TCP", name="http", node_port=NODEPORT_INGRESS
+                ),
+            ),
+            endpoints=(_ep(topo, "ingress"),),
+        ),
+    )
+
+
+def dns_records(topo: Topology) -> dict[str, str]:
+    """The cluster DNS zone: <svc>.<ns>.svc.cluster.local, plus the ingress host name."""
+    recs = {
+        f"{s.name}.{s.namespace}.svc.cluster.local": s.cluster_ip for s in cluster_services(topo)
+    }
+    recs[INGRESS_HOST] = topo.nodes[0].underlay_ip
+    return recs
+
+
+def external_dns_records(topo: Topology) -> dict[str, str]:
+    """The outside world's DNS: the ingress host name points at node1."""
+    return {INGRESS_HOST: topo.nodes[0].underlay_ip}
+
+
+@dataclass(frozen=True)
+class Point:
+    """A capture point: `netns` to run tcpdump in, `interface` (`any` on nodes)."""
+
+    name: str
+    role: str
+    netns: str
+    node: str
+    interface: str = "eth0"
+    pod: str | None = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    client_netns: str
+    command: tuple[str, ...]
+    points: tuple[Point, ...]
+    # Ground truth from the configuration.
+    expect_outcome: str  # http-200 | refused | unreachable | timeout | nxdomain
+    path: tuple[str, ...]  # point names in the order the request's first packet meets them
+    service: str | None = None  # ns/name of the Service the request goes to
+    frontend: str | None = None  # "ip:port" the client (or the ingress) dials
+    backend: str | None = None  # "ip:port" kube-proxy DNATs to
+    snat_node: str | None = None  # node whose masquerade rewrites the source (None: no SNAT)
+    conntrack_node: str | None = None  # node whose conntrack holds the DNAT
+    server_delay_s: float | None = None
+    setup: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (netns, argv) before the request
+    cleanup: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+
+def _curl(url: str, *extra: str) -> tuple[str, ...]:
+    return (
+        "curl",
+        "-sS",
+        "-v",
+        "--max-time",
+        str(CURL_MAX_TIME),
+        "-w",
+        "\\nHTTP %{http_code} connect=%{time_connect} total=%{time_total}\\n",
+        *extra,
+        url,
+    )
+
+
+def scenarios(topo: Topology) -> dict[str, Scenario]:
+    """Every scenario, by name."""
+    n1, n2 = topo.nodes[0], topo.nodes[1]
+
+    def node_pt(n: str) -> Point:
+        node = topo.node(n)
+        return Point(name=node.name, role="node", netns=node.netns, node=node.name, interface="any")
+
+    def pod_pt(pod: str, role: str) -> Point:
+        p = topo.pod(pod)
+        return Point(
+            name=p.name, role=role, netns=p.netns, node=p.node, pod=p.name, namespace=p.namespace
+        )
+
+    client = pod_pt("client", "client")
+    coredns = pod_pt("coredns", "dns")
+    external = Point(name="external", role="client", netns=EXTERNAL_NS, node="external")
+    extdns = Point(
+        name="extdns", role="dns", netns=UNDERLAY_NS, node="underlay", interface=UNDERLAY_BRIDGE
+    )
+    web_a, web_b, slow = (
+        pod_pt("web-a", "server"),
+        pod_pt("web-b", "server"),
+        pod_pt("slow", "server"),
+    )
+    ingress = pod_pt("ingress", "ingress")
+    N1, N2 = node_pt(n1.name), node_pt(n2.name)  # noqa: N806
+    c = topo.pod("client")
+    a, b, s = topo.pod("web-a"), topo.pod("web-b"), topo.pod("slow")
+    ing = topo.pod("ingress")
+    svc = {x.name: x for x in cluster_services(topo)}
+    stale_ip = svc["web-stale"].endpoints[0].ip
+
+    drop_rule = ("-s", c.ip, "-d", b.ip, "-p", "tcp", "--dport", str(WEB_PORT), "-j", "DROP")
+    out = [
+        Scenario(
+            name="clusterip",
+            description="pod -> Service `web` by DNS name -> DNAT -> backend on the same node",
+            client_netns=c.netns,
+            command=_curl("http://web/"),
+            points=(client, coredns, N1, web_a),
+            expect_outcome="http-200",
+            path=("client", n1.name, "web-a"),
+            service="default/web",
+            frontend=f"{svc['web'].cluster_ip}:80",
+            backend=f"{a.ip}:{WEB_PORT}",
+            conntrack_node=n1.name,
+        ),
+        Scenario(
+            name="clusterip-remote",
+            description="pod -> Service `web-remote` -> DNAT on node1 -> VXLAN -> backend on node2",
+            client_netns=c.netns,
+            command=_curl("http://web-remote/"),
+            points=(client, coredns, N1, N2, web_b),
+            expect_outcome="http-200",
+            path=("client", n1.name, n2.name, "web-b"),
+            service="default/web-remote",
+            frontend=f"{svc['web-remote'].cluster_ip}:80",
+            backend=f"{b.ip}:{WEB_PORT}",
+            conntrack_node=n1.name,
+        ),
+        Scenario(
+            name="nodeport",
+            description="external -> node1:30080 (eTP=Cluster): DNAT + SNAT, backend on node2 sees node1",
+            client_netns=EXTERNAL_NS,
+            command=_curl(f"http://{n1.underlay_ip}:{NODEPORT_CLUSTER}/"),
+            points=(external, N1, N2, web_b),
+            expect_outcome="http-200",
+            path=("external", n1.name, n2.name, "web-b"),
+            service="default/web-np",
+            frontend=f"{n1.underlay_ip}:{NODEPORT_CLUSTER}",
+            backend=f"{b.ip}:{WEB_PORT}",
+            snat_node=n1.name,
+            conntrack_node=n1.name,
+        ),
+        Scenario(
+            name="nodeport-local",
+            description="external -> node2:30081 (eTP=Local), local backend: DNAT only, client IP kept",
+            client_netns=EXTERNAL_NS,
+            command=_curl(f"http://{n2.underlay_ip}:{NODEPORT_LOCAL}/"),
+            points=(external, N2, web_b),
+            expect_outcome="http-200",
+            path=("external", n2.name, "web-b"),
+            service="default/web-local",
+            frontend=f"{n2.underlay_ip}:{NODEPORT_LOCAL}",
+            backend=f"{b.ip}:{WEB_PORT}",
+            conntrack_node=n2.name,
+        ),
+        Scenario(
+            name="ingress",
+            description=f"external -> DNS {INGRESS_HOST} -> NodePort -> nginx pod -> Service web-remote -> node2",
+            client_netns=EXTERNAL_NS,
+            command=_curl(f"http://{INGRESS_HOST}:{NODEPORT_INGRESS}/"),
+            points=(external, extdns, N1, ingress, N2, web_b),
+            expect_outcome="http-200",
+            path=("external", n1.name, "ingress", n1.name, n2.name, "web-b"),
+            service="ingress-nginx/ingress-nginx-controller",
+            frontend=f"{n1.underlay_ip}:{NODEPORT_INGRESS}",
+            backend=f"{ing.ip}:80",
+            snat_node=n1.name,
+            conntrack_node=n1.name,
+            notes=(f"second leg: nginx -> {svc['web-remote'].cluster_ip}:80 -> {b.ip}:{WEB_PORT}",),
+        ),
+        Scenario(
+            name="ingress-hostnet",
+            description="external -> nginx in node1's own namespace (hostNetwork) -> Service web-remote",
+            client_netns=EXTERNAL_NS,
+            command=_curl(f"http://{INGRESS_HOST}/"),
+            points=(external, extdns, N1, N2, web_b),
+            expect_outcome="http-200",
+            path=("external", n1.name, n2.name, "web-b"),
+            service="default/web-remote",
+            frontend=f"{svc['web-remote'].cluster_ip}:80",
+            backend=f"{b.ip}:{WEB_PORT}",
+            snat_node=n1.name,
+            conntrack_node=n1.name,
+            notes=("nginx listens on node1's address: no kube-proxy rule on the client's leg",),
+        ),
+        Scenario(
+            name="no-endpoints",
+            description="pod -> Service `web-empty` with no endpoints: filter REJECT (connection refused)",
+            client_netns=c.netns,
+            command=_curl("http://web-empty/"),
+            points=(client, coredns, N1),
+            expect_outcome="refused",
+            path=("client", n1.name),
+            service="default/web-empty",
+            frontend=f"{svc['web-empty'].cluster_ip}:80",
+        ),
+        Scenario(
+            name="stale-endpoint",
+            description="pod -> Service `web-stale` whose endpoint pod is gone: DNAT to nowhere, SYN retransmissions, then host unreachable",
+            client_netns=c.netns,
+            command=_curl("http://web-stale/"),
+            points=(client, coredns, N1, N2),
+            expect_outcome="unreachable",
+            path=("client", n1.name, n2.name),
+            service="default/web-stale",
+            frontend=f"{svc['web-stale'].cluster_ip}:80",
+            backend=f"{stale_ip}:{WEB_PORT}",
+            conntrack_node=n1.name,
+        ),
+        Scenario(
+            name="local-no-endpoint",
+            description="external -> node1:30081 (eTP=Local) with no local endpoint: DROP, client times out",
+            client_netns=EXTERNAL_NS,
+            command=_curl(f"http://{n1.underlay_ip}:{NODEPORT_LOCAL}/"),
+            points=(external, N1),
+            expect_outcome="timeout",
+            path=("external", n1.name),
+            service="default/web-local",
+            frontend=f"{n1.underlay_ip}:{NODEPORT_LOCAL}",
+        ),
+        Scenario(
+            name="dns-nxdomain",
+            description="pod asks for a wrong name (`wbe`): every search expansion gets NXDOMAIN",
+            client_netns=c.netns,
+            command=_curl("http://wbe/"),
+            points=(client, coredns, N1),
+            expect_outcome="nxdomain",
+            path=("client", n1.name, "coredns"),
+            service="kube-system/kube-dns",
+            frontend=f"{KUBE_DNS_IP}:53",
+            backend=f"{topo.pod('coredns').ip}:53",
+            conntrack_node=n1.name,
+        ),
+        Scenario(
+            name="slow-server",
+            description=f"pod -> Service `web-slow` on node2, whose server holds each answer {SLOW_DELAY_S * 1000:.0f} ms",
+            client_netns=c.netns,
+            command=_curl("http://web-slow/"),
+            points=(client, coredns, N1, N2, slow),
+            expect_outcome="http-200",
+            path=("client", n1.name, n2.name, "slow"),
+            service="default/web-slow",
+            frontend=f"{svc['web-slow'].cluster_ip}:80",
+            backend=f"{s.ip}:{WEB_PORT}",
+            conntrack_node=n1.name,
+            server_delay_s=SLOW_DELAY_S,
+        ),
+        Scenario(
+            name="drop",
+            description="pod -> `web-remote`, but a filter rule on node2 drops the traffic: SYN retransmissions",
+            client_netns=c.netns,
+            command=_curl("http://web-remote/"),
+            points=(client, coredns, N1, N2),
+            expect_outcome="timeout",
+            path=("client", n1.name, n2.name),
+            service="default/web-remote",
+            frontend=f"{svc['web-remote'].cluster_ip}:80",
+            backend=f"{b.ip}:{WEB_PORT}",
+            conntrack_node=n1.name,
+            setup=((n2.netns, ("iptables", "-w", "-I", "FORWARD", *drop_rule)),),
+            cleanup=((n2.netns, ("iptables", "-w", "-D", "FORWARD", *drop_rule)),),
+        ),
+    ]
+    return {sc.name: sc for sc in out}
+
+
+def scenario_names() -> tuple[str, ...]:
+    from tracer.lab.topology import plan_topology
+
+    return tuple(scenarios(plan_topology()))
