@@ -1,0 +1,34 @@
+"""A local stand-in for the Kubernetes API server, so that `pathtrace capture` runs on the lab.
+
+`serve(state, exec_backend)` starts it on 127.0.0.1 with a random bearer token and writes a
+kubeconfig for it; the real kubernetes client talks to it over HTTP and WebSocket unchanged.
+"""
+
+from tracer.apiserver.server import Server, serve
+from tracer.apiserver.state import (
+    ClusterState,
+    ExecBackend,
+    ExecTarget,
+    IngressSpec,
+    LocalExecBackend,
+    NetnsExecBackend,
+    NodeSpec,
+    PodSpec,
+    ServicePortSpec,
+    ServiceSpec,
+)
+
+__all__ = [
+    "ClusterState",
+    "ExecBackend",
+    "ExecTarget",
+    "IngressSpec",
+    "LocalExecBackend",
+    "NetnsExecBackend",
+    "NodeSpec",
+    "PodSpec",
+    "Server",
+    "ServicePortSpec",
+    "ServiceSpec",
+    "serve",
+]

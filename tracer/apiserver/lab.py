@@ -1,0 +1,66 @@
+"""The lab as a ClusterState: nodes, pods and Services of the namespace lab, for the stand-in.
+
+Reads the lab's topology (from its state file, or one given) and its Service model; pods run
+their commands through `ip netns exec pt-<node>-<pod>` (NetnsExecBackend). Changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tracer.apiserver.state import ClusterState, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
+from tracer.errors import LabError
+
+# Labels real clusters put on these pods, so that resolution finds them the same way.
+_POD_LABELS = {
+    "coredns": {"k8s-app": "kube-dns"},
+    "ingress": {"app.kubernetes.io/name": "ingress-nginx"},
+}
+
+
+def lab_cluster_state(topology: Any = None) -> ClusterState:
+    """The running lab (or `topology`, a tracer.lab.topology.Topology) as a ClusterState."""
+    from tracer.lab.scenarios import cluster_services
+    from tracer.lab.topology import read_state, topology_from_json
+
+    if topology is None:
+        state = read_state()
+        if not state or not state.get("complete"):
+            raise LabError("the lab is not up", hint="run `pathtrace lab up` first")
+        topology = topology_from_json(state["topology"])
+    nodes = tuple(
+        NodeSpec(n.name, n.underlay_ip, netns=n.netns, pod_cidr=n.pod_cidr) for n in topology.nodes
+    )
+    pods = tuple(
+        PodSpec(
+            p.namespace,
+            p.name,
+            p.node,
+            p.ip,
+            netns=p.netns,
+            labels={"app": p.name, **_POD_LABELS.get(p.name, {})},
+        )
+        for p in topology.pods
+    )
+    services = []
+    for s in cluster_services(topology):
+        names = tuple(
+            e.pod.split("/", 1)[-1]
+            for e in s.endpoints
+            if e.pod and e.pod.startswith(f"{s.namespace}/")
+        )
+        ports = tuple(
+            ServicePortSpec(p.port, p.target_port, p.protocol, p.name, p.node_port) for p in s.ports
+        )
+        services.append(
+            ServiceSpec(
+                s.namespace,
+                s.name,
+                s.cluster_ip,
+                ports,
+                names,
+                type="NodePort" if any(p.node_port for p in s.ports) else "ClusterIP",
+                external_traffic_policy=s.external_traffic_policy,
+            )
+        )
+    return ClusterState(nodes=nodes, pods=pods, services=tuple(services))

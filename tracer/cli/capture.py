@@ -1,0 +1,246 @@
+"""`pathtrace capture`: capture one request on a live cluster at every point at once, then trace it.
+
+Only wiring: kube (resolve, preflight) -> capture.plan -> capture.lifecycle -> analyze.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tracer.errors import UsageError
+
+HELP = """Capture ONE request at the client pod, the nodes and the server pods at once.
+
+\b
+pathtrace adds an ephemeral debug container (tcpdump, NET_RAW/NET_ADMIN) to the client and server
+pods and starts a host-network pod on every node on the path, runs the request (or waits while
+you reproduce it), stops every capture together, collects the nodes' kube-proxy rules and
+conntrack, deletes its node pods and prints the path as `pathtrace analyze RUN` would.
+
+\b
+Examples:
+  pathtrace capture --from pod/client --to svc/web --request 'curl -s http://web/'
+  pathtrace capture --from external --to svc/web:80 --duration 30
+  pathtrace capture --from pod/client --to ingress/shop --request 'curl -s http://shop.local/'
+  pathtrace capture --from pod/client --to svc/web --dry-run     # print the plan, create nothing
+
+\b
+Ephemeral containers cannot be removed from a pod (Kubernetes forbids it); the run's manifest lists
+the ones added. Every pod created carries app.kubernetes.io/managed-by=pathtrace and
+pathtrace.io/run=<run id>; `pathtrace cleanup` deletes leftovers.
+"""
+
+
+def _progress_printer() -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(points: Mapping[str, tuple[int, int]]) -> None:
+        parts = [f"{name}: {pk} pkts {by / 1024:.0f} KiB" for name, (pk, by) in points.items()]
+        click.echo("\r" + " | ".join(parts) + "\033[K", err=True, nl=False)
+
+    return show
+
+
+@click.command("capture", help=HELP)
+@click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Path to the kubeconfig file.")
+@click.option("--context", "kube_context", help="The kubeconfig context to use.")
+@click.option("-n", "--namespace", help="Namespace of --from and --to (default: the context's).")
+@click.option(
+    "--from", "from_", required=True, metavar="pod/NAME|external", help="Where the request starts."
+)
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="svc/NAME[:PORT]|pod/NAME|ingress/NAME|URL",
+    help="Where the request goes.",
+)
+@click.option(
+    "--request",
+    "request",
+    metavar="'CMD ARGS'",
+    help="Command run in the client pod's debug container.",
+)
+@click.option(
+    "--duration",
+    type=float,
+    default=None,
+    help="Seconds to capture while you reproduce (instead of --request).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(file_okay=False),
+    help="Run directory (default ./pathtrace-<run id>).",
+)
+@click.option(
+    "--image", default=None, help="Image with tcpdump for the debug containers and node pods."
+)
+@click.option("--snaplen", type=click.IntRange(64, 262144), default=256, show_default=True)
+@click.option(
+    "--max-packets", type=click.IntRange(1), default=None, help="Stop each point after N packets."
+)
+@click.option(
+    "--node-namespace", default=None, help="Namespace for the node pods (default: --namespace)."
+)
+@click.option(
+    "--privileged",
+    is_flag=True,
+    help="Run node pods privileged (only when NET_RAW/NET_ADMIN are not enough).",
+)
+@click.option("--no-node-capture", is_flag=True, help="Capture in the pods only.")
+@click.option(
+    "--no-pod-capture", is_flag=True, help="Capture on the nodes only (no ephemeral containers)."
+)
+@click.option(
+    "--timeout",
+    type=float,
+    default=120.0,
+    show_default=True,
+    help="Seconds allowed for setup and the request.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the plan as JSON and create nothing.")
+@click.option("--no-analyze", is_flag=True, help="Write the run directory only.")
+def command(
+    kubeconfig: str | None,
+    kube_context: str | None,
+    namespace: str | None,
+    from_: str,
+    to: str,
+    request: str | None,
+    duration: float | None,
+    output: str | None,
+    image: str | None,
+    snaplen: int,
+    max_packets: int | None,
+    node_namespace: str | None,
+    privileged: bool,
+    no_node_capture: bool,
+    no_pod_capture: bool,
+    timeout: float,
+    dry_run: bool,
+    no_analyze: bool,
+) -> None:
+    from tracer.capture import plan as planmod
+    from tracer.capture.lifecycle import CaptureSettings, KubernetesBackend, run_capture
+    from tracer.kube.client import KubeApi
+    from tracer.kube.preflight import preflight
+    from tracer.kube.resolve import parse_from, parse_to, request_uses_name, resolve
+
+    if request is not None and duration is not None:
+        raise UsageError("give either --request or --duration, not both")
+    if request is None and duration is None:
+        raise UsageError(
+            "nothing to capture: give --request 'CMD' to run in the client pod, or --duration "
+            "SECONDS to reproduce it yourself"
+        )
+    source, dest = parse_from(from_), parse_to(to)
+    try:
+        argv = planmod.request_argv(request) if request is not None else None
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if argv is not None and source.kind == "external":
+        raise UsageError("--request runs in the client pod; with --from external use --duration")
+
+    api = KubeApi(kubeconfig, kube_context, namespace)
+    try:
+        targets, notes = resolve(
+            api, source, dest, uses_name=bool(argv and request_uses_name(argv))
+        )
+        run_id = planmod.new_run_id()
+        pod_ns = {p.namespace for p in (targets.client, *targets.servers) if p is not None}
+        node_ns = node_namespace or api.namespace
+        options = planmod.CaptureOptions(
+            run_id=run_id,
+            image=image or planmod.DEFAULT_IMAGE,
+            snaplen=snaplen,
+            max_packets=max_packets,
+            duration=duration or 0.0,
+            timeout=timeout,
+            privileged=privileged,
+            pod_capture=not no_pod_capture,
+            node_capture=not no_node_capture,
+            node_namespace=node_ns,
+        )
+        if dry_run:
+            plan = planmod.make_plan(targets, options)
+            click.echo(json.dumps(planmod.plan_to_json(plan), indent=2))
+            return
+        pf = preflight(
+            api,
+            pod_namespaces=pod_ns,
+            node_namespace=node_ns,
+            want_pods=options.pod_capture,
+            want_nodes=options.node_capture,
+            privileged=privileged,
+        )
+        for w in pf.warnings:
+            click.echo(f"pathtrace: warning: {w}", err=True)
+        options = planmod.CaptureOptions(
+            **{
+                **options.__dict__,
+                "pod_capture": pf.pod_capture,
+                "node_capture": pf.node_capture,
+            }
+        )
+        plan = planmod.make_plan(targets, options)
+        run_dir = Path(output or f"pathtrace-{run_id}")
+        click.echo(
+            f"pathtrace: run {run_id}: {len(plan.points)} points "
+            f"({', '.join(p.name for p in plan.points)}) -> {run_dir}",
+            err=True,
+        )
+        if plan.ephemeral:
+            click.echo(
+                "pathtrace: adding ephemeral containers (they cannot be removed later): "
+                + ", ".join(f"{e.namespace}/{e.pod}:{e.name}" for e in plan.ephemeral),
+                err=True,
+            )
+        settings = CaptureSettings(
+            request=tuple(argv) if argv is not None else None,
+            duration=duration or 0.0,
+            request_timeout=timeout,
+        )
+        progress = _progress_printer()
+        try:
+            manifest = run_capture(
+                plan,
+                KubernetesBackend(api, ready_timeout=timeout),
+                run_dir,
+                settings,
+                services=targets.services,
+                warnings=[*notes, *pf.warnings],
+                progress=progress,
+                extra={"server": api.server, "namespace": api.namespace},
+            )
+        finally:
+            if progress is not None:
+                click.echo("", err=True)
+        for p in manifest.points:
+            click.echo(f"pathtrace: {p.name}: {p.packets} packets -> {run_dir / p.file}", err=True)
+        if manifest.request.get("exit_code") not in (None, 0):
+            click.echo(
+                f"pathtrace: warning: the request exited with {manifest.request['exit_code']}",
+                err=True,
+            )
+    finally:
+        api.close()
+    if not no_analyze:
+        _analyze(run_dir)
+
+
+def _analyze(run_dir: Path) -> None:
+    try:
+        from tracer.cli import analyze
+    except ImportError:
+        click.echo(f"pathtrace: captured; trace it with: pathtrace analyze {run_dir}", err=True)
+        return
+    ctx = click.get_current_context()
+    ctx.invoke(analyze.command, run=str(run_dir))
