@@ -1,0 +1,343 @@
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.report.shape import check_path_document
+from tracer.cli import main
+
+# --- a ClusterIP request written as two captures (ground truth: the addresses and times below) --
+
+CLIENT = ("10.244.1.7", 53700)
+SERVICE = ("10.96.0.100", 80)
+BACKEND = ("10.244.2.9", 8080)
+T0 = Decimal("1714564800.000000")
+ONE_WAY = Decimal("0.000200")  # 200 µs from client to server and back, same clock on both
+REQ = b"GET /hello HTTP/1.1\r\nHost: web\r\n\r\n"
+RESP = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+def _exchange() -> list[tuple[Decimal, bool, str, int, int, bytes, tuple[int, int]]]:
+    """(client-side send time, forward?, flags, seq, ack, payload, (tsval, tsecr))."""
+    c, s = 1000, 5000
+    step = Decimal("0.001")
+    return [
+        (T0, True, "S", c, 0, b"", (100, 0)),
+        (T0 + step, False, "SA", s, c + 1, b"", (900, 100)),
+        (T0 + 2 * step, True, "A", c + 1, s + 1, b"", (101, 900)),
+        (T0 + 3 * step, True, "PA", c + 1, s + 1, REQ, (102, 900)),
+        (T0 + 4 * step, False, "PA", s + 1, c + 1 + len(REQ), RESP, (901, 102)),
+        (T0 + 5 * step, True, "A", c + 1 + len(REQ), s + 1 + len(RESP), b"", (103, 901)),
+    ]
+
+
+def _packet(
+    src: tuple[str, int],
+    dst: tuple[str, int],
+    flags: str,
+    seq: int,
+    ack: int,
+    payload: bytes,
+    ts: tuple[int, int],
+    ip_id: int,
+    t: Decimal,
+    ttl: int,
+) -> Any:
+    from scapy.layers.inet import IP, TCP
+    from scapy.layers.l2 import Ether
+    from scapy.packet import Raw
+
+    tcp = TCP(
+        sport=src[1], dport=dst[1], flags=flags, seq=seq, ack=ack, options=[("Timestamp", ts)]
+    )
+    pkt = Ether() / IP(src=src[0], dst=dst[0], id=ip_id, ttl=ttl, flags="DF") / tcp
+    if payload:
+        pkt = pkt / Raw(payload)
+    pkt.time = t
+    return pkt
+
+
+def write_clusterip_captures(where: Path) -> tuple[Path, Path]:
+    """client.pcap sees CLIENT <-> SERVICE; server.pcap sees CLIENT <-> BACKEND (after DNAT)."""
+    from scapy.utils import wrpcap
+
+    client, server = [], []
+    for i, (t, fwd, flags, seq, ack, data, ts) in enumerate(_exchange()):
+        ip_id = 0 if flags == "SA" else 4000 + i
+        if fwd:
+            client.append(_packet(CLIENT, SERVICE, flags, seq, ack, data, ts, ip_id, t, 64))
+            server.append(
+                _packet(CLIENT, BACKEND, flags, seq, ack, data, ts, ip_id, t + ONE_WAY, 63)
+            )
+        else:
+            server.append(
+                _packet(BACKEND, CLIENT, flags, seq, ack, data, ts, ip_id, t - ONE_WAY, 64)
+            )
+            client.append(_packet(SERVICE, CLIENT, flags, seq, ack, data, ts, ip_id, t, 63))
+    server.sort(key=lambda p: p.time)
+    cpath, spath = where / "client.pcap", where / "server.pcap"
+    wrpcap(str(cpath), client)
+    wrpcap(str(spath), server)
+    return cpath, spath
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", *argv])
+    out = capsys.readouterr()
+    code = e.value.code
+    return (code if isinstance(code, int) else 1), out.out, out.err
+
+
+def _have_correlator() -> bool:
+    try:
+        import tracer.correlate as c
+    except ImportError:
+        return False
+    return all(hasattr(c, n) for n in ("PointFrames", "correlate", "select", "build_path"))
+
+
+needs_correlator = pytest.mark.skipif(not _have_correlator(), reason="tracer.correlate not built")
+
+
+# --- usage and input errors: exit codes and messages ---------------------------------------------
+
+
+def test_help_teaches_run_dir_point_spec_match_and_exit_codes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    assert "RUN/manifest.json" in out and "RUN/points/" in out
+    assert "ROLE:NAME[@NODE]=FILE" in out and "--point client:web-client@node-a=client.pcap" in out
+    assert "--match SPEC" in out
+    assert "0 ok" in out and "2 usage" in out and "3 no request found" in out
+
+
+def test_nothing_given_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert code == 2 and out == ""
+    assert "give a RUN directory or --point" in err
+
+
+def test_run_and_point_are_exclusive(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, str(tmp_path), "--point", f"client:c={tmp_path}/x.pcap")
+    assert code == 2
+    assert "not both" in err
+
+
+def test_list_with_request_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "runs/x", "--list", "--request", "1")
+    assert code == 2 and "--list" in err
+
+
+def test_bad_point_spec_exits_2_naming_it(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "--point", "pod:web=client.pcap")
+    assert code == 2
+    assert "'pod:web=client.pcap'" in err and "ROLE:NAME[@NODE]=FILE" in err
+    assert "Traceback" not in err
+
+
+def test_missing_file_exits_1_naming_it(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    missing = tmp_path / "client.pcap"
+    code, _, err = run(capsys, "--point", f"client:c={missing}")
+    assert code == 1
+    assert str(missing) in err and "not found" in err
+
+
+def test_not_a_run_directory_exits_1(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, str(tmp_path))
+    assert code == 1
+    assert "no manifest.json" in err
+
+
+def test_garbage_capture_exits_1_naming_the_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"this is not a capture file at all, just text\n" * 3)
+    code, _, err = run(capsys, "--point", f"client:c={bad}")
+    assert code == 1
+    assert str(bad) in err and "Traceback" not in err
+
+
+# --- end to end over real capture files ----------------------------------------------------------
+
+
+@needs_correlator
+def test_json_end_to_end_through_a_dnat(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cpath, spath = write_clusterip_captures(tmp_path)
+    code, out, err = run(
+        capsys,
+        "--point",
+        f"client:c@node-a={cpath}",
+        "--point",
+        f"server:s@node-a={spath}",
+        "--format",
+        "json",
+    )
+    assert code == 0, err
+    doc = json.loads(out)
+    check_path_document(doc)
+    r = doc["request"]
+    assert (r["protocol"], r["client"], r["destination"]) == (
+        "tcp",
+        "10.244.1.7:53700",
+        "10.96.0.100:80",
+    )
+    assert r["backend"] == "10.244.2.9:8080"
+    assert r["summary"] == "HTTP GET /hello (Host web) -> 200"
+    assert r["start_ns"] == int(T0 * 10**9)
+    assert [h["point"] for h in doc["forward"]] == ["c", "s"]
+    assert doc["forward"][0]["t_ns"] == 0
+    assert doc["forward"][1]["t_ns"] == 200_000  # the one-way delay written into the files
+    kinds = [h["translation"]["kind"] for h in doc["forward"] + doc["reverse"] if h["translation"]]
+    assert "DNAT" in kinds
+    dnat = next(h["translation"] for h in doc["forward"] if h["translation"])
+    assert dnat["before"]["dst"] == "10.96.0.100:80" and dnat["after"]["dst"] == "10.244.2.9:8080"
+
+
+@needs_correlator
+def test_table_list_and_selection(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    cpath, spath = write_clusterip_captures(tmp_path)
+    points = ["--point", f"client:c@node-a={cpath}", "--point", f"server:s@node-a={spath}"]
+    code, out, err = run(capsys, *points)
+    assert code == 0, err
+    assert "DNAT 10.96.0.100:80 → 10.244.2.9:8080" in out
+    assert "HTTP GET /hello (Host web) -> 200" in out
+
+    code, out, err = run(capsys, *points, "--list")
+    assert code == 0, err
+    rows = out.splitlines()[2:]
+    assert len(rows) == 1 and rows[0].split()[:2] == ["0", "tcp"]
+    assert "HTTP GET /hello" in rows[0]
+
+    code, out, err = run(capsys, *points, "--list", "--format", "json")
+    assert code == 0, err
+    listed = json.loads(out)["connections"]
+    assert [(c["index"], c["destination"], c["backend"]) for c in listed] == [
+        (0, "10.96.0.100:80", "10.244.2.9:8080")
+    ]
+
+    code, _, err = run(capsys, *points, "-o", str(tmp_path / "no-such-dir" / "out.txt"))
+    assert code == 1 and "no-such-dir" in err and "Traceback" not in err
+
+    code, out, err = run(capsys, *points, "--request", "7")
+    assert code == 3 and out == ""
+    assert "pathtrace: error:" in err
+
+
+@needs_correlator
+def test_output_file_and_run_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "points").mkdir(parents=True)
+    write_clusterip_captures(run_dir / "points")
+    manifest = {
+        "schema": "pathtrace-run/v1",
+        "source": "import",
+        "created": "2024-05-01T12:00:00Z",
+        "points": [
+            {"name": "client", "role": "client", "node": "node-a", "file": "points/client.pcap"},
+            {"name": "server", "role": "server", "node": "node-a", "file": "points/server.pcap"},
+        ],
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    target = tmp_path / "path.json"
+    code, out, err = run(capsys, str(run_dir), "--format", "json", "-o", str(target))
+    assert code == 0, err
+    assert out == ""
+    doc = json.loads(target.read_text())
+    check_path_document(doc)
+    assert [h["point"] for h in doc["forward"]] == ["client", "server"]
+
+
+# --- end to end over synthetic kube-proxy scenarios (ground truth: the scenario itself) ---------
+
+
+def write_run(scenario: Any, run_dir: Path) -> Path:
+    """The scenario as a run directory: one Ethernet pcapng per point, and its manifest."""
+    from tracer.rundir import Manifest, write_manifest
+    from tracer.testing.wire import write_pcapng
+
+    (run_dir / "points").mkdir(parents=True)
+    points = []
+    for p in scenario.points:
+        file = f"points/{p.name}.pcapng"
+        write_pcapng(run_dir / file, scenario.frames[p.name])
+        points.append(replace(p, file=file))
+    write_manifest(run_dir, Manifest("import", "2024-05-01T12:00:00Z", tuple(points)))
+    return run_dir
+
+
+def _analyze_json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    code, out, err = run(capsys, *argv, "--format", "json")
+    assert code == 0, err
+    doc: dict[str, Any] = json.loads(out)
+    check_path_document(doc)
+    return doc
+
+
+@needs_correlator
+def test_dnat_scenario_across_two_clocks(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tracer.testing.synth import dnat_scenario
+
+    sc = dnat_scenario(offsets={"node-b": 3_000_000})  # node-b's clock runs 3 ms ahead
+    doc = _analyze_json(capsys, str(write_run(sc, tmp_path / "run")))
+    r = doc["request"]
+    assert r["client"] == str(sc.client.src) and r["destination"] == str(sc.client.dst)
+    assert r["backend"] == str(sc.backend)
+    assert r["summary"] == "HTTP GET / (Host web) -> 200"
+    syn = sc.first("syn", "forward")
+    assert [h["point"] for h in doc["forward"]] == [pt for pt, _ in syn.sightings]
+    bound = max((c["error_bound_ns"] for c in doc["clocks"]), default=0)
+    for hop, true_ns in zip(doc["forward"], syn.true_ns, strict=True):
+        assert abs(hop["t_ns"] - (true_ns - syn.true_ns[0])) <= bound
+    ((_, dnat),) = sc.forward_translations
+    got = [h["translation"] for h in doc["forward"] if h["translation"]]
+    assert got == [
+        {
+            "kind": "DNAT",
+            "before": {"src": str(dnat.before.src), "dst": str(dnat.before.dst)},
+            "after": {"src": str(dnat.after.src), "dst": str(dnat.after.dst)},
+        }
+    ]
+    code, out, _ = run(capsys, str(tmp_path / "run"))
+    assert code == 0
+    assert f"DNAT {dnat.before.dst} → {dnat.after.dst}" in out
+    assert "node-b against node-a" in out or "node-a against node-b" in out
+
+
+@needs_correlator
+def test_nodeport_scenario_shows_dnat_and_snat(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from tracer.testing.synth import nodeport_scenario
+
+    sc = nodeport_scenario()
+    doc = _analyze_json(capsys, str(write_run(sc, tmp_path / "run")))
+    kinds = {h["translation"]["kind"] for h in doc["forward"] if h["translation"]}
+    assert kinds == {t.kind for _, t in sc.forward_translations}
+    assert doc["request"]["backend"] == "10.244.2.9:8080"
+    rkinds = {h["translation"]["kind"] for h in doc["reverse"] if h["translation"]}
+    assert rkinds == {t.kind for _, t in sc.reverse_translations}
+
+
+@needs_correlator
+def test_dns_scenario_summary_and_match(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from tracer.testing.synth import dns_scenario
+
+    run_dir = str(write_run(dns_scenario(), tmp_path / "run"))
+    doc = _analyze_json(capsys, run_dir, "--match", "dst=10.96.0.10:53,proto=udp")
+    assert doc["request"]["protocol"] == "udp"
+    assert doc["request"]["summary"] == (
+        "DNS A web.default.svc.cluster.local -> 10.96.0.100 (NOERROR)"
+    )
+    code, out, err = run(capsys, run_dir, "--match", "proto=icmp")
+    assert code == 3 and out == "" and "no connection matches" in err

@@ -1,0 +1,44 @@
+"""The golden outputs: which fixture renders into which file under tests/golden/.
+
+Regenerate after an intended change with `python -m tests.report.regen` (or run the tests with
+PATHTRACE_REGEN_GOLDEN=1), then read the diff: the golden files are the reviewed output.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.report import sample
+from tracer.report.json import render_json, render_list_json
+from tracer.report.listing import render_list
+from tracer.report.table import render_table
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+
+CASES: dict[str, Callable[[], str]] = {
+    "table_clusterip.txt": lambda: render_table(sample.clusterip_path()),
+    "table_nodeport.txt": lambda: render_table(sample.nodeport_path()),
+    "table_udp_no_reply.txt": lambda: render_table(sample.udp_path_no_reply()),
+    "path_clusterip.json": lambda: render_json(sample.clusterip_path()),
+    "path_nodeport.json": lambda: render_json(sample.nodeport_path()),
+    "list.txt": lambda: render_list(sample.connections(), sample.LIST_SUMMARIES),
+    "list.json": lambda: render_list_json(sample.connections(), sample.LIST_SUMMARIES),
+}
+
+
+def regen_requested() -> bool:
+    return os.environ.get("PATHTRACE_REGEN_GOLDEN", "") not in ("", "0")
+
+
+def check(name: str) -> None:
+    """Compare a case with its golden file, or rewrite the file when regeneration is asked for."""
+    text = CASES[name]()
+    path = GOLDEN / name
+    if regen_requested():
+        path.write_text(text, encoding="utf-8")
+        return
+    assert path.exists(), f"{path} missing: run `python -m tests.report.regen`"
+    expected = path.read_text(encoding="utf-8")
+    assert text == expected, f"{name} differs from {path}; regenerate if the change is intended"

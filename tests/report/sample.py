@@ -1,0 +1,164 @@
+"""Fixed `Path` objects for the renderer tests: a ClusterIP DNAT and a NodePort DNAT+SNAT.
+
+Every number here is chosen by hand (a request at 2024-05-01 12:00:00 UTC, hops tens of
+microseconds apart), so the golden files can be checked by eye against this file.
+"""
+
+from __future__ import annotations
+
+from tracer.model import (
+    CapturePoint,
+    ClockEstimate,
+    Connection,
+    Endpoint,
+    Hop,
+    Latency,
+    Path,
+    Request,
+    Segment,
+    Translation,
+    Tuple5,
+)
+
+START_NS = 1_714_564_800_123_456_789  # 2024-05-01 12:00:00.123456789 UTC
+
+CLIENT = Endpoint("10.244.1.7", 53700)
+SERVICE = Endpoint("10.96.0.100", 80)
+BACKEND = Endpoint("10.244.2.9", 8080)
+
+FWD_PRE = Tuple5("tcp", CLIENT, SERVICE)
+FWD_POST = Tuple5("tcp", CLIENT, BACKEND)
+DNAT = Translation("DNAT", FWD_PRE, FWD_POST)
+UNDNAT = Translation("un-DNAT", FWD_POST.reversed(), FWD_PRE.reversed())
+
+
+def clusterip_path() -> Path:
+    """Client pod on node-a -> ClusterIP -> backend pod on node-b, VXLAN between the nodes."""
+    forward = (
+        Hop("client", "client", "node-a", "eth0", "out", 0, FWD_PRE, 64, None, 0),
+        Hop("node-a", "node", "node-a", "cali1", "in", 21_000, FWD_PRE, 64, None, 0),
+        Hop("node-a", "node", "node-a", "eth0", "out", 58_000, FWD_POST, 63, DNAT, 1),
+        Hop("node-b", "node", "node-b", "eth0", "in", 212_000, FWD_POST, 63, None, 0),
+        Hop("server", "server", "node-b", "eth0", "in", 250_000, FWD_POST, 62, None, 0),
+    )
+    reverse = (
+        Hop("server", "server", "node-b", "eth0", "out", 301_000, FWD_POST.reversed(), 64),
+        Hop("node-b", "node", "node-b", "eth0", "out", 330_000, FWD_POST.reversed(), 63),
+        Hop("node-a", "node", "node-a", "eth0", "in", 481_000, FWD_POST.reversed(), 63),
+        Hop("node-a", "node", "node-a", "cali1", "out", 502_000, FWD_PRE.reversed(), 62, UNDNAT),
+        Hop("client", "client", "node-a", "eth0", "in", 517_000, FWD_PRE.reversed(), 62),
+    )
+    return Path(
+        request=Request(
+            index=0,
+            protocol="tcp",
+            client=str(CLIENT),
+            destination=str(SERVICE),
+            backend=str(BACKEND),
+            summary="HTTP GET /hello -> 200",
+            start_ns=START_NS,
+        ),
+        forward=forward,
+        reverse=reverse,
+        latency=Latency(
+            total_ns=1_402_000,
+            connect_ns=517_000,
+            server_ns=51_000,
+            segments=(
+                Segment("client", "node-a", 21_000, 20_000, 7),
+                Segment("node-a", "node-b", 154_000, 150_500, 7),
+                Segment("node-b", "server", 38_000, 36_000, 7),
+            ),
+        ),
+        clocks=(ClockEstimate("node-b", "node-a", 1_250_000, 12_000, 14),),
+        warnings=("point server: 2 frames cut by the snaplen",),
+    )
+
+
+NODE_IP = Endpoint("192.168.56.11", 30080)
+MASQ = Endpoint("192.168.56.11", 41234)
+EXT = Endpoint("192.168.56.1", 60000)
+
+
+def nodeport_path() -> Path:
+    """An external client -> NodePort on node-a -> backend on node-b, with masquerade (SNAT).
+
+    The clock of node-b is uncertain enough that one segment comes out negative.
+    """
+    pre = Tuple5("tcp", EXT, NODE_IP)
+    post = Tuple5("tcp", MASQ, BACKEND)
+    both = Translation("DNAT+SNAT", pre, post)
+    unboth = Translation("un-DNAT+un-SNAT", post.reversed(), pre.reversed())
+    return Path(
+        request=Request(1, "tcp", str(EXT), str(NODE_IP), str(BACKEND), "", START_NS + 5_000),
+        forward=(
+            Hop("node-a", "node", "node-a", "eth0", "in", 0, pre, 64),
+            Hop("node-a", "node", "node-a", "flannel.1", "out", 40_000, post, 63, both),
+            Hop("server", "server", "node-b", "eth0", "in", 31_000, post, 62),
+        ),
+        reverse=(
+            Hop("server", "server", "node-b", "eth0", "out", 90_000, post.reversed(), 64),
+            Hop("node-a", "node", "node-a", "eth0", "out", 160_000, pre.reversed(), 63, unboth),
+        ),
+        latency=Latency(
+            total_ns=None,
+            connect_ns=None,
+            server_ns=59_000,
+            segments=(Segment("node-a", "server", -9_000, -9_000, 1, negative=True),),
+        ),
+        clocks=(ClockEstimate("node-b", "node-a", -3_000_000, 40_000, 2, drift_ppm=1.5),),
+    )
+
+
+def udp_path_no_reply() -> Path:
+    """A DNS query that got no answer: no reverse hops, no latency known."""
+    t = Tuple5("udp", Endpoint("10.244.1.7", 40000), Endpoint("10.96.0.10", 53))
+    return Path(
+        request=Request(
+            2, "udp", "10.244.1.7:40000", "10.96.0.10:53", None, "DNS A web -> no reply", START_NS
+        ),
+        forward=(Hop("client", "client", None, None, None, 0, t),),
+        reverse=(),
+        latency=Latency(None, None, None),
+    )
+
+
+def connections() -> tuple[Connection, ...]:
+    """Three connections as the correlator would list them."""
+    return (
+        Connection(
+            index=0,
+            protocol="tcp",
+            client=FWD_PRE,
+            points=("client", "node-a", "node-b", "server"),
+            tuples=(("client", FWD_PRE), ("server", FWD_POST)),
+            journeys=(),
+            start_ns=START_NS,
+            backend=BACKEND,
+            summary="HTTP GET /hello -> 200",
+        ),
+        Connection(
+            index=1,
+            protocol="udp",
+            client=Tuple5("udp", Endpoint("10.244.1.7", 40000), Endpoint("10.96.0.10", 53)),
+            points=("client", "node-a", "coredns-1", "coredns-2", "node-b", "node-c"),
+            tuples=(),
+            journeys=(),
+            start_ns=START_NS - 1_000_000,
+            backend=Endpoint("10.244.0.3", 53),
+        ),
+        Connection(
+            index=2,
+            protocol="icmp",
+            client=Tuple5("icmp", Endpoint("10.244.1.7"), Endpoint("10.244.2.9")),
+            points=("client",),
+            tuples=(),
+            journeys=(),
+            start_ns=START_NS + 2_000_000,
+        ),
+    )
+
+
+LIST_SUMMARIES = {1: "DNS A web.default.svc.cluster.local -> 10.96.0.100 (NOERROR)"}
+
+POINTS = (CapturePoint("client", "client", "points/client.pcap", node="node-a"),)

@@ -1,0 +1,233 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tracer.errors import CaptureFormatError, InputError, UsageError
+from tracer.inputs import (
+    LINKTYPE_LINUX_SLL2,
+    load_points,
+    load_run,
+    parse_links_spec,
+    parse_point_spec,
+)
+from tracer.pcap.columns import Frames, empty_columns
+
+
+class FakeReader:
+    """Stands in for the capture reader: one frame per file, or the error a bad file raises."""
+
+    def __init__(self, *, linktype: int = 1, interfaces: dict[int, str] | None = None) -> None:
+        self.linktype = linktype
+        self.interfaces = interfaces or {}
+        self.read: list[str] = []
+
+    def __call__(self, path: str) -> Frames:
+        self.read.append(path)
+        data = Path(path).read_bytes()  # raises FileNotFoundError like a real reader would
+        if data.startswith(b"BAD"):
+            raise CaptureFormatError(path, "not a pcap or pcapng file (magic 0x42414420)")
+        return Frames(path, (self.linktype,), empty_columns(1), (), (), dict(self.interfaces))
+
+
+def fake_links(text: str) -> dict[int, str]:
+    return {int(k): v for k, v in json.loads(text).items()}
+
+
+def test_point_spec_forms() -> None:
+    p = parse_point_spec("client:web-client@node-a=caps/client.pcap")
+    assert (p.role, p.name, p.node, p.file) == (
+        "client",
+        "web-client",
+        "node-a",
+        "caps/client.pcap",
+    )
+    q = parse_point_spec("server:web-0=/tmp/a=b.pcap")  # only the first '=' separates
+    assert (q.name, q.file) == ("web-0", "/tmp/a=b.pcap")
+    assert q.node is None  # no node named: a clock domain of its own
+
+
+@pytest.mark.parametrize(
+    ("spec", "why"),
+    [
+        ("client.pcap", "no '=FILE'"),
+        ("client=client.pcap", "no 'ROLE:'"),
+        ("pod:web=client.pcap", "role 'pod' is not one of client, node, server"),
+        ("client:=c.pcap", "point name ''"),
+        ("client:a@=c.pcap", "node ''"),
+        ("client:a b=c.pcap", "point name 'a b'"),
+        ("client:a=", "no '=FILE'"),
+    ],
+)
+def test_bad_point_spec_names_the_spec_and_the_form(spec: str, why: str) -> None:
+    with pytest.raises(UsageError) as e:
+        parse_point_spec(spec)
+    assert repr(spec) in e.value.message
+    assert why in e.value.message
+    assert "ROLE:NAME[@NODE]=FILE" in e.value.message
+
+
+def test_links_spec() -> None:
+    assert parse_links_spec("node-a=links.json") == ("node-a", "links.json")
+    with pytest.raises(UsageError, match="NODE=FILE"):
+        parse_links_spec("links.json")
+
+
+def _write(path: Path, data: bytes = b"\xd4\xc3\xb2\xa1") -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def test_load_points_reads_each_file_in_order(tmp_path: Path) -> None:
+    a, b = _write(tmp_path / "a.pcap"), _write(tmp_path / "b.pcap")
+    reader = FakeReader(interfaces={0: "eth0"})
+    run = load_points([f"client:c@n1={a}", f"node:n1@n1={b}"], reader=reader)
+    assert reader.read == [a, b]
+    assert [(p.point.name, p.point.node) for p in run.points] == [("c", "n1"), ("n1", "n1")]
+    assert run.points[0].ifnames == {0: "eth0"}  # pcapng interface names
+    assert set(run.frames) == {"c", "n1"}
+    assert run.warnings == ()
+
+
+def test_missing_point_file_is_an_input_error_naming_it(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.pcap")
+    with pytest.raises(InputError, match="nope.pcap: capture file not found"):
+        load_points([f"client:c={a}", f"server:s={tmp_path / 'nope.pcap'}"], reader=FakeReader())
+
+
+def test_duplicate_point_name(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.pcap")
+    with pytest.raises(UsageError, match="'c' is given twice"):
+        load_points([f"client:c={a}", f"server:c={a}"], reader=FakeReader())
+
+
+def test_unreadable_point_is_left_out_with_a_warning(tmp_path: Path) -> None:
+    good, bad = _write(tmp_path / "a.pcap"), _write(tmp_path / "b.pcap", b"BAD!")
+    run = load_points([f"client:c={good}", f"server:s={bad}"], reader=FakeReader())
+    assert [p.point.name for p in run.points] == ["c"]
+    assert any("point s left out" in w and "b.pcap" in w for w in run.warnings)
+
+
+def test_only_unreadable_points_is_the_error(tmp_path: Path) -> None:
+    bad = _write(tmp_path / "b.pcap", b"BAD!")
+    with pytest.raises(CaptureFormatError, match="b.pcap"):
+        load_points([f"server:s={bad}"], reader=FakeReader())
+
+
+def test_sll2_capture_takes_names_from_links(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.pcap")
+    links = tmp_path / "links.json"
+    links.write_text('{"2": "eth0", "7": "cni0"}')
+    reader = FakeReader(linktype=LINKTYPE_LINUX_SLL2, interfaces={0: "any"})
+    run = load_points(
+        [f"node:n1@node-a={a}"], [f"node-a={links}"], reader=reader, links_parser=fake_links
+    )
+    assert run.points[0].ifnames == {2: "eth0", 7: "cni0"}
+    without = load_points([f"node:n1@node-a={a}"], reader=reader)
+    assert any("ifindex numbers" in w for w in without.warnings)
+
+
+def test_links_for_an_unknown_node_or_missing_file(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.pcap")
+    with pytest.raises(UsageError, match="no capture point is on node 'node-z'"):
+        load_points([f"node:n1@node-a={a}"], ["node-z=x.json"], reader=FakeReader())
+    with pytest.raises(InputError, match="x.json: links file not found"):
+        load_points([f"node:n1@node-a={a}"], [f"node-a={tmp_path / 'x.json'}"], reader=FakeReader())
+
+
+def _run_dir(tmp_path: Path, points: list[dict[str, str]], files: dict[str, bytes]) -> Path:
+    run = tmp_path / "run"
+    (run / "points").mkdir(parents=True)
+    for name, data in files.items():
+        (run / "points" / name).write_bytes(data)
+    manifest = {
+        "schema": "pathtrace-run/v1",
+        "source": "import",
+        "created": "2024-05-01T12:00:00Z",
+        "points": points,
+        "warnings": ["node-b: 3 packets dropped by the kernel"],
+    }
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_load_run_reads_manifest_captures_and_links(tmp_path: Path) -> None:
+    run = _run_dir(
+        tmp_path,
+        [
+            {"name": "client", "role": "client", "node": "node-a", "file": "points/client.pcap"},
+            {"name": "node-a", "role": "node", "node": "node-a", "file": "points/node-a.pcap"},
+        ],
+        {"client.pcap": b"x", "node-a.pcap": b"y"},
+    )
+    (run / "nodes" / "node-a").mkdir(parents=True)
+    (run / "nodes" / "node-a" / "links.json").write_text('{"3": "veth1"}')
+    reader = FakeReader(linktype=LINKTYPE_LINUX_SLL2)
+    loaded = load_run(run, reader=reader, links_parser=fake_links)
+    assert reader.read == [str(run / "points/client.pcap"), str(run / "points/node-a.pcap")]
+    assert loaded.points[1].ifnames == {3: "veth1"}
+    assert loaded.manifest is not None and loaded.run_dir == str(run)
+    assert "node-b: 3 packets dropped by the kernel" in loaded.warnings
+
+
+def test_load_run_keeps_going_without_a_missing_capture(tmp_path: Path) -> None:
+    run = _run_dir(
+        tmp_path,
+        [
+            {"name": "client", "role": "client", "file": "points/client.pcap"},
+            {"name": "server", "role": "server", "file": "points/server.pcap"},
+        ],
+        {"client.pcap": b"x"},
+    )
+    loaded = load_run(run, reader=FakeReader())
+    assert [p.point.name for p in loaded.points] == ["client"]
+    assert any("point server left out" in w and "server.pcap" in w for w in loaded.warnings)
+
+
+def test_load_run_errors_name_the_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(InputError, match="no manifest.json"):
+        load_run(tmp_path)
+    (tmp_path / "manifest.json").write_text("{not json")
+    with pytest.raises(InputError, match="manifest.json: not valid JSON"):
+        load_run(tmp_path)
+
+
+def test_bad_links_json_in_a_run_is_a_warning(tmp_path: Path) -> None:
+    run = _run_dir(
+        tmp_path,
+        [{"name": "n", "role": "node", "node": "node-a", "file": "points/n.pcap"}],
+        {"n.pcap": b"x"},
+    )
+    (run / "nodes" / "node-a").mkdir(parents=True)
+    (run / "nodes" / "node-a" / "links.json").write_text("garbage")
+    loaded = load_run(run, reader=FakeReader(), links_parser=fake_links)
+    assert len(loaded.points) == 1
+    assert any("links.json: not readable as links" in w for w in loaded.warnings)
+
+
+def test_progress_is_called_per_file_with_its_size(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.pcap", b"12345")
+    seen: list[tuple[str, str, int]] = []
+    load_points([f"client:c={a}"], reader=FakeReader(), progress=lambda *x: seen.append(x))
+    assert seen == [("c", a, 5)]
+
+
+def test_links_file_read_with_the_real_parser(tmp_path: Path) -> None:
+    a = _write(tmp_path / "a.pcap")
+    links = tmp_path / "node-a-links.txt"
+    links.write_text(
+        "1: lo: <LOOPBACK,UP,LOWER_UP> mtu 65536 qdisc noqueue state UNKNOWN mode DEFAULT\\"
+        "    link/loopback 00:00:00:00:00:00 brd 00:00:00:00:00:00\n"
+        "5: cni0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu 1450 qdisc noqueue state UP mode DEFAULT\\"
+        "    link/ether 0a:58:0a:f4:01:01 brd ff:ff:ff:ff:ff:ff\n"
+    )
+    reader = FakeReader(linktype=LINKTYPE_LINUX_SLL2)
+    run = load_points([f"node:n@node-a={a}"], [f"node-a={links}"], reader=reader)
+    assert run.points[0].ifnames == {1: "lo", 5: "cni0"}
+    links.write_text("nothing like ip output")
+    with pytest.raises(InputError, match="node-a-links.txt"):
+        load_points([f"node:n@node-a={a}"], [f"node-a={links}"], reader=reader)

@@ -1,0 +1,215 @@
+"""`pathtrace analyze`: read captures, find the request, print its path.
+
+Only wiring: inputs -> correlate -> select -> build_path -> summary -> report. Every decision is
+made in those modules; this one parses options, shows progress and writes the result.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from tracer.errors import InputError, NothingMatchedError, UsageError
+from tracer.inputs import LINKS_FORM, POINT_EXAMPLE, POINT_FORM, LoadedRun, load_points, load_run
+
+# Files smaller than this read in well under a second: no progress line for them.
+PROGRESS_MIN_BYTES = 32 * 1024 * 1024
+
+HELP = f"""Trace one request through the captures and print its path, hop by hop.
+
+\b
+RUN is a run directory, as `pathtrace capture`, `pathtrace lab` and `pathtrace demo` write it:
+  RUN/manifest.json                 the capture points (role, node = clock domain, file)
+  RUN/points/<point>.pcap|.pcapng   one capture per point
+  RUN/nodes/<node>/links.json       ifindex -> interface name (for `tcpdump -i any` captures)
+
+Without a run directory, name each capture file with --point {POINT_FORM}. ROLE is one of
+client, node, server, ingress, dns, external; NAME is how the point shows in the report; NODE
+names the clock domain (points on the same node share one clock; without @NODE a point is a
+clock domain of its own). Give --links {LINKS_FORM} (`ip -j link` or `ip -o link` output) for
+the ifindexes of an `any` capture taken on NODE.
+
+\b
+Examples:
+  pathtrace analyze runs/2024-05-01T12-00-00
+  pathtrace analyze runs/x --list                    every connection found, numbered
+  pathtrace analyze runs/x --request 3 --format json -o path.json
+  pathtrace analyze --point {POINT_EXAMPLE} \\
+                    --point node:node-a@node-a=node-a.pcap \\
+                    --point server:web-0@node-b=server.pcap
+
+By default the request seen at the most capture points is traced (the earliest of them); choose
+another with --request N (its number in --list) or --match SPEC.
+
+\b
+--match SPEC keeps the connections for which every KEY=VALUE term holds at some capture point
+(either side of a NAT); terms are separated by commas:
+  --match dst=10.96.0.100:80              sent to the Service (or --match dst=10.244.2.9 for a pod)
+  --match src=10.244.1.7,proto=tcp        from this client address, TCP only
+  --match dst=[fd00:10:96::100]:80        IPv6 endpoints in brackets
+Keys: src=IP[:PORT], dst=IP[:PORT], proto=tcp|udp|icmp|icmpv6; an IP without a port matches any.
+
+\b
+Exit codes: 0 ok, 1 error (unreadable file, bad run directory), 2 usage,
+            3 no request found (or none matched --request/--match), 130 interrupted.
+"""
+
+
+def _progress_printer() -> Any:
+    if not sys.stderr.isatty():
+        return None
+
+    def show(name: str, path: str, size: int) -> None:
+        if size >= PROGRESS_MIN_BYTES:
+            click.echo(f"reading {name}: {path} ({size / 1e6:.0f} MB)…", err=True)
+
+    return show
+
+
+def _merge(*groups: Iterable[str]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for group in groups:
+        for w in group:
+            seen.setdefault(w, None)
+    return tuple(seen)
+
+
+def _check_sources(run: str | None, points: Sequence[str]) -> None:
+    if run is not None and points:
+        raise UsageError(
+            "give either a RUN directory or --point files, not both",
+            hint="a run directory already names its capture points in manifest.json",
+        )
+    if run is None and not points:
+        raise UsageError(
+            f"nothing to analyze: give a RUN directory or --point {POINT_FORM}",
+            hint="see `pathtrace analyze --help`",
+        )
+
+
+def _load(run: str | None, points: Sequence[str], links: Sequence[str]) -> LoadedRun:
+    progress = _progress_printer()
+    if run is not None:
+        return load_run(run, links, progress=progress)
+    return load_points(points, links, progress=progress)
+
+
+def _write(text: str, output: str | None) -> None:
+    if output is None or output == "-":
+        click.echo(text, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        raise InputError(f"{output}: cannot write the report: {e.strerror or e}") from e
+
+
+@click.command("analyze", help=HELP, no_args_is_help=False)
+@click.argument("run", required=False, metavar="[RUN]")
+@click.option(
+    "--point",
+    "points",
+    multiple=True,
+    metavar=POINT_FORM,
+    help=f"A capture file and where it was taken (repeat), e.g. {POINT_EXAMPLE}.",
+)
+@click.option(
+    "--links",
+    multiple=True,
+    metavar=LINKS_FORM,
+    help="Interface names of NODE (`ip -j link` or `ip -o link` output) (repeat).",
+)
+@click.option("--list", "list_only", is_flag=True, help="List every connection found and stop.")
+@click.option(
+    "--request",
+    "request_index",
+    type=click.IntRange(min=0),
+    metavar="N",
+    help="Trace connection N (its number in --list).",
+)
+@click.option(
+    "--match",
+    "match_text",
+    metavar="SPEC",
+    help="Trace a connection matching SPEC, e.g. dst=10.96.0.100:80,proto=tcp.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table for people, json (schema pathtrace/v1) for programs.",
+)
+@click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
+def command(
+    run: str | None,
+    points: tuple[str, ...],
+    links: tuple[str, ...],
+    list_only: bool,
+    request_index: int | None,
+    match_text: str | None,
+    fmt: str,
+    output: str | None,
+) -> None:
+    if list_only and (request_index is not None or match_text is not None):
+        raise UsageError("--list shows every connection; it takes neither --request nor --match")
+    if request_index is not None and match_text is not None:
+        raise UsageError("give --request N or --match SPEC, not both")
+    _check_sources(run, points)
+    match = None
+    if match_text is not None:
+        # Parsed before any file is read: a typo should not cost a long read.
+        from tracer.correlate import parse_match
+
+        match = parse_match(match_text)
+
+    loaded = _load(run, points, links)
+    # Imported after the inputs are known good, so that a bad spec or file is reported even
+    # where the heavier modules are missing or slow to import.
+    from tracer.correlate import (
+        PointFrames,
+        build_path,
+        correlate,
+        select,
+    )
+    from tracer.report.json import render_json, render_list_json
+    from tracer.report.listing import render_list
+    from tracer.report.table import render_table
+    from tracer.summary import summarize_all, summarize_connection
+
+    source = loaded.run_dir or ", ".join(os.path.basename(p.frames.path) for p in loaded.points)
+    correlation = correlate(
+        [PointFrames(point=p.point, frames=p.frames, ifnames=p.ifnames) for p in loaded.points]
+    )
+    if list_only:
+        # A listing has no warnings section: say them where a person will still see them.
+        for w in _merge(loaded.warnings, correlation.warnings):
+            click.echo(f"pathtrace: warning: {w}", err=True)
+        if not correlation.connections:
+            raise NothingMatchedError(
+                f"no connection found in {source}",
+                hint="check that the captures overlap in time and that their filters kept the request",
+            )
+        summaries = summarize_all(correlation.connections, loaded.frames)
+        if fmt == "json":
+            _write(render_list_json(correlation.connections, summaries), output)
+        else:
+            _write(render_list(correlation.connections, summaries), output)
+        return
+
+    connection = select(correlation, index=request_index, match=match)
+    path = build_path(correlation, connection)
+    summary = path.request.summary or summarize_connection(connection, loaded.frames)
+    path = replace(
+        path,
+        request=replace(path.request, summary=summary),
+        warnings=_merge(loaded.warnings, correlation.warnings, path.warnings),
+    )
+    _write(render_json(path) if fmt == "json" else render_table(path), output)

@@ -1,0 +1,303 @@
+"""Turning what the user names (a run directory, or bare files with --point) into decoded points.
+
+A run directory gives the capture points through its manifest and the interface names through
+RUN/nodes/<node>/links.json; bare files are described on the command line:
+
+    --point ROLE:NAME[@NODE]=FILE    e.g. --point client:web-client@node-a=client.pcap
+    --links NODE=FILE                `ip -o link` text or `ip -j link` JSON for NODE
+
+NODE names the clock domain (points on the same node share one clock); a point given without one
+has node None and is a clock domain of its own. This module reads files and nothing else: the
+capture reader and the links parser are passed in (the real ones by default), it never
+correlates or prints. Errors are `UsageError` for a spec that does not parse and `InputError` /
+`CaptureFormatError` naming the file for one that cannot be read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from tracer.errors import InputError, PathtraceError, UsageError
+from tracer.model import ROLES, CapturePoint
+from tracer.pcap.columns import Frames
+from tracer.rundir import Manifest, load_manifest, node_fact, point_file
+
+POINT_FORM = "ROLE:NAME[@NODE]=FILE"
+POINT_EXAMPLE = "client:web-client@node-a=client.pcap"
+LINKS_FORM = "NODE=FILE"
+LINKTYPE_LINUX_SLL2 = 276  # `tcpdump -i any`: the frame carries an ifindex, not a name
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+
+Reader = Callable[[str], Frames]
+LinksParser = Callable[[str], dict[int, str]]
+Progress = Callable[[str, str, int], None]  # point name, file, size in bytes
+
+
+@dataclass(frozen=True)
+class LoadedPoint:
+    """One capture point with its decoded frames and its interface names (iface id -> name)."""
+
+    point: CapturePoint
+    frames: Frames
+    ifnames: Mapping[int, str]
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """Every point that could be read, and what the user should know about the rest."""
+
+    points: tuple[LoadedPoint, ...]
+    run_dir: str | None = None
+    manifest: Manifest | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def frames(self) -> dict[str, Frames]:
+        """Frames by point name (what summaries and packet views look up)."""
+        return {p.point.name: p.frames for p in self.points}
+
+
+def _default_reader(path: str) -> Frames:
+    from tracer.pcap import read_frames
+
+    frames: Frames = read_frames(path)
+    return frames
+
+
+def _default_links_parser(text: str) -> dict[int, str]:
+    from tracer.pcap.links import parse_links
+
+    links: dict[int, str] = parse_links(text)
+    return links
+
+
+# --- command-line specs ------------------------------------------------------------------------
+
+
+def parse_point_spec(spec: str) -> CapturePoint:
+    """`ROLE:NAME[@NODE]=FILE` -> CapturePoint; UsageError quoting the spec when it does not parse."""
+
+    def bad(why: str) -> UsageError:
+        return UsageError(
+            f"--point {spec!r}: {why}; expected {POINT_FORM}, e.g. --point {POINT_EXAMPLE}"
+        )
+
+    left, sep, file = spec.partition("=")
+    if not sep or not file:
+        raise bad("no '=FILE'")
+    role, sep, rest = left.partition(":")
+    if not sep:
+        raise bad("no 'ROLE:' before the name")
+    role = role.strip().lower()
+    if role not in ROLES:
+        raise bad(f"role {role!r} is not one of {', '.join(ROLES)}")
+    name, at, node = rest.partition("@")
+    if not _NAME.match(name):
+        raise bad(f"point name {name!r} must be letters, digits, '.', '_' or '-'")
+    if at and not _NAME.match(node):
+        raise bad(f"node {node!r} must be letters, digits, '.', '_' or '-'")
+    # Without @NODE, node stays None: the correlator then gives the point a clock domain of its
+    # own (named after the point), and the report does not invent a node name.
+    return CapturePoint(name=name, role=role, file=os.path.expanduser(file), node=node or None)
+
+
+def parse_links_spec(spec: str) -> tuple[str, str]:
+    """`NODE=FILE` -> (node, file)."""
+    node, sep, file = spec.partition("=")
+    if not sep or not file or not _NAME.match(node):
+        raise UsageError(
+            f"--links {spec!r}: expected {LINKS_FORM}, e.g. --links node-a=node-a-links.json"
+            " (the output of `ip -j link` or `ip -o link` on that node)"
+        )
+    return node, os.path.expanduser(file)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _read_links(path: str, parser: LinksParser) -> dict[int, str]:
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise InputError(f"{path}: links file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read links file: {e}") from e
+    try:
+        return parser(text)
+    except PathtraceError as e:
+        if path in e.message:
+            raise
+        raise InputError(f"{path}: {e.message}", hint=e.hint) from e
+    except ValueError as e:
+        raise InputError(f"{path}: not `ip -o link` text nor `ip -j link` JSON: {e}") from e
+
+
+def _read_capture(path: str, reader: Reader) -> Frames:
+    try:
+        return reader(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: capture file not found") from None
+    except IsADirectoryError:
+        raise InputError(f"{path}: is a directory, not a capture file") from None
+    except PermissionError:
+        raise InputError(
+            f"{path}: permission denied", hint="captures are written owner-readable only"
+        ) from None
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror or e}") from e
+
+
+def _ifnames(
+    point: CapturePoint, frames: Frames, links: Mapping[int, str] | None
+) -> tuple[dict[int, str], str | None]:
+    """Interface names for a point and, when they cannot be known, a warning saying so."""
+    sll2 = LINKTYPE_LINUX_SLL2 in frames.linktypes
+    if frames.interfaces and not sll2:
+        return dict(frames.interfaces), None
+    if links:
+        return dict(links), None
+    if sll2:
+        where = f"node {point.node!r}" if point.node else "its node"
+        return dict(frames.interfaces), (
+            f"point {point.name}: an 'any' capture (SLL2) with no links for {where};"
+            " interfaces show as ifindex numbers"
+        )
+    return dict(frames.interfaces), None
+
+
+def _load(
+    points: Sequence[tuple[CapturePoint, str]],
+    node_links: Mapping[str, dict[int, str]],
+    *,
+    reader: Reader,
+    progress: Progress | None,
+    strict: bool,
+) -> tuple[list[LoadedPoint], list[str]]:
+    """Read each (point, path) in order; with strict=False a failed point becomes a warning."""
+    loaded: list[LoadedPoint] = []
+    warnings: list[str] = []
+    failures: list[PathtraceError] = []
+    for point, path in points:
+        if progress is not None:
+            try:
+                size = os.path.getsize(path)
+            except OSError:
+                size = 0
+            progress(point.name, path, size)
+        try:
+            frames = _read_capture(path, reader)
+        except PathtraceError as e:
+            if strict:
+                raise
+            failures.append(e)
+            warnings.append(f"point {point.name} left out: {e.message}")
+            continue
+        names, why = _ifnames(point, frames, node_links.get(point.node or ""))
+        if why:
+            warnings.append(why)
+        warnings.extend(f"point {point.name}: {w}" for w in frames.warnings)
+        if len(frames) == 0:
+            warnings.append(f"point {point.name}: {path} holds no frames")
+        loaded.append(LoadedPoint(point, frames, names))
+    if not loaded and failures:
+        # Nothing left to correlate: the first failure is the error, not a warning.
+        raise failures[0]
+    return loaded, warnings
+
+
+def _links_by_node(
+    specs: Sequence[str], nodes: set[str], parser: LinksParser
+) -> dict[str, dict[int, str]]:
+    out: dict[str, dict[int, str]] = {}
+    for spec in specs:
+        node, file = parse_links_spec(spec)
+        if node not in nodes:
+            known = ", ".join(sorted(nodes)) or "none"
+            raise UsageError(f"--links {spec!r}: no capture point is on node {node!r} ({known})")
+        out[node] = _read_links(file, parser)
+    return out
+
+
+def load_points(
+    specs: Sequence[str],
+    links: Sequence[str] = (),
+    *,
+    reader: Reader | None = None,
+    links_parser: LinksParser | None = None,
+    progress: Progress | None = None,
+) -> LoadedRun:
+    """Read bare capture files named by `--point` specs (and `--links` for SLL2 ifindexes)."""
+    if not specs:
+        raise UsageError(f"no capture point given; use --point {POINT_FORM} (or a RUN directory)")
+    points = [parse_point_spec(s) for s in specs]
+    seen: set[str] = set()
+    for p in points:
+        if p.name in seen:
+            raise UsageError(f"--point: the point name {p.name!r} is given twice")
+        seen.add(p.name)
+    node_links = _links_by_node(
+        links, {p.node for p in points if p.node}, links_parser or _default_links_parser
+    )
+    for p in points:
+        # The user typed these paths: a missing one is an error, not something to skip.
+        if not os.path.exists(p.file):
+            raise InputError(f"{p.file}: capture file not found (--point {p.name})")
+    loaded, warnings = _load(
+        [(p, p.file) for p in points],
+        node_links,
+        reader=reader or _default_reader,
+        progress=progress,
+        strict=False,
+    )
+    return LoadedRun(points=tuple(loaded), warnings=tuple(warnings))
+
+
+def load_run(
+    run_dir: str | os.PathLike[str],
+    links: Sequence[str] = (),
+    *,
+    reader: Reader | None = None,
+    links_parser: LinksParser | None = None,
+    progress: Progress | None = None,
+) -> LoadedRun:
+    """Read a run directory: its manifest, every point's capture and each node's links.json.
+
+    `links` (`NODE=FILE`) overrides a node's links.json. A point whose capture cannot be read is
+    left out with a warning as long as another point remains.
+    """
+    run = os.fspath(run_dir)
+    if not os.path.isdir(run):
+        what = "does not exist" if not os.path.exists(run) else "is not a directory"
+        raise InputError(f"{run}: {what}; expected a run directory (with manifest.json)")
+    manifest = load_manifest(run)
+    parser = links_parser or _default_links_parser
+    nodes = {p.node for p in manifest.points if p.node}
+    node_links: dict[str, dict[int, str]] = {}
+    warnings: list[str] = list(manifest.warnings)
+    for node in sorted(nodes):
+        text = node_fact(run, node, "links.json")
+        if text is None:
+            continue
+        where = os.path.join(run, "nodes", node, "links.json")
+        try:
+            node_links[node] = parser(text)
+        except (PathtraceError, ValueError) as e:
+            # Interface names are a convenience: a bad links.json must not hide the path.
+            warnings.append(f"{where}: not readable as links ({e}); interfaces show as numbers")
+    node_links.update(_links_by_node(links, nodes, parser))
+    points = [(p, str(point_file(run, p))) for p in manifest.points]
+    loaded, more = _load(
+        points,
+        node_links,
+        reader=reader or _default_reader,
+        progress=progress,
+        strict=False,
+    )
+    return LoadedRun(
+        points=tuple(loaded), run_dir=run, manifest=manifest, warnings=tuple(warnings + more)
+    )

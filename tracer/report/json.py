@@ -1,0 +1,122 @@
+"""The `pathtrace/v1` JSON document of a path: the contract other tools parse.
+
+Key names are fixed (see DESIGN.md "Contracts"): keys may be added, never renamed or removed.
+Times are integer nanoseconds; endpoints are "ip:port" strings ("[v6]:port" for IPv6).
+This module only reshapes a `Path`; it computes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from tracer.model import Connection, Hop, Path, Segment, Translation, Tuple5
+
+SCHEMA = "pathtrace/v1"
+LIST_SCHEMA = "pathtrace-list/v1"
+
+
+def _pair(t: Tuple5) -> dict[str, str]:
+    return {"src": str(t.src), "dst": str(t.dst)}
+
+
+def _translation(tr: Translation | None) -> dict[str, Any] | None:
+    if tr is None:
+        return None
+    return {"kind": tr.kind, "before": _pair(tr.before), "after": _pair(tr.after)}
+
+
+def hop_json(hop: Hop) -> dict[str, Any]:
+    return {
+        "point": hop.point,
+        "role": hop.role,
+        "node": hop.node,
+        "interface": hop.interface,
+        "direction": hop.direction,
+        "t_ns": int(hop.t_ns),
+        "src": str(hop.tuple5.src),
+        "dst": str(hop.tuple5.dst),
+        "ttl": hop.ttl,
+        "translation": _translation(hop.translation),
+        "frame": hop.frame,  # extra: the frame index in the point's capture, for Wireshark
+    }
+
+
+def _segment(s: Segment) -> dict[str, Any]:
+    return {
+        "from": s.from_point,
+        "to": s.to_point,
+        "first_ns": int(s.first_ns),
+        "median_ns": int(s.median_ns),
+        "packets": int(s.packets),
+        "negative": s.negative,
+    }
+
+
+def path_json(path: Path) -> dict[str, Any]:
+    """The document as plain JSON-able data."""
+    r = path.request
+    lat = path.latency
+    return {
+        "schema": SCHEMA,
+        "request": {
+            "index": r.index,
+            "protocol": r.protocol,
+            "client": r.client,
+            "destination": r.destination,
+            "backend": r.backend,
+            "summary": r.summary,
+            "start_ns": int(r.start_ns),
+        },
+        "forward": [hop_json(h) for h in path.forward],
+        "reverse": [hop_json(h) for h in path.reverse],
+        "latency": {
+            "total_ns": lat.total_ns,
+            "connect_ns": lat.connect_ns,
+            "server_ns": lat.server_ns,
+            "segments": [_segment(s) for s in lat.segments],
+        },
+        "clocks": [
+            {
+                "node": c.node,
+                "reference": c.reference,
+                "offset_ns": int(c.offset_ns),
+                "error_bound_ns": int(c.error_bound_ns),
+                "samples": int(c.samples),
+                "drift_ppm": c.drift_ppm,
+            }
+            for c in path.clocks
+        ],
+        "warnings": list(path.warnings),
+    }
+
+
+def render_json(path: Path) -> str:
+    """The document as text (indented, one trailing newline)."""
+    return json.dumps(path_json(path), indent=2, ensure_ascii=False) + "\n"
+
+
+def connection_json(c: Connection, summary: str = "") -> dict[str, Any]:
+    return {
+        "index": c.index,
+        "protocol": c.protocol,
+        "client": str(c.client.src),
+        "destination": str(c.client.dst),
+        "backend": str(c.backend) if c.backend is not None else None,
+        "points": list(c.points),
+        "summary": summary or c.summary,
+        "start_ns": int(c.start_ns),
+    }
+
+
+def render_list_json(
+    connections: Sequence[Connection], summaries: Mapping[int, str] | None = None
+) -> str:
+    """The `--list --format json` document: one object per connection."""
+    s = summaries or {}
+    doc = {
+        "schema": LIST_SCHEMA,
+        "connections": [connection_json(c, s.get(c.index, "")) for c in connections],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
