@@ -12,3 +12,25 @@ Public API (stable; the CLI and the lab depend on it):
     build_path(correlation, connection) -> Path
     parse_match(text) -> MatchSpec
 """
+
+from tracer.correlate.engine import (
+    Correlation,
+    PointFrames,
+    correlate,
+    translation_kind,
+    translations,
+)
+from tracer.correlate.path import build_path
+from tracer.correlate.select import MatchSpec, parse_match, select
+
+__all__ = [
+    "Correlation",
+    "MatchSpec",
+    "PointFrames",
+    "build_path",
+    "correlate",
+    "parse_match",
+    "select",
+    "translation_kind",
+    "translations",
+]

@@ -1,0 +1,861 @@
+"""The correlation engine: group every frame of every point into packets and connections.
+
+Pipeline (all vectorised with numpy; no Python loop per packet):
+1. gather the IP rows of every point, sorted by time within the point;
+2. key each row on its NAT-invariant signature refined by the IPv4 ID, and split rows with equal
+   keys into sends: at one point, sightings of one send are close in time, a later send of the
+   same bytes is a retransmission; the k-th send at one point pairs with the k-th at another;
+3. learn connections: a flow at a point (its tuple, split at each new SYN) is linked to flows
+   at other points by confident matches first (SYNs; unambiguous UDP/ICMP), then later matches
+   must agree with what was learned: one that links two learned connections is split, not merged;
+4. orient packets (forward = client to server), estimate clock offsets, order each packet's
+   sightings in path order and each connection's packets by corrected time.
+Model objects (`Connection`, `Journey`, `Observation`) are built only when asked for, one
+connection at a time, so a capture of millions of frames costs arrays, not objects.
+This module reads no files and prints nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from tracer.correlate import clocks as clk
+from tracer.correlate.keys import mix, partial_hash, seed, signature, with_ip_id
+from tracer.errors import InputError
+from tracer.model import (
+    CapturePoint,
+    ClockEstimate,
+    Connection,
+    Direction,
+    Endpoint,
+    Journey,
+    Observation,
+    Translation,
+    TranslationKind,
+    Tuple5,
+)
+from tracer.pcap.columns import (
+    DIR_IN,
+    DIR_OUT,
+    OPT_FRAGMENT,
+    OPT_SUPER,
+    OPT_TRUNCATED,
+    TH_ACK,
+    TH_FIN,
+    TH_RST,
+    TH_SYN,
+    Frames,
+)
+
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+Col = npt.NDArray[Any]  # an integer column in the dtype the reader gave it
+
+# Sightings of one send at one point are this close; a retransmission comes later (Linux's
+# minimum RTO is 200 ms, a tail-loss probe at least 10 ms, and each gets a new IP ID and TSval).
+SAME_SEND_WINDOW_NS = 10_000_000
+
+# Path order of roles for a forward packet (a reply crosses them backwards).
+ROLE_RANK: Mapping[str, int] = {
+    "external": 0,
+    "client": 0,
+    "ingress": 1,
+    "node": 2,
+    "dns": 3,
+    "server": 3,
+}
+PROTO_NAMES: Mapping[int, str] = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
+_ICMP_ECHO_REQUEST = (8, 128)
+
+
+@dataclass(frozen=True)
+class PointFrames:
+    """One capture point's frames, with the names of its interfaces (iface id -> name)."""
+
+    point: CapturePoint
+    frames: Frames
+    ifnames: Mapping[int, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Every matched row, sorted by connection, packet and path order (internal)."""
+
+    # per row (sorted)
+    pidx: I64
+    row: I64
+    t: I64
+    tc: I64
+    src: Col
+    dst: Col
+    sport: Col
+    dport: Col
+    proto: Col
+    iface: Col
+    direction: Col
+    encap: Col
+    ttl: Col
+    ip_id: Col
+    plen: Col
+    flags: Col
+    # per journey (ordered), rows [jstart[j], jstart[j + 1])
+    jstart: I64
+    jforward: Bools
+    jretrans: I64
+    # per connection, journeys [cstart[c], cstart[c + 1])
+    cstart: I64
+    cstart_ns: I64
+    cpoints: I64
+    addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Everything matched across the points: connections, clock estimates, warnings.
+
+    `connections` is built on first use (model objects for every packet); `connection(i)`
+    builds just one, and `select` never needs more than that.
+    """
+
+    points: tuple[CapturePoint, ...]
+    clocks: tuple[ClockEstimate, ...]
+    warnings: tuple[str, ...]
+    table: Table = field(repr=False, compare=False)
+    point_frames: tuple[PointFrames, ...] = field(repr=False, compare=False, default=())
+    offsets: Mapping[str, int] = field(default_factory=dict)  # point name -> offset_ns
+
+    def __len__(self) -> int:
+        return int(self.table.cstart.shape[0]) - 1
+
+    @cached_property
+    def connections(self) -> tuple[Connection, ...]:
+        return tuple(self.connection(i) for i in range(len(self)))
+
+    def connection(self, index: int) -> Connection:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return _materialise(self, index)
+
+    def corrected(self, obs: Observation) -> int:
+        """An observation's time on the reference clock."""
+        return obs.t_ns - self.offsets.get(obs.point, 0)
+
+
+# ----------------------------------------------------------------------------- gather
+
+
+@dataclass
+class _Rows:
+    pidx: I64
+    row: I64
+    t: I64
+    cols: dict[str, Col]
+    addresses: list[str]
+
+
+_KEEP = (
+    "family",
+    "proto",
+    "src",
+    "dst",
+    "sport",
+    "dport",
+    "ip_id",
+    "ttl",
+    "seq",
+    "ack",
+    "tcp_flags",
+    "payload_len",
+    "tsval",
+    "tsecr",
+    "opts",
+    "phash",
+    "pcap_len",
+    "icmp_type",
+    "icmp_code",
+    "icmp_id",
+    "icmp_seq",
+    "iface",
+    "direction",
+    "encap",
+)
+
+
+def _gather(points: Sequence[PointFrames], warnings: list[str]) -> _Rows:
+    addr_ids: dict[str, int] = {}
+    parts: dict[str, list[Col]] = {name: [] for name in _KEEP}
+    pidx_parts: list[I64] = []
+    row_parts: list[I64] = []
+    t_parts: list[I64] = []
+    for pi, pf in enumerate(points):
+        c = pf.frames.columns
+        name = pf.point.name
+        try:
+            fam = np.asarray(c["family"])
+            proto = np.asarray(c["proto"])
+            opts = np.asarray(c["opts"]).astype(np.int64)
+        except KeyError as e:
+            raise InputError(f"point {name}: frames lack column {e.args[0]!r}") from None
+        n = fam.shape[0]
+        ip = fam != 0
+        known = ip & np.isin(proto, (1, 6, 17, 58))
+        broken = known & ((opts & (OPT_TRUNCATED | OPT_FRAGMENT)) != 0)
+        ok = known & ~broken
+        if n and not ip.any():
+            warnings.append(f"point {name}: none of its {n} frames was IP")
+        elif (~ip).sum():
+            warnings.append(f"point {name}: {int((~ip).sum())} frames were not IP")
+        other = int((ip & ~known).sum())
+        if other:
+            warnings.append(f"point {name}: {other} IP frames were not TCP, UDP or ICMP")
+        if broken.any():
+            warnings.append(
+                f"point {name}: {int(broken.sum())} truncated or fragmented frames were not matched"
+            )
+        supers = int((ok & ((opts & OPT_SUPER) != 0)).sum())
+        if supers:
+            warnings.append(
+                f"point {name}: {supers} offload super-segments (GSO/TSO/GRO) can only match "
+                f"where the other side saw the same segment"
+            )
+        idx = np.flatnonzero(ok)
+        t = np.asarray(c["t_ns"], dtype=np.int64)[idx]
+        order = np.argsort(t, kind="stable")
+        idx = idx[order]
+        lut = np.array(
+            [addr_ids.setdefault(a, len(addr_ids)) for a in pf.frames.addresses] + [-1],
+            dtype=np.int64,
+        )
+        for col in _KEEP:
+            v = np.asarray(c[col])[idx]
+            if col in ("src", "dst"):
+                v = lut[v]  # -1 indexes the trailing -1
+            parts[col].append(v)
+        pidx_parts.append(np.full(idx.shape[0], pi, dtype=np.int64))
+        row_parts.append(idx.astype(np.int64))
+        t_parts.append(t[order])
+    cols = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in parts.items()}
+
+    def cat(v: list[I64]) -> I64:
+        return np.concatenate(v) if v else np.zeros(0, np.int64)
+
+    return _Rows(cat(pidx_parts), cat(row_parts), cat(t_parts), cols, list(addr_ids))
+
+
+# ----------------------------------------------------------------------------- union-find
+
+
+def components(n: int, a: I64, b: I64) -> I64:
+    """Connected components of n nodes under edges (a[i], b[i]): the smallest node of each."""
+    lab = np.arange(n, dtype=np.int64)
+    if a.size == 0:
+        return lab
+    while True:
+        la, lb = lab[a], lab[b]
+        diff = la != lb
+        if not diff.any():
+            return lab
+        la, lb = la[diff], lb[diff]
+        np.minimum.at(lab, np.maximum(la, lb), np.minimum(la, lb))
+        while True:
+            nxt = lab[lab]
+            if np.array_equal(nxt, lab):
+                break
+            lab = nxt
+
+
+def _dense(values: I64) -> tuple[I64, int]:
+    """Renumber arbitrary int64 ids to 0..k-1 (in sorted order of the ids).
+
+    Sort-based: several times faster than np.unique(return_inverse=True) on millions of rows.
+    """
+    n = values.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64), 0
+    o = np.argsort(values)
+    sv = values[o]
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(sv[1:], sv[:-1], out=new[1:])
+    ids = np.cumsum(new) - 1
+    inv = np.empty(n, dtype=np.int64)
+    inv[o] = ids
+    return inv, int(ids[-1]) + 1
+
+
+def _distinct_count(group: I64, value: I64, n_groups: int, n_values: int) -> I64:
+    """How many distinct values (0..n_values-1) each group has."""
+    if n_values <= 62:
+        # A bit per value, OR-ed per group: linear, no sort.
+        mask = np.zeros(n_groups, dtype=np.int64)
+        np.bitwise_or.at(mask, group, np.left_shift(1, value))
+        bits = np.zeros(n_groups, dtype=np.int64)
+        for b in range(n_values):
+            bits += (mask >> b) & 1
+        return bits
+    pairs = _distinct(group * n_values + value)
+    return np.bincount(pairs // n_values, minlength=n_groups).astype(np.int64)
+
+
+def _distinct(values: I64) -> I64:
+    """The distinct values, sorted."""
+    sv = np.sort(values)
+    if sv.shape[0] < 2:
+        return sv
+    return sv[np.r_[True, sv[1:] != sv[:-1]]]
+
+
+def _first_index(groups: I64, n: int) -> I64:
+    """For each group id, the smallest row index that has it (-1 if none)."""
+    out = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(out, groups, np.arange(groups.shape[0], dtype=np.int64))
+    out[out == np.iinfo(np.int64).max] = -1
+    return out
+
+
+# ----------------------------------------------------------------------------- correlate
+
+
+def correlate(points: Sequence[PointFrames]) -> Correlation:
+    """Match the same packets across points and group them into connections."""
+    names = [pf.point.name for pf in points]
+    if len(set(names)) != len(names):
+        raise InputError(f"capture point names repeat: {', '.join(names)}")
+    warnings: list[str] = []
+    rows = _gather(points, warnings)
+    cols = rows.cols
+    n = int(rows.t.shape[0])
+    n_points = len(points)
+    proto = cols["proto"]
+    tcp = proto == 6
+    flags = cols["tcp_flags"]
+
+    # --- 2. signatures and sends
+    partial = partial_hash(cols["payload_len"], cols["pcap_len"])
+    tcp_phash = not bool((partial & tcp).any())
+    if not tcp_phash:
+        warnings.append(
+            "some TCP payloads were captured too short for the payload hash (small snaplen): "
+            "TCP segments are matched on seq/ack/flags/length/timestamps only"
+        )
+    key = with_ip_id(signature(proto, cols, tcp_phash=tcp_phash), cols["ip_id"])
+    pbits = max(1, (n_points - 1).bit_length())
+    comb = ((key >> np.uint64(pbits)) << np.uint64(pbits)) | rows.pidx.astype(np.uint64)
+    order = np.argsort(comb, kind="stable")  # rows were time-sorted within each point
+    s_comb = comb[order]
+    s_t = rows.t[order]
+    new_pt = np.ones(n, dtype=bool)
+    new_pt[1:] = s_comb[1:] != s_comb[:-1]
+    hi = s_comb >> np.uint64(pbits)
+    new_key = np.ones(n, dtype=bool)
+    new_key[1:] = hi[1:] != hi[:-1]
+    gap = np.zeros(n, dtype=bool)
+    gap[1:] = (s_t[1:] - s_t[:-1]) > SAME_SEND_WINDOW_NS
+    new_send = new_pt | gap
+    cs = np.cumsum(new_send)
+    pt_start = np.flatnonzero(new_pt)
+    pt_id = np.cumsum(new_pt) - 1
+    k = cs - cs[pt_start][pt_id]  # ordinal of the send at this point (0 = first)
+    key_id = np.cumsum(new_key) - 1
+    n_keys = int(key_id[-1]) + 1 if n else 0
+    kmax = np.zeros(n_keys, dtype=np.int64)
+    np.maximum.at(kmax, key_id, k)
+    jbase = np.zeros(n_keys, dtype=np.int64)
+    if n_keys:
+        jbase[1:] = np.cumsum(kmax + 1)[:-1]
+    jid_sorted = jbase[key_id] + k
+    n_j0 = int(jbase[-1] + kmax[-1] + 1) if n_keys else 0
+    ambiguous_key = kmax > 0
+    jambiguous = np.zeros(n_j0, dtype=bool)
+    jambiguous[jid_sorted] = ambiguous_key[key_id]
+    # Two sends with identical bytes at the same moment (two clients, one payload) land in one
+    # cluster; they show as the same interface and direction twice. Split them by occurrence,
+    # the m-th with the m-th, and let the learned tuples judge the result.
+    m = _occurrence(cs - 1, cols["iface"][order], cols["direction"][order])
+    if m is not None:
+        jambiguous[jid_sorted[m > 0]] = True
+        row_amb = jambiguous[jid_sorted]
+        jid_sorted, n_j0 = _dense(jid_sorted * (int(m.max()) + 1) + m)
+        jambiguous = np.zeros(n_j0, dtype=bool)
+        jambiguous[jid_sorted] = row_amb
+    jid = np.empty(n, dtype=np.int64)
+    jid[order] = jid_sorted
+
+    # --- 3. flows (a tuple at a point, split at each new SYN) and connections
+    port_s = np.where(proto <= 1, cols["icmp_id"], cols["sport"])
+    port_d = np.where(proto <= 1, cols["icmp_id"], cols["dport"])
+    port_s = np.where(proto == 58, cols["icmp_id"], port_s)
+    port_d = np.where(proto == 58, cols["icmp_id"], port_d)
+    ep_s = (cols["src"] << 18) | ((port_s + 1) & 0x3FFFF)
+    ep_d = (cols["dst"] << 18) | ((port_d + 1) & 0x3FFFF)
+    lo_ep = np.minimum(ep_s, ep_d)
+    hi_ep = np.maximum(ep_s, ep_d)
+    fkey = mix(mix(mix(seed(n, 0xF10), rows.pidx * 256 + proto), lo_ep), hi_ep)
+    fid, n_fid = _dense(fkey.view(np.int64))
+    syn = tcp & ((flags & (TH_SYN | TH_ACK)) == TH_SYN)
+    fid, n_fid = _split_at_syns(fid, n_fid, syn, cols["seq"], rows.t)
+
+    jconf = np.zeros(n_j0, dtype=bool)
+    jconf[jid[syn]] = True
+    nontcp = ~tcp
+    jconf[jid[nontcp]] = ~jambiguous[jid[nontcp]]
+    label, split = _learn_connections(jid, n_j0, fid, n_fid, jconf)
+    if split:
+        warnings.append(
+            f"{split} matches contradicted the tuples learned for their connections "
+            f"and were split instead of merged"
+        )
+    # A send is one journey per connection: split journeys that straddle two connections.
+    n_j = n_j0
+    if split:
+        jid, n_j = _dense(jid * (n_fid + 1) + label)
+    used = np.zeros(n_fid + 1, dtype=bool)
+    used[label] = True
+    renumber = np.cumsum(used) - 1
+    conn_of_row, n_c = renumber[label], int(used.sum())
+
+    # --- 4a. orientation: forward = from the client (the SYN's sender, else the first sender)
+    echo_req = (~tcp) & np.isin(cols["icmp_type"], _ICMP_ECHO_REQUEST) & (proto != 17)
+    anchor = syn | echo_req
+    fwd_src = np.full(n_fid, -1, dtype=np.int64)
+    first = _first_index(fid, n_fid)
+    fwd_src[first >= 0] = ep_s[first[first >= 0]]
+    anchored = np.zeros(n_fid, dtype=bool)
+    fwd_src[fid[anchor]] = ep_s[anchor]
+    anchored[fid[anchor]] = True
+    is_fwd = ep_s == fwd_src[fid]
+    jfwd = _journey_forward(jid, n_j, is_fwd)
+    # A flow seen only mid-connection may have been oriented by a reply: flip it where its rows
+    # mostly disagree with the packets they belong to.
+    agree = np.bincount(fid, weights=(is_fwd == jfwd[jid]).astype(np.float64), minlength=n_fid)
+    total = np.bincount(fid, minlength=n_fid)
+    flip = (~anchored) & (agree * 2 < total)
+    if flip.any():
+        is_fwd = np.where(flip[fid], ~is_fwd, is_fwd)
+        jfwd = _journey_forward(jid, n_j, is_fwd)
+
+    # --- 4b. clocks
+    dom_names: list[str] = []
+    dom_of_point = np.zeros(max(n_points, 1), dtype=np.int64)
+    for i, pf in enumerate(points):
+        dname = pf.point.node if pf.point.node is not None else pf.point.name
+        if dname not in dom_names:
+            dom_names.append(dname)
+        dom_of_point[i] = dom_names.index(dname)
+    rank_of_point = np.array(
+        [ROLE_RANK.get(pf.point.role, 2) for pf in points] or [0], dtype=np.int64
+    )
+    ref = _reference_domain(points, dom_names)
+    n_dom = max(len(dom_names), 1)
+    dom = dom_of_point[rows.pidx]
+    jconn = np.zeros(n_j, dtype=np.int64)
+    jconn[jid] = conn_of_row
+    solution = clk.solve(dom_names or ["-"], ref, [])
+    if n and len(dom_names) > 1:
+        cell = jid * n_dom + dom
+        tmin = np.full(n_j * n_dom, np.iinfo(np.int64).max, dtype=np.int64)
+        tmax = np.full(n_j * n_dom, np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(tmin, cell, rows.t)
+        np.maximum.at(tmax, cell, rows.t)
+        present = (tmax != np.iinfo(np.int64).min).reshape(n_j, n_dom)
+        crank = np.full(n_c * n_dom, 99, dtype=np.int64)
+        np.minimum.at(crank, conn_of_row * n_dom + dom, rank_of_point[rows.pidx])
+        pairs = clk.pair_bounds(
+            tmin.reshape(n_j, n_dom),
+            tmax.reshape(n_j, n_dom),
+            present,
+            jfwd,
+            jconn,
+            crank.reshape(n_c, n_dom),
+            n_c,
+        )
+        solution = clk.solve(dom_names, ref, pairs)
+    warnings.extend(solution.warnings)
+    dom_off = np.array(solution.offsets or (0,), dtype=np.int64)
+    tc = rows.t - dom_off[dom]
+
+    # --- 4c. path order
+    max_rank = int(rank_of_point.max())
+    rank = rank_of_point[rows.pidx]
+    rank_dir = np.where(jfwd[jid], rank, max_rank - rank)
+    jp = jid * max(n_points, 1) + rows.pidx
+    ptmin = np.full(n_j * max(n_points, 1), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(ptmin, jp, tc)
+    jstart_t = np.full(n_j, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(jstart_t, jid, tc)
+    cstart_t = np.full(n_c, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(cstart_t, jconn, jstart_t)
+    corder = np.lexsort((np.arange(n_c), cstart_t))
+    crank_of = np.empty(n_c, dtype=np.int64)
+    crank_of[corder] = np.arange(n_c)
+    jorder = np.lexsort((np.arange(n_j), jstart_t, crank_of[jconn]))
+    jpos = np.empty(n_j, dtype=np.int64)
+    jpos[jorder] = np.arange(n_j)
+    # Rows are already in (point, time) order and lexsort is stable: sightings of one packet at
+    # one point stay in time order.
+    # One sort key: journey, role rank, then when the packet reached the point (relative to the
+    # journey's first sighting; it cannot be negative, and past 4 s only the order of
+    # equal-rank points of one packet could suffer).
+    rel = np.clip(ptmin[jp] - jstart_t[jid], 0, 0xFFFFFFFF)
+    final = np.argsort(((jpos[jid] * 8 + rank_dir) << 32) | rel, kind="stable")
+
+    sj = jpos[jid][final]
+    jstart = np.flatnonzero(np.r_[True, sj[1:] != sj[:-1]]) if n else np.zeros(0, np.int64)
+    jstart = np.r_[jstart, n].astype(np.int64)
+    jconn_sorted = crank_of[jconn][jorder]
+    cbound = np.r_[True, jconn_sorted[1:] != jconn_sorted[:-1]] if n_j else np.zeros(0, bool)
+    cstart = np.r_[np.flatnonzero(cbound), n_j].astype(np.int64)
+
+    # --- retransmissions: later sends of the same sequence space in one connection
+    jfirst_row = final[jstart[:-1]]
+    jforward_sorted = jfwd[jorder]
+    jretrans = _retransmissions(
+        jconn_sorted,
+        jforward_sorted,
+        cols["seq"][jfirst_row],
+        cols["payload_len"][jfirst_row],
+        flags[jfirst_row],
+        tcp[jfirst_row],
+    )
+
+    # --- per connection: how many points saw it
+    cpts = _distinct_count(crank_of[conn_of_row], rows.pidx, n_c, n_points)
+
+    _match_warnings(points, rows.pidx, jid, n_j, warnings)
+    _negative_delay_warnings(final, jpos[jid], dom, tc, dom_names, warnings)
+
+    offsets = {pf.point.name: int(dom_off[dom_of_point[i]]) for i, pf in enumerate(points)}
+    table = Table(
+        pidx=rows.pidx[final],
+        row=rows.row[final],
+        t=rows.t[final],
+        tc=tc[final],
+        src=cols["src"][final],
+        dst=cols["dst"][final],
+        sport=port_s[final],
+        dport=port_d[final],
+        proto=proto[final],
+        iface=cols["iface"][final],
+        direction=cols["direction"][final],
+        encap=cols["encap"][final],
+        ttl=cols["ttl"][final],
+        ip_id=cols["ip_id"][final],
+        plen=cols["payload_len"][final],
+        flags=flags[final],
+        jstart=jstart,
+        jforward=jforward_sorted,
+        jretrans=jretrans,
+        cstart=cstart,
+        cstart_ns=cstart_t[corder] if n_c else np.zeros(0, np.int64),
+        cpoints=cpts,
+        addresses=tuple(rows.addresses),
+    )
+    return Correlation(
+        points=tuple(pf.point for pf in points),
+        clocks=solution.estimates,
+        warnings=tuple(warnings),
+        table=table,
+        point_frames=tuple(points),
+        offsets=offsets,
+    )
+
+
+def _occurrence(cluster: I64, iface: I64, direction: I64) -> I64 | None:
+    """Per row: how many earlier rows of its cluster had the same interface and direction.
+
+    None when no cluster repeats one (the usual case), so the caller can skip the split.
+    """
+    n = cluster.shape[0]
+    if n < 2:
+        return None
+    size = np.bincount(cluster)
+    # Only a known interface can repeat: a capture without interface ids (plain pcap of
+    # `-i any` with SLL v1) shows every sighting on "no interface".
+    multi = np.flatnonzero((size[cluster] > 1) & (iface >= 0))
+    if multi.shape[0] == 0:
+        return None
+    sub = cluster[multi] * (1 << 24) + ((iface[multi] + 1) & 0x3FFFFF) * 4 + (direction[multi] & 3)
+    o = np.argsort(sub, kind="stable")
+    ss = sub[o]
+    new = np.r_[True, ss[1:] != ss[:-1]]
+    if new.all():
+        return None
+    starts = np.flatnonzero(new)
+    ordinal = np.arange(o.shape[0]) - starts[np.cumsum(new) - 1]
+    m = np.zeros(n, dtype=np.int64)
+    m[multi[o]] = ordinal
+    return m
+
+
+def _split_at_syns(fid: I64, n_fid: int, syn: Bools, seq: I64, t: I64) -> tuple[I64, int]:
+    """Split each flow where a connection starts (its SYN) and where a new one reuses the tuple.
+
+    Returns new flow ids (not dense: flow f becomes f * epochs + epoch) and their range.
+    """
+    if not syn.any():
+        return fid, n_fid
+    ef, es, et = fid[syn], seq[syn], t[syn]
+    first_t = np.full(n_fid, np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first_t, ef, et)
+    per_fid = np.bincount(_distinct(ef * (1 << 32) + es) >> 32, minlength=n_fid)
+    epoch = (t >= first_t[fid]).astype(np.int64)
+    multi = np.flatnonzero(per_fid > 1)
+    # Rare (a port reused within the capture): count the distinct SYNs before each row.
+    for f in multi.tolist():
+        mine = ef == f
+        first_by_isn: dict[int, int] = {}
+        for isn, when in zip(es[mine].tolist(), et[mine].tolist(), strict=True):
+            first_by_isn[isn] = min(when, first_by_isn.get(isn, when))
+        times = np.sort(np.array(list(first_by_isn.values()), dtype=np.int64))
+        sel = np.flatnonzero(fid == f)
+        epoch[sel] = np.searchsorted(times, t[sel], side="right")
+    epochs = int(epoch.max()) + 1
+    return fid * epochs + epoch, n_fid * epochs
+
+
+def _learn_connections(jid: I64, n_j: int, fid: I64, n_fid: int, jconf: Bools) -> tuple[I64, int]:
+    """Label every row with its connection; returns (label per row, journeys split)."""
+    n = jid.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64), 0
+    jfirst = _first_index(jid, n_j)
+    anchor_fid = fid[jfirst[jid]]
+    conf_row = jconf[jid]
+    # Phase 1: confident matches define connections.
+    lab = components(n_fid, fid[conf_row], anchor_fid[conf_row])
+    learned = np.zeros(n_fid, dtype=bool)
+    learned[fid[conf_row]] = True
+    # Phase 2: other matches may attach a flow to one learned connection, never join two.
+    other = ~conf_row
+    if other.any():
+        rl = np.where(learned[fid], lab[fid], -1)
+        sel = other & (rl >= 0)
+        pairs = _distinct(jid[sel] * (n_fid + 1) + rl[sel])
+        n_labels = np.bincount(pairs // (n_fid + 1), minlength=n_j)
+        single = np.full(n_j, -1, dtype=np.int64)
+        one = n_labels[pairs // (n_fid + 1)] == 1
+        single[(pairs // (n_fid + 1))[one]] = (pairs % (n_fid + 1))[one]
+        vote = other & (rl < 0) & (single[jid] >= 0)
+        if vote.any():
+            vk, vc = np.unique(fid[vote] * (n_fid + 1) + single[jid[vote]], return_counts=True)
+            vf, vl = vk // (n_fid + 1), vk % (n_fid + 1)
+            best = np.lexsort((-vc, vf))
+            vf, vl = vf[best], vl[best]
+            head = np.r_[True, vf[1:] != vf[:-1]]
+            lab[vf[head]] = vl[head]
+            learned[vf[head]] = True
+        # Phase 3: flows no confident match reached form connections among themselves.
+        rest = other & ~learned[fid] & ~learned[anchor_fid]
+        if rest.any():
+            sub = components(n_fid, fid[rest], anchor_fid[rest])
+            free = ~learned
+            lab = np.where(free, sub, lab)
+            lab = lab[lab]
+    label = lab[fid]
+    pairs_all = _distinct(jid * (n_fid + 1) + label)
+    split = int((np.bincount(pairs_all // (n_fid + 1), minlength=n_j) > 1).sum())
+    return label, split
+
+
+def _journey_forward(jid: I64, n_j: int, is_fwd: Bools) -> Bools:
+    votes = np.bincount(jid, weights=is_fwd.astype(np.float64), minlength=n_j)
+    count = np.bincount(jid, minlength=n_j)
+    return votes * 2 >= count
+
+
+def _reference_domain(points: Sequence[PointFrames], dom_names: list[str]) -> int:
+    for role in ("client", "external"):
+        for pf in points:
+            if pf.point.role == role:
+                name = pf.point.node if pf.point.node is not None else pf.point.name
+                return dom_names.index(name)
+    return 0
+
+
+def _retransmissions(conn: I64, fwd: Bools, seq: I64, plen: I64, flags: I64, tcp: Bools) -> I64:
+    """For journeys in time order: how many earlier sends of the same segment there were."""
+    n = conn.shape[0]
+    out = np.zeros(n, dtype=np.int64)
+    counts = tcp & ((plen > 0) | ((flags & (TH_SYN | TH_FIN)) != 0))
+    if not counts.any():
+        return out
+    idx = np.flatnonzero(counts)
+    k = mix(mix(mix(seed(idx.shape[0], 7), conn[idx] * 2 + fwd[idx]), seq[idx]), plen[idx])
+    k = mix(k, flags[idx] & (TH_SYN | TH_FIN | TH_RST))
+    o = np.lexsort((idx, k))
+    ks = k[o]
+    new = np.r_[True, ks[1:] != ks[:-1]]
+    starts = np.flatnonzero(new)
+    grp = np.cumsum(new) - 1
+    ordinal = np.arange(o.shape[0]) - starts[grp]
+    out[idx[o]] = ordinal
+    return out
+
+
+def _match_warnings(
+    points: Sequence[PointFrames], pidx: I64, jid: I64, n_j: int, warnings: list[str]
+) -> None:
+    if len(points) < 2 or pidx.shape[0] == 0:
+        return
+    npts = len(points)
+    lo = np.full(n_j, npts, dtype=np.int64)
+    hi = np.full(n_j, -1, dtype=np.int64)
+    np.minimum.at(lo, jid, pidx)
+    np.maximum.at(hi, jid, pidx)
+    shared = (lo != hi)[jid]  # the packet was seen at two points or more
+    seen = np.bincount(pidx[shared], minlength=npts)
+    have = np.bincount(pidx, minlength=npts)
+    for i, pf in enumerate(points):
+        if have[i] and not seen[i]:
+            warnings.append(f"point {pf.point.name}: no packet matched any other point")
+
+
+def _negative_delay_warnings(
+    final: I64, jpos_row: I64, dom: I64, tc: I64, dom_names: list[str], warnings: list[str]
+) -> None:
+    if final.shape[0] < 2:
+        return
+    j = jpos_row[final]
+    d = dom[final]
+    t = tc[final]
+    step = (j[1:] == j[:-1]) & (d[1:] != d[:-1])
+    neg = step & (t[1:] < t[:-1])
+    if neg.any():
+        worst = int((t[:-1] - t[1:])[neg].max())
+        pairs = sorted({(int(a), int(b)) for a, b in zip(d[:-1][neg], d[1:][neg], strict=True)})
+        where = ", ".join(f"{dom_names[a]} -> {dom_names[b]}" for a, b in pairs[:4])
+        warnings.append(
+            f"{int(neg.sum())} hops have a negative one-way delay after clock correction "
+            f"(up to {worst} ns; {where}): the offset estimate is off or clocks drift"
+        )
+
+
+# ----------------------------------------------------------------------------- objects
+
+
+_DIRECTIONS: Mapping[int, Direction] = {DIR_IN: "in", DIR_OUT: "out"}
+
+
+def journey_kind(proto: int, flags: int, plen: int) -> str:
+    if proto == 6:
+        if flags & TH_SYN:
+            return "syn-ack" if flags & TH_ACK else "syn"
+        if flags & TH_RST:
+            return "rst"
+        if flags & TH_FIN:
+            return "fin"
+        return "data" if plen > 0 else "ack"
+    return PROTO_NAMES.get(proto, "ip")
+
+
+def _materialise(corr: Correlation, index: int) -> Connection:
+    tb = corr.table
+    pts = corr.point_frames
+    addr = tb.addresses
+    j0, j1 = int(tb.cstart[index]), int(tb.cstart[index + 1])
+    journeys: list[Journey] = []
+    for j in range(j0, j1):
+        r0, r1 = int(tb.jstart[j]), int(tb.jstart[j + 1])
+        obs = []
+        for r in range(r0, r1):
+            pi = int(tb.pidx[r])
+            pf = pts[pi]
+            prname = PROTO_NAMES.get(int(tb.proto[r]), "ip")
+            ports = prname in ("tcp", "udp")
+            sp, dp = int(tb.sport[r]), int(tb.dport[r])
+            tup = Tuple5(
+                prname,
+                Endpoint(addr[int(tb.src[r])], sp if ports else None),
+                Endpoint(addr[int(tb.dst[r])], dp if ports else None),
+            )
+            iface = int(tb.iface[r])
+            ifname = pf.ifnames.get(iface) or pf.frames.interfaces.get(iface)
+            enc = int(tb.encap[r])
+            encap = pf.frames.encaps[enc] if 0 <= enc < len(pf.frames.encaps) else ()
+            ip_id = int(tb.ip_id[r])
+            ttl = int(tb.ttl[r])
+            obs.append(
+                Observation(
+                    point=pf.point.name,
+                    frame=int(tb.row[r]),
+                    t_ns=int(tb.t[r]),
+                    tuple5=tup,
+                    interface=ifname,
+                    direction=_DIRECTIONS.get(int(tb.direction[r])),
+                    ttl=ttl if ttl >= 0 else None,
+                    ip_id=ip_id if ip_id >= 0 else None,
+                    encap=tuple(encap),
+                    payload_len=int(tb.plen[r]),
+                )
+            )
+        r0 = int(tb.jstart[j])
+        direction: Literal["forward", "reverse"] = "forward" if tb.jforward[j] else "reverse"
+        journeys.append(
+            Journey(
+                kind=journey_kind(int(tb.proto[r0]), int(tb.flags[r0]), int(tb.plen[r0])),
+                direction=direction,
+                observations=tuple(obs),
+                retransmission=int(tb.jretrans[j]),
+            )
+        )
+    first_fwd = next((jr for jr in journeys if jr.direction == "forward"), journeys[0])
+    client = first_fwd.observations[0].tuple5
+    if first_fwd.direction == "reverse":
+        client = client.reversed()
+    backend: Endpoint | None = None
+    for tr in translations(first_fwd):
+        if tr.kind in ("DNAT", "DNAT+SNAT"):
+            backend = tr.after.dst
+    seen_points: list[str] = []
+    seen_tuples: list[tuple[str, Tuple5]] = []
+    ordered = [first_fwd] + [jr for jr in journeys if jr is not first_fwd]
+    for jr in ordered:
+        for o in jr.observations:
+            if o.point not in seen_points:
+                seen_points.append(o.point)
+            tup = o.tuple5 if jr.direction == "forward" else o.tuple5.reversed()
+            if (o.point, tup) not in seen_tuples:
+                seen_tuples.append((o.point, tup))
+    return Connection(
+        index=index,
+        protocol=client.proto,
+        client=client,
+        points=tuple(seen_points),
+        tuples=tuple(seen_tuples),
+        journeys=tuple(journeys),
+        start_ns=int(tb.cstart_ns[index]),
+        backend=backend,
+    )
+
+
+def translation_kind(before: Tuple5, after: Tuple5, reply: bool) -> TranslationKind | None:
+    """DNAT/SNAT (or their undoing on a reply) between two tuples of one packet."""
+    dst = before.dst != after.dst
+    src = before.src != after.src
+    if not (dst or src):
+        return None
+    if reply:
+        # conntrack undoes the DNAT on the reply's source and the SNAT on its destination.
+        if dst and src:
+            return "un-DNAT+un-SNAT"
+        return "un-DNAT" if src else "un-SNAT"
+    if dst and src:
+        return "DNAT+SNAT"
+    return "DNAT" if dst else "SNAT"
+
+
+def translations(journey: Journey) -> list[Translation]:
+    """The rewrites between consecutive observations of one packet, in path order."""
+    out = []
+    obs = journey.observations
+    for a, b in zip(obs, obs[1:], strict=False):
+        kind = translation_kind(a.tuple5, b.tuple5, journey.direction == "reverse")
+        if kind is not None:
+            out.append(Translation(kind, a.tuple5, b.tuple5))
+    return out

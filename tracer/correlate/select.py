@@ -1,0 +1,153 @@
+"""Choosing the connection to show: `--match` specs and the default choice.
+
+`parse_match` turns `src=10.244.1.7:53700,dst=10.96.0.10:80,proto=tcp` into a `MatchSpec`;
+`select` picks a connection from a `Correlation` without building objects for the others.
+Pure; raises UsageError for a spec that does not parse and NothingMatchedError when nothing fits.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from tracer.correlate.engine import PROTO_NAMES, Correlation
+from tracer.errors import NothingMatchedError, UsageError
+from tracer.model import Connection, Endpoint
+
+_FORMS = "src=IP[:PORT], dst=IP[:PORT] or proto=tcp|udp|icmp|icmpv6 (IPv6 as [fd00::1]:80)"
+
+
+@dataclass(frozen=True)
+class MatchSpec:
+    """Terms that must all hold for some tuple of the connection (any point, either side of NAT).
+
+    An endpoint without a port matches any port.
+    """
+
+    text: str
+    src: Endpoint | None = None
+    dst: Endpoint | None = None
+    proto: str | None = None
+
+    def __repr__(self) -> str:
+        return f"parse_match({self.text!r})"
+
+
+def _endpoint(term: str, value: str) -> Endpoint:
+    host, port_text = value, None
+    if value.startswith("["):
+        close = value.find("]")
+        if close < 0:
+            raise UsageError(f"--match term {term!r}: missing ']' (expected {_FORMS})")
+        host, rest = value[1:close], value[close + 1 :]
+        if rest:
+            if not rest.startswith(":"):
+                raise UsageError(f"--match term {term!r}: expected [IPv6]:PORT")
+            port_text = rest[1:]
+    elif value.count(":") == 1:
+        host, port_text = value.split(":")
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        raise UsageError(
+            f"--match term {term!r}: {host!r} is not an IP address (expected {_FORMS})"
+        ) from None
+    port: int | None = None
+    if port_text is not None:
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            raise UsageError(f"--match term {term!r}: port must be 0-65535, got {port_text!r}")
+        port = int(port_text)
+    return Endpoint(str(ip), port)
+
+
+def parse_match(text: str) -> MatchSpec:
+    """Parse `key=value[,key=value...]`; every term must hold."""
+    src: Endpoint | None = None
+    dst: Endpoint | None = None
+    proto: str | None = None
+    terms = [t.strip() for t in text.split(",")]
+    if not text.strip() or any(not t for t in terms):
+        raise UsageError(f"--match {text!r}: empty term (expected {_FORMS})")
+    for term in terms:
+        key, eq, value = term.partition("=")
+        key, value = key.strip().lower(), value.strip()
+        if not eq or not value:
+            raise UsageError(f"--match term {term!r}: expected KEY=VALUE ({_FORMS})")
+        if key == "src":
+            src = _endpoint(term, value)
+        elif key == "dst":
+            dst = _endpoint(term, value)
+        elif key == "proto":
+            if value.lower() not in PROTO_NAMES.values():
+                raise UsageError(f"--match term {term!r}: proto must be tcp, udp, icmp or icmpv6")
+            proto = value.lower()
+        else:
+            raise UsageError(f"--match term {term!r}: unknown key {key!r} (expected {_FORMS})")
+    return MatchSpec(text, src, dst, proto)
+
+
+def _address_ids(addresses: tuple[str, ...], ip: str) -> npt.NDArray[np.int64]:
+    want = ipaddress.ip_address(ip)
+    ids = []
+    for i, a in enumerate(addresses):
+        try:
+            if ipaddress.ip_address(a) == want:
+                ids.append(i)
+        except ValueError:
+            continue
+    return np.array(ids, dtype=np.int64)
+
+
+def _matching(corr: Correlation, spec: MatchSpec) -> npt.NDArray[np.bool_]:
+    """Which connections satisfy every term (vectorised over all rows)."""
+    tb = corr.table
+    n_c = len(corr)
+    ok = np.ones(n_c, dtype=bool)
+    if tb.pidx.shape[0] == 0:
+        return ok
+    jlen = np.diff(tb.jstart)
+    row_fwd = np.repeat(tb.jforward, jlen)
+    jconn = np.repeat(np.arange(n_c), np.diff(tb.cstart))
+    row_conn = np.repeat(jconn, jlen)
+    # Orient every row's tuple as the forward direction at its point.
+    fsrc = np.where(row_fwd, tb.src, tb.dst)
+    fdst = np.where(row_fwd, tb.dst, tb.src)
+    fsport = np.where(row_fwd, tb.sport, tb.dport)
+    fdport = np.where(row_fwd, tb.dport, tb.sport)
+    if spec.proto is not None:
+        code = next(k for k, v in PROTO_NAMES.items() if v == spec.proto)
+        ok &= np.bincount(row_conn, weights=tb.proto == code, minlength=n_c) > 0
+    for ep, addr, port in ((spec.src, fsrc, fsport), (spec.dst, fdst, fdport)):
+        if ep is None:
+            continue
+        hit = np.isin(addr, _address_ids(tb.addresses, ep.ip))
+        if ep.port is not None:
+            hit &= (port == ep.port) & np.isin(tb.proto, (6, 17))
+        ok &= np.bincount(row_conn, weights=hit, minlength=n_c) > 0
+    return ok
+
+
+def select(
+    correlation: Correlation, *, index: int | None = None, match: MatchSpec | None = None
+) -> Connection:
+    """The connection to show: by index, by match, or the first one seen at the most points."""
+    n_c = len(correlation)
+    if n_c == 0:
+        raise NothingMatchedError(
+            "no connection was found in the captures",
+            hint="check that the captures overlap the request in time and hold IP traffic",
+        )
+    ok = _matching(correlation, match) if match is not None else np.ones(n_c, dtype=bool)
+    if index is not None:
+        if not 0 <= index < n_c:
+            raise NothingMatchedError(f"no connection {index}: there are {n_c} (0-{n_c - 1})")
+        if match is not None and not ok[index]:
+            raise NothingMatchedError(f"connection {index} does not match {match.text!r}")
+        return correlation.connection(index)
+    if match is not None and not ok.any():
+        raise NothingMatchedError(f"no connection matches {match.text!r}")
+    points = np.where(ok, correlation.table.cpoints, -1)
+    return correlation.connection(int(np.argmax(points)))
