@@ -1,8 +1,8 @@
 """`pathtrace explain RULES --packet …`: which kube-proxy rules a packet meets and what they do.
 
 RULES is a file of `iptables-save`, `nft list ruleset` or `ipvsadm -Ln` output, recognised by its
-content. A run directory (`pathtrace explain RUN`) will tell a whole request's story through
-`explain_run`. Holds no logic: it reads the file, calls `tracer.rules`, prints.
+content. Given a run directory instead (`pathtrace explain RUN`), it tells the recorded request's
+story step by step with its evidence (`tracer.explain`). Holds no logic: it reads, calls, prints.
 """
 
 from __future__ import annotations
@@ -20,11 +20,14 @@ _ENTRIES = {"pod": "from_pod", "node": "local", "external": "external"}
 
 
 def explain_run(run: Path, fmt: str) -> str:
-    """Explain the request recorded in a run directory (its node facts and captures)."""
-    raise UsageError(
-        f"{run} is a run directory; explaining a whole run is not available in this version",
-        hint="give a rules file (iptables-save, nft list ruleset or ipvsadm -Ln) and --packet",
-    )
+    """Tell the request recorded in a run directory as a story, with its evidence."""
+    from tracer.explain.run import load_story_input
+    from tracer.explain.story import render_story, story_json, tell_story
+
+    story = tell_story(load_story_input(run))
+    if fmt == "json":
+        return json.dumps(story_json(story), indent=2, ensure_ascii=False) + "\n"
+    return render_story(story, run=str(run))
 
 
 def _read(path: Path) -> str:
@@ -59,15 +62,28 @@ def command(
     entry: str | None,
     fmt: str,
 ) -> None:
-    """Walk one packet through a node's kube-proxy rules and say what happens to it.
+    """Walk one packet through a node's kube-proxy rules, or tell a run's request step by step.
+
+    RULES is a rules file (with --packet) or a run directory (RUN): for a run, the request is
+    told in the order it travels (DNS lookup, the Service address, the DNAT with the rule that
+    did it, the overlay, the pod, the reply), each step with its evidence (point and frame,
+    rule text, conntrack entry), and where it breaks when it does.
 
     \b
     Example:
+      pathtrace explain pcaps/clusterip
       pathtrace explain iptables-save.txt --packet 'tcp 10.244.1.7:53700 > 10.96.0.100:80'
       pathtrace explain nft.txt --packet 'tcp 203.0.113.5 > 192.168.49.2:30080' \\
           --node-ip 192.168.49.2 --from external --format json
     """
+    if not rules.exists():
+        raise InputError(f"{rules}: no such file or directory")
     if rules.is_dir():
+        if packet_spec is not None:
+            raise UsageError(
+                f"{rules} is a run directory: --packet is for a rules file",
+                hint=f"use `pathtrace explain {rules}/nodes/NODE/iptables-save.txt --packet ...`",
+            )
         click.echo(explain_run(rules, fmt), nl=False)
         return
     if packet_spec is None:

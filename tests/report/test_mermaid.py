@@ -1,0 +1,53 @@
+"""Mermaid sequence diagrams of fixed paths (tests/report/sample.py) against golden files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.report import sample
+from tracer.report.mermaid import participants, render_mermaid
+
+GOLDEN = Path(__file__).resolve().parent.parent / "golden"
+REGEN = os.environ.get("PATHTRACE_REGEN_GOLDEN", "") not in ("", "0")
+
+
+@pytest.mark.parametrize(
+    ("name", "make"),
+    [
+        ("mermaid_clusterip.mmd", sample.clusterip_path),
+        ("mermaid_nodeport.mmd", sample.nodeport_path),
+    ],
+)
+def test_mermaid_matches_golden(name: str, make: object) -> None:
+    text = render_mermaid(make())  # type: ignore[operator]
+    path = GOLDEN / name
+    if REGEN or not path.exists():
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+def test_one_participant_per_point_in_path_order() -> None:
+    assert participants(sample.clusterip_path()) == ["client", "node-a", "node-b", "server"]
+
+
+def test_arrows_and_rewrite_notes() -> None:
+    path = sample.clusterip_path()
+    text = render_mermaid(path)
+    lines = text.splitlines()
+    assert lines[0] == "sequenceDiagram"
+    arrows = [x for x in lines if "->>" in x and "Note" not in x]
+    assert len(arrows) == len(path.forward) + len(path.reverse)
+    assert sum("-->>" in x for x in arrows) == len(path.reverse)
+    assert "Note over p_node_a: DNAT 10.96.0.100:80 → 10.244.2.9:8080" in text
+    assert "Note over p_node_a: un-DNAT 10.244.2.9:8080 → 10.96.0.100:80" in text
+    # The corrected time of the DNAT hop (58 µs after the first) is on its arrow.
+    assert "+0.058 ms eth0: tcp 10.244.1.7:53700 > 10.244.2.9:8080" in text
+
+
+def test_nodeport_note_names_both_rewrites() -> None:
+    text = render_mermaid(sample.nodeport_path())
+    note = next(x for x in text.splitlines() if "Note" in x and "DNAT" in x and "un-" not in x)
+    assert "SNAT 192.168.56.1:60000 → 192.168.56.11:41234" in note

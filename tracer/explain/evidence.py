@@ -1,0 +1,674 @@
+"""Rule evidence for a path: which kube-proxy rule did each rewrite, and does conntrack agree.
+
+For every hop whose tuple changed (DNAT, SNAT and their undoing on the reply) this module finds
+the node that did it, walks that node's ruleset with the packet as it was *before* the rewrite,
+and returns the rule path, the candidate endpoints with their overall probabilities, the
+masquerade decision and the conntrack entry that confirms it. Where the packets and the rules
+disagree (a DNAT to an endpoint no rule names, a rewrite the rules do not make or one they make
+that did not happen, a masquerade decision the packets contradict) it says so in a `Finding`.
+A path that ends at a node is also walked there, so a DROP/REJECT rule is named.
+
+Pure: takes a `model.Path` and parsed node facts, returns frozen dataclasses and text. It reads
+no files and prints nothing; the edge (`tracer.explain.facts`) reads RUN/nodes/<node>/.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from tracer.correlate.engine import translation_kind
+from tracer.errors import PathtraceError
+from tracer.explain.facts import NodeFacts
+from tracer.model import Hop, Path, Translation, Tuple5
+from tracer.rules import ConntrackEntry, EndpointChoice, Node, Packet, RuleHit, walk
+from tracer.rules.model import Entry, WalkResult, in_network
+from tracer.rules.result import fraction_text
+
+Direction = Literal["forward", "reverse"]
+Key = tuple[str, int]  # (direction, 0-based hop index in path.forward / path.reverse)
+
+_WALKABLE = ("tcp", "udp", "sctp")
+_ENTRY_WORDS = {
+    "from_pod": "from a pod (nat PREROUTING)",
+    "external": "from outside the node (nat PREROUTING)",
+    "local": "from a process on the node itself (nat OUTPUT)",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something the packets and the rules disagree on, or the rule that stopped the packet.
+
+    `kind`: unexplained-endpoint, unexplained-rewrite, missed-rewrite, masquerade-mismatch,
+    conntrack-mismatch, rejected, dropped.
+    """
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class RewriteEvidence:
+    """The evidence for one rewrite (or, with kind "none", for a packet the node let through)."""
+
+    direction: Direction
+    hop: int
+    node: str | None
+    kind: str  # a TranslationKind, or "none" when the walk explains a packet left unchanged
+    before: Tuple5
+    after: Tuple5 | None
+    entry: Entry | None = None
+    mode: str | None = None  # iptables | nftables | ipvs
+    rules_source: str | None = None
+    verdict: str | None = None
+    service: str | None = None
+    rules: tuple[RuleHit, ...] = ()
+    endpoints: tuple[EndpointChoice, ...] = ()
+    chosen: str | None = None  # the endpoint the packets show (DNAT)
+    chosen_probability: float | None = None
+    masquerade: bool | None = None  # the rules' decision
+    masqueraded: bool | None = None  # what the packets show
+    conntrack: ConntrackEntry | None = None
+    findings: tuple[Finding, ...] = ()
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> Key:
+        return (self.direction, self.hop)
+
+
+@dataclass(frozen=True)
+class PathEvidence:
+    """Every rewrite's evidence, in path order (forward first), and findings for the whole path."""
+
+    rewrites: tuple[RewriteEvidence, ...] = ()
+    findings: tuple[Finding, ...] = field(default=())
+
+    def get(self, direction: str, hop: int) -> RewriteEvidence | None:
+        for r in self.rewrites:
+            if r.key == (direction, hop):
+                return r
+        return None
+
+    @property
+    def by_key(self) -> dict[Key, RewriteEvidence]:
+        return {r.key: r for r in self.rewrites}
+
+    @property
+    def all_findings(self) -> tuple[Finding, ...]:
+        seen: dict[Finding, None] = {}
+        for r in self.rewrites:
+            for f in r.findings:
+                seen.setdefault(f, None)
+        for f in self.findings:
+            seen.setdefault(f, None)
+        return tuple(seen)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _entry(src_ip: str, facts: NodeFacts, path: Path) -> Entry:
+    """Where the packet met the node's hooks: from the node itself, a pod, or outside."""
+    if src_ip in facts.addresses:
+        return "local"
+    if facts.pod_cidr is not None:
+        return "from_pod" if in_network(src_ip, facts.pod_cidr) else "external"
+    if path.forward and path.forward[0].role == "external":
+        return "external"
+    return "from_pod"
+
+
+def _walk(facts: NodeFacts, packet: Tuple5, entry: Entry) -> tuple[WalkResult | None, str | None]:
+    if facts.rules is None or packet.proto not in _WALKABLE or packet.dst.port is None:
+        return None, None
+    node = Node(facts.addresses, facts.pod_cidr)
+    try:
+        return walk(facts.rules, Packet(packet.proto, packet.src, packet.dst, entry), node), None
+    except PathtraceError as e:
+        return None, f"{facts.rules_source}: the walk failed: {e.message}"
+
+
+def _conntrack_for(facts: NodeFacts | None, original: Tuple5) -> ConntrackEntry | None:
+    if facts is None or facts.conntrack is None:
+        return None
+    for e in facts.conntrack.entries:
+        if e.original == original:
+            return e
+    return None
+
+
+def _conntrack_by_reply(facts: NodeFacts | None, reply: Tuple5) -> ConntrackEntry | None:
+    if facts is None or facts.conntrack is None:
+        return None
+    for e in facts.conntrack.entries:
+        if e.reply == reply:
+            return e
+    return None
+
+
+def _conntrack_half_undone(facts: NodeFacts | None, packet: Tuple5) -> ConntrackEntry | None:
+    """The entry of a reply already partly un-NATed (bridge netfilter undoes SNAT and DNAT at
+    different devices, so a capture can see the packet between the two)."""
+    if facts is None or facts.conntrack is None:
+        return None
+    for e in facts.conntrack.entries:
+        if e.proto != packet.proto or not (e.dnat or e.snat):
+            continue
+        if packet.src in (e.reply.src, e.original.dst) and packet.dst in (
+            e.reply.dst,
+            e.original.src,
+        ):
+            return e
+    return None
+
+
+def _undoes(ct: ConntrackEntry, tr: Translation) -> bool:
+    """Does the entry's un-NAT give the rewritten side(s) of the reply `tr`?"""
+    ok = True
+    if tr.before.src != tr.after.src:
+        ok &= tr.after.src == ct.original.dst
+    if tr.before.dst != tr.after.dst:
+        ok &= tr.after.dst == ct.original.src
+    return ok
+
+
+def _candidates(facts: Mapping[str, NodeFacts], *nodes: str | None) -> list[NodeFacts]:
+    out: list[NodeFacts] = []
+    for n in nodes:
+        if n is not None and n in facts and facts[n] not in out:
+            out.append(facts[n])
+    return out
+
+
+def _stop_rule(result: WalkResult) -> RuleHit | None:
+    for b in result.branches:
+        if b.verdict == result.verdict and b.rules:
+            return b.rules[-1]
+    return result.rules[-1] if result.rules else None
+
+
+def _reject_with(rule: str) -> str:
+    words = rule.split()
+    if "--reject-with" in words:
+        i = words.index("--reject-with")
+        if i + 1 < len(words):
+            return words[i + 1].replace("icmp-", "ICMP ").replace("-", " ")
+    if "reject" in words and "with" in words:
+        return " ".join(words[words.index("with") + 1 :])
+    return "ICMP port unreachable"  # iptables' and nft's default for REJECT
+
+
+def _stop_finding(node: str, result: WalkResult) -> Finding | None:
+    rule = _stop_rule(result)
+    where = f"{rule.table} {rule.chain}" if rule else "its rules"
+    said = f" “{rule.comment}”" if rule and rule.comment else ""
+    if result.verdict == "REJECT":
+        answer = _reject_with(rule.rule) if rule else "ICMP port unreachable"
+        if rule and rule.comment and rule.comment.endswith("has no endpoints"):
+            svc = rule.comment[: -len(" has no endpoints")]
+            msg = (
+                f"kube-proxy has no endpoints for {svc}: {node} rejects the packet in {where}"
+                f" and answers {answer}"
+            )
+        else:
+            msg = f"{node} rejects the packet in {where}{said} and answers {answer}"
+        return Finding("rejected", msg)
+    if result.verdict == "DROP":
+        if rule and rule.comment and "has no local endpoints" in rule.comment:
+            svc = rule.comment.split(" has no local endpoints")[0]
+            msg = (
+                f"{svc} has no local endpoints on {node} (externalTrafficPolicy=Local):"
+                f" {node} drops the packet in {where}"
+            )
+        else:
+            text = rule.rule if rule else ""
+            msg = f"{node} drops the packet in {where}{said}" + (f": {text}" if text else "")
+        return Finding("dropped", msg)
+    return None
+
+
+def _masq_seen(path: Path, before: Tuple5, hop: int, node_hop: Hop) -> bool | None:
+    """Did the packets show a source rewrite after `hop`? None when no later point could show it."""
+    fwd = path.forward
+    final = fwd[-1].tuple5
+    if final.src != before.src:
+        return True
+    # POSTROUTING runs on the way out: a packet last seen entering the node cannot show it yet.
+    if hop == len(fwd) - 1 and node_hop.role == "node" and node_hop.direction != "out":
+        return None
+    return False
+
+
+# --- the three kinds of evidence --------------------------------------------------------------
+
+
+def _forward(
+    path: Path,
+    index: int,
+    tr: Translation,
+    nodes: list[NodeFacts],
+    hidden: bool = False,
+) -> RewriteEvidence:
+    hop = path.forward[index]
+    before, after = tr.before, tr.after
+    notes: list[str] = []
+    if hidden:
+        notes.append(
+            "rewritten before the first capture point saw it: only conntrack shows the"
+            " original tuple"
+        )
+    best: tuple[NodeFacts, Entry, WalkResult] | None = None
+    warnings: list[str] = []
+    for nf in nodes:
+        entry = _entry(before.src.ip, nf, path)
+        result, warn = _walk(nf, before, entry)
+        if warn:
+            warnings.append(warn)
+        if result is None:
+            continue
+        if best is None:
+            best = (nf, entry, result)
+        if "DNAT" not in tr.kind or any(e.address == str(after.dst) for e in result.endpoints):
+            best = (nf, entry, result)
+            break
+    nf0 = best[0] if best else (nodes[0] if nodes else None)
+    ct = _conntrack_for(nf0, before) or _conntrack_by_reply(nf0, after.reversed())
+    if ct is None and best is None:
+        for nf in nodes:
+            ct = _conntrack_for(nf, before)
+            if ct is not None:
+                nf0 = nf
+                break
+    findings: list[Finding] = []
+    dnat = "DNAT" in tr.kind
+    snat_here = "SNAT" in tr.kind
+    chosen = str(after.dst) if dnat else None
+    node_name = nf0.node if nf0 else (hop.node or None)
+    if best is None:
+        if not nodes:
+            notes.append(f"no rules were captured for {hop.node or 'the node'}")
+        return RewriteEvidence(
+            direction="forward",
+            hop=index,
+            node=node_name,
+            kind=tr.kind,
+            before=before,
+            after=after,
+            chosen=chosen,
+            masqueraded=snat_here or None,
+            conntrack=ct,
+            notes=tuple(notes),
+            warnings=tuple(warnings),
+        )
+    nf, entry, result = best
+    prob: float | None = None
+    if dnat:
+        named = [e for e in result.endpoints if e.address == chosen]
+        if result.verdict != "DNAT":
+            findings.append(
+                Finding(
+                    "unexplained-rewrite",
+                    f"the packet was DNATed to {chosen} on {nf.node}, but its rules"
+                    f" {result.verdict} it ({before})",
+                )
+            )
+        elif not named:
+            names = ", ".join(e.address for e in result.endpoints) or "none"
+            findings.append(
+                Finding(
+                    "unexplained-endpoint",
+                    f"the packet was DNATed to {chosen} on {nf.node}, an endpoint no rule there"
+                    f" names (the rules name {names}): stale rules or conntrack",
+                )
+            )
+        else:
+            prob = named[0].probability
+    elif result.verdict == "DNAT" and not hidden:
+        findings.append(
+            Finding(
+                "missed-rewrite",
+                f"the rules on {nf.node} DNAT {before} but the packet kept its destination",
+            )
+        )
+    seen = _masq_seen(path, before, index, hop)
+    if hidden:
+        seen = after.src != before.src
+    rules_masq = result.masquerade if result.verdict == "DNAT" else None
+    if rules_masq is not None and seen is not None and rules_masq != seen:
+        if rules_masq:
+            msg = (
+                f"the rules on {nf.node} masquerade {before} but the packets keep the source"
+                f" {before.src.ip}"
+            )
+        else:
+            msg = (
+                f"the packets show the source rewritten to {path.forward[-1].tuple5.src}, but no"
+                f" rule on {nf.node}'s path sets kube-proxy's masquerade mark"
+            )
+        findings.append(Finding("masquerade-mismatch", msg))
+    if snat_here and result.verdict != "DNAT":
+        notes.append(
+            f"the source was rewritten by a rule outside kube-proxy's service chains on {nf.node}"
+            " (e.g. the CNI's masquerade)"
+        )
+    if ct is not None:
+        if dnat and ct.reply.src != after.dst:
+            findings.append(
+                Finding(
+                    "conntrack-mismatch",
+                    f"conntrack on {nf.node} sends replies from {ct.reply.src}, but the packet"
+                    f" went to {after.dst}",
+                )
+            )
+        if snat_here and ct.reply.dst != after.src:
+            findings.append(
+                Finding(
+                    "conntrack-mismatch",
+                    f"conntrack on {nf.node} expects replies to {ct.reply.dst}, but the packet"
+                    f" left from {after.src}",
+                )
+            )
+    elif nf.conntrack is not None:
+        notes.append(
+            f"no conntrack entry on {nf.node} for {before} (it may have expired before the"
+            " table was read)"
+        )
+    return RewriteEvidence(
+        direction="forward",
+        hop=index,
+        node=nf.node,
+        kind=tr.kind,
+        before=before,
+        after=after,
+        entry=entry,
+        mode=result.mode,
+        rules_source=nf.rules_source,
+        verdict=result.verdict,
+        service=result.service,
+        rules=result.rules,
+        endpoints=result.endpoints,
+        chosen=chosen,
+        chosen_probability=prob,
+        masquerade=rules_masq,
+        masqueraded=seen,
+        conntrack=ct,
+        findings=tuple(findings),
+        notes=tuple(notes) + result.notes,
+        warnings=tuple(warnings) + result.warnings,
+    )
+
+
+def _reverse(path: Path, index: int, tr: Translation, nodes: list[NodeFacts]) -> RewriteEvidence:
+    ct: ConntrackEntry | None = None
+    node: str | None = path.reverse[index].node
+    for nf in nodes:
+        ct = _conntrack_by_reply(nf, tr.before) or _conntrack_half_undone(nf, tr.before)
+        if ct is not None:
+            node = nf.node
+            break
+    findings: list[Finding] = []
+    notes: list[str] = []
+    if ct is None:
+        if any(nf.conntrack is not None for nf in nodes):
+            notes.append(f"no conntrack entry has the reply tuple {tr.before}")
+    elif not _undoes(ct, tr):
+        findings.append(
+            Finding(
+                "conntrack-mismatch",
+                f"conntrack on {node} would rewrite the reply to {ct.original.reversed()},"
+                f" but the packets show {tr.after}",
+            )
+        )
+    else:
+        undo = []
+        if "un-DNAT" in tr.kind:
+            undo.append(f"the source back to {tr.after.src}")
+        if "un-SNAT" in tr.kind:
+            undo.append(f"the destination back to {tr.after.dst}")
+        notes.append(
+            "no rule is walked for a reply: conntrack matches its reply tuple and rewrites "
+            + " and ".join(undo)
+        )
+    return RewriteEvidence(
+        direction="reverse",
+        hop=index,
+        node=node,
+        kind=tr.kind,
+        before=tr.before,
+        after=tr.after,
+        conntrack=ct,
+        findings=tuple(findings),
+        notes=tuple(notes),
+    )
+
+
+def _hidden(path: Path, facts: Mapping[str, NodeFacts]) -> RewriteEvidence | None:
+    """A rewrite done before the first capture point (nat OUTPUT of a host-network client)."""
+    if not path.forward:
+        return None
+    first = path.forward[0].tuple5
+    order = [h.node for h in path.forward]
+    for nf in _candidates(facts, *order):
+        ct = _conntrack_by_reply(nf, first.reversed())
+        if ct is None or ct.original == first:
+            continue
+        kind = translation_kind(ct.original, first, False)
+        if kind is None:
+            continue
+        return _forward(path, 0, Translation(kind, ct.original, first), [nf], hidden=True)
+    return None
+
+
+def _unchanged(
+    path: Path, index: int, nodes: list[NodeFacts], ended_here: bool
+) -> RewriteEvidence | None:
+    """Walk a packet that went through (or stopped at) a node without any rewrite."""
+    hop = path.forward[index]
+    packet = hop.tuple5
+    for nf in nodes:
+        entry = _entry(packet.src.ip, nf, path)
+        result, warn = _walk(nf, packet, entry)
+        if result is None:
+            continue
+        findings: list[Finding] = []
+        stop = _stop_finding(nf.node, result)
+        if stop is not None and ended_here:
+            findings.append(stop)
+        if result.verdict == "DNAT" and not ended_here:
+            findings.append(
+                Finding(
+                    "missed-rewrite",
+                    f"the rules on {nf.node} DNAT {packet} but the packet went on unchanged",
+                )
+            )
+        return RewriteEvidence(
+            direction="forward",
+            hop=index,
+            node=nf.node,
+            kind="none",
+            before=packet,
+            after=None,
+            entry=entry,
+            mode=result.mode,
+            rules_source=nf.rules_source,
+            verdict=result.verdict,
+            service=result.service,
+            rules=result.rules,
+            endpoints=result.endpoints,
+            masquerade=result.masquerade if result.verdict == "DNAT" else None,
+            conntrack=_conntrack_for(nf, packet),
+            findings=tuple(findings),
+            notes=result.notes,
+            warnings=((warn,) if warn else ()) + result.warnings,
+        )
+    return None
+
+
+def collect_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence:
+    """The rule and conntrack evidence for every rewrite on `path` (see the module docstring)."""
+    fwd, rev = path.forward, path.reverse
+    items: list[RewriteEvidence] = []
+    hidden = _hidden(path, facts)
+    if hidden is not None:
+        items.append(hidden)
+    for i, hop in enumerate(fwd):
+        if i == 0 or hop.translation is None:
+            continue
+        prev = fwd[i - 1]
+        items.append(_forward(path, i, hop.translation, _candidates(facts, prev.node, hop.node)))
+    for i, hop in enumerate(rev):
+        if i == 0 or hop.translation is None:
+            continue
+        prev = rev[i - 1]
+        items.append(_reverse(path, i, hop.translation, _candidates(facts, hop.node, prev.node)))
+    findings: list[Finding] = []
+    if fwd and not any("DNAT" in r.kind for r in items if r.direction == "forward"):
+        # Nothing was DNATed: say what the first node's rules do with the packet.
+        for i, hop in enumerate(fwd):
+            nodes = _candidates(facts, hop.node)
+            if not nodes or nodes[0].rules is None:
+                continue
+            later = any(h.node != hop.node for h in fwd[i + 1 :])
+            ended = not later and not rev
+            ev = _unchanged(path, i, nodes, ended)
+            if ev is not None:
+                items.append(ev)
+            break
+    reached = bool(fwd) and fwd[-1].role in ("server", "dns", "ingress")
+    if fwd and not rev and not reached:
+        last = len(fwd) - 1
+        if all(r.key != ("forward", last) or r.kind != "none" for r in items):
+            nodes = _candidates(facts, fwd[last].node)
+            ev = _unchanged(path, last, nodes, True)
+            if ev is not None and ev.findings:
+                findings.extend(f for f in ev.findings if f.kind in ("dropped", "rejected"))
+    order = {"forward": 0, "reverse": 1}
+    items.sort(key=lambda r: (order[r.direction], r.hop))
+    return PathEvidence(tuple(items), tuple(findings))
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+
+def _hop_words(path: Path, ev: RewriteEvidence) -> str:
+    hops = path.forward if ev.direction == "forward" else path.reverse
+    h = hops[ev.hop] if 0 <= ev.hop < len(hops) else None
+    where = f"{h.point} {h.interface}" if h is not None and h.interface else (h.point if h else "")
+    return f"{ev.direction} hop {ev.hop + 1} ({where})"
+
+
+def _rewrite_words(ev: RewriteEvidence) -> str:
+    if ev.after is None:
+        return f"no rewrite of {ev.before}"
+    return f"{ev.kind} {ev.before} → {ev.after}"
+
+
+def evidence_lines(path: Path, ev: RewriteEvidence) -> list[str]:
+    """The text block for one rewrite (used by `render_evidence` and the story)."""
+    out = [f"{_hop_words(path, ev)} on {ev.node or '?'}: {_rewrite_words(ev)}"]
+    if ev.rules_source:
+        entry = _ENTRY_WORDS.get(ev.entry or "", "")
+        svc = f", Service {ev.service}" if ev.service else ""
+        out.append(f"  rules: {ev.rules_source} ({ev.mode}){svc}; the packet came {entry}")
+        for r in ev.rules:
+            out.append(f"    [{r.table} {r.chain}] {r.rule}")
+        out.append(f"  verdict: {ev.verdict}")
+    if ev.endpoints:
+        for e in ev.endpoints:
+            mark = "  ← chosen" if ev.chosen == e.address else ""
+            out.append(
+                f"  endpoint {e.address:<22} probability {fraction_text(e.probability)}{mark}"
+            )
+    if ev.masquerade is not None:
+        seen = {True: "yes", False: "no", None: "not visible"}[ev.masqueraded]
+        out.append(f"  masquerade: rules {'yes' if ev.masquerade else 'no'}, packets {seen}")
+    if ev.conntrack is not None:
+        out.append(f"  conntrack: {ev.conntrack.text}")
+    for n in ev.notes:
+        out.append(f"  note: {n}")
+    for w in ev.warnings:
+        out.append(f"  warning: {w}")
+    for f in ev.findings:
+        out.append(f"  FINDING ({f.kind}): {f.message}")
+    return out
+
+
+def render_evidence(path: Path, evidence: PathEvidence) -> str:
+    """The "Rule evidence" section of the text report ("" when there is nothing to show)."""
+    if not evidence.rewrites and not evidence.findings:
+        return ""
+    out = ["Rule evidence"]
+    for ev in evidence.rewrites:
+        out.extend("  " + line for line in evidence_lines(path, ev))
+    for f in evidence.findings:
+        out.append(f"  FINDING ({f.kind}): {f.message}")
+    return "\n".join(out) + "\n"
+
+
+def _tuple_json(t: Tuple5 | None) -> dict[str, str] | None:
+    if t is None:
+        return None
+    return {"proto": t.proto, "src": str(t.src), "dst": str(t.dst)}
+
+
+def evidence_json(evidence: PathEvidence) -> list[dict[str, Any]]:
+    """The evidence as JSON objects (the "evidence" key of `analyze --format json`)."""
+    out: list[dict[str, Any]] = []
+    for ev in evidence.rewrites:
+        ct = ev.conntrack
+        out.append(
+            {
+                "direction": ev.direction,
+                "hop": ev.hop,
+                "node": ev.node,
+                "kind": ev.kind,
+                "before": _tuple_json(ev.before),
+                "after": _tuple_json(ev.after),
+                "entry": ev.entry,
+                "mode": ev.mode,
+                "rules_source": ev.rules_source,
+                "verdict": ev.verdict,
+                "service": ev.service,
+                "rules": [r.to_json() for r in ev.rules],
+                "endpoints": [
+                    {"address": e.address, "probability": round(e.probability, 6)}
+                    for e in ev.endpoints
+                ],
+                "chosen": ev.chosen,
+                "chosen_probability": (
+                    round(ev.chosen_probability, 6) if ev.chosen_probability is not None else None
+                ),
+                "masquerade": ev.masquerade,
+                "masqueraded": ev.masqueraded,
+                "conntrack": (
+                    {
+                        "line": ct.text,
+                        "state": ct.state,
+                        "original": _tuple_json(ct.original),
+                        "reply": _tuple_json(ct.reply),
+                    }
+                    if ct is not None
+                    else None
+                ),
+                "findings": [{"kind": f.kind, "message": f.message} for f in ev.findings],
+                "notes": list(ev.notes),
+            }
+        )
+    for f in evidence.findings:
+        out.append(
+            {"direction": None, "hop": None, "finding": {"kind": f.kind, "message": f.message}}
+        )
+    return out
+
+
+def path_findings(evidences: Sequence[PathEvidence]) -> tuple[Finding, ...]:
+    """Every finding of several paths, once each, in order."""
+    seen: dict[Finding, None] = {}
+    for e in evidences:
+        for f in e.all_findings:
+            seen.setdefault(f, None)
+    return tuple(seen)

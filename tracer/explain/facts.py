@@ -1,0 +1,126 @@
+"""What a run directory says about each node: its kube-proxy rules, conntrack table and addresses.
+
+`node_facts_from_text` is pure (texts in, `NodeFacts` out); `read_node_facts` is the edge that
+reads RUN/nodes/<node>/{iptables-save.txt,nft.txt,ipvsadm.txt,conntrack.txt,links.json}. A file
+that is missing or unreadable becomes a warning, never an error: the path can still be told
+without the rules, only with less evidence. Nothing here walks a packet or correlates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tracer.errors import PathtraceError
+from tracer.rules import ConntrackTable, Rules, load_rules, parse_conntrack
+from tracer.rules.explain_text import local_traffic_cidr
+from tracer.rundir import node_fact
+
+# Which dump holds kube-proxy's rules, in the order they are tried: an iptables-mode node's
+# nft.txt is the nf_tables view of the same rules, so iptables-save wins when it has KUBE- chains.
+RULE_FILES = ("iptables-save.txt", "nft.txt", "ipvsadm.txt")
+
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """One node's facts as captured right after the request."""
+
+    node: str
+    rules: Rules | None = None
+    rules_source: str | None = None  # e.g. "nodes/node1/iptables-save.txt"
+    conntrack: ConntrackTable | None = None
+    addresses: tuple[str, ...] = ()
+    pod_cidr: str | None = None  # kube-proxy's local-traffic CIDR, when the rules show it
+    warnings: tuple[str, ...] = ()
+
+
+def addresses_from_links(text: str) -> tuple[str, ...]:
+    """The node's own addresses from `ip -j addr` JSON (links.json); () when there are none."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return ()
+    out: list[str] = []
+    if not isinstance(data, list):
+        return ()
+    for item in data:
+        if not isinstance(item, dict):
+            continue
+        for info in item.get("addr_info") or ():
+            if isinstance(info, dict) and isinstance(info.get("local"), str):
+                out.append(info["local"])
+    return tuple(dict.fromkeys(out))
+
+
+def _is_kube(name: str, text: str) -> bool:
+    if name == "ipvsadm.txt":
+        return "->" in text
+    return "KUBE-" in text or "kube-proxy" in text
+
+
+def node_facts_from_text(node: str, texts: dict[str, str]) -> NodeFacts:
+    """Parse one node's fact files, given as {file name: text}; bad files become warnings."""
+    warnings: list[str] = []
+    rules: Rules | None = None
+    source: str | None = None
+    for name in RULE_FILES:
+        text = texts.get(name)
+        if not text or not _is_kube(name, text):
+            continue
+        where = f"nodes/{node}/{name}"
+        try:
+            rules = load_rules(text, source=where)
+        except PathtraceError as e:
+            warnings.append(f"{where}: not readable as rules ({e.message})")
+            continue
+        source = where
+        break
+    conntrack: ConntrackTable | None = None
+    ct_text = texts.get("conntrack.txt")
+    if ct_text is not None:
+        conntrack = parse_conntrack(ct_text, source=f"nodes/{node}/conntrack.txt")
+        warnings.extend(conntrack.warnings)
+    links = texts.get("links.json")
+    addresses = addresses_from_links(links) if links else ()
+    return NodeFacts(
+        node=node,
+        rules=rules,
+        rules_source=source,
+        conntrack=conntrack,
+        addresses=addresses,
+        pod_cidr=local_traffic_cidr(rules) if rules is not None else None,
+        warnings=tuple(warnings),
+    )
+
+
+def read_node_facts(run: str | os.PathLike[str], nodes: Iterable[str]) -> dict[str, NodeFacts]:
+    """Read RUN/nodes/<node>/* for each node that has any facts."""
+    out: dict[str, NodeFacts] = {}
+    for node in sorted(set(nodes)):
+        texts: dict[str, str] = {}
+        unread: list[str] = []
+        for name in (*RULE_FILES, "conntrack.txt", "links.json"):
+            try:
+                text = node_fact(run, node, name)
+            except PathtraceError as e:
+                unread.append(e.message)
+                continue
+            if text is not None:
+                texts[name] = text
+        if not texts and not unread:
+            continue
+        facts = node_facts_from_text(node, texts)
+        if unread:
+            facts = NodeFacts(
+                node=facts.node,
+                rules=facts.rules,
+                rules_source=facts.rules_source,
+                conntrack=facts.conntrack,
+                addresses=facts.addresses,
+                pod_cidr=facts.pod_cidr,
+                warnings=(*facts.warnings, *unread),
+            )
+        out[node] = facts
+    return out

@@ -1,0 +1,117 @@
+"""The edge of `pathtrace explain RUN`: read a run directory into a `StoryInput`.
+
+Reads the captures (through `tracer.inputs.load_run`), correlates them, builds a path for every
+connection, reads the few DNS payload bytes each lookup needs and the nodes' facts, and collects
+the rule evidence. Everything it hands on is data; the story itself is told by
+`tracer.explain.story`. It prints nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from tracer.correlate import PointFrames, build_path, correlate
+from tracer.errors import NothingMatchedError
+from tracer.explain.evidence import collect_evidence
+from tracer.explain.facts import NodeFacts, read_node_facts
+from tracer.explain.story import DNS_PORTS, DnsExchange, Leg, StoryInput, tidy_path
+from tracer.model import Connection
+from tracer.pcap.columns import Frames
+from tracer.summary import DnsMessage, PayloadReader, dns_message, summarize_connection
+
+# A run with more connections than this is not one request: only the earliest are told.
+MAX_LEGS = 32
+
+
+def dns_exchanges(
+    conn: Connection, frames: Mapping[str, Frames], reader: PayloadReader
+) -> tuple[DnsExchange, ...]:
+    """Every question and answer of a DNS connection, as its first point saw them."""
+    if conn.client.dst.port not in DNS_PORTS or not conn.points:
+        return ()
+    point = conn.points[0]
+    fr = frames.get(point)
+    if fr is None:
+        return ()
+    tcp = conn.protocol == "tcp"
+    queries: list[DnsExchange] = []
+    answers: list[tuple[int, DnsMessage]] = []
+    for j in conn.journeys:
+        if j.retransmission:
+            continue
+        for o in j.observations:
+            if o.point != point or o.payload_len <= 0:
+                continue
+            msg = dns_message(reader.read(fr, o.frame), tcp=tcp)
+            if msg is None:
+                continue
+            if j.direction == "forward" and not msg.response:
+                queries.append(DnsExchange(point, msg, o.frame))
+            elif j.direction == "reverse" and msg.response:
+                answers.append((o.frame, msg))
+            break
+    out: list[DnsExchange] = []
+    used: set[int] = set()
+    for q in queries:
+        ans = None
+        for k, (frame, msg) in enumerate(answers):
+            if k in used or frame < q.query_frame:
+                continue
+            if msg.qname == q.query.qname and msg.qtype == q.query.qtype:
+                used.add(k)
+                ans = (frame, msg)
+                break
+        if ans is None:
+            out.append(q)
+        else:
+            out.append(DnsExchange(q.point, q.query, q.query_frame, ans[1], ans[0]))
+    return tuple(out)
+
+
+def load_story_input(run_dir: str | os.PathLike[str]) -> StoryInput:
+    """Read and correlate a run directory; NothingMatchedError when no connection is found."""
+    from tracer.inputs import load_run
+
+    loaded = load_run(run_dir)
+    run = os.fspath(run_dir)
+    correlation = correlate(
+        [PointFrames(point=p.point, frames=p.frames, ifnames=p.ifnames) for p in loaded.points]
+    )
+    if len(correlation) == 0:
+        raise NothingMatchedError(
+            f"no connection found in {run}",
+            hint="check that the captures overlap in time and that their filters kept the request",
+        )
+    nodes = {p.point.node for p in loaded.points if p.point.node}
+    facts: dict[str, NodeFacts] = read_node_facts(run, nodes)
+    frames = loaded.frames
+    legs: list[Leg] = []
+    with PayloadReader() as reader:
+        for i in range(min(len(correlation), MAX_LEGS)):
+            conn = correlation.connection(i)
+            dns = conn.client.dst.port in DNS_PORTS
+            path = tidy_path(build_path(correlation, conn), dns=dns)
+            summary = summarize_connection(conn, frames, reader)
+            legs.append(
+                Leg(
+                    connection=conn,
+                    path=path,
+                    evidence=collect_evidence(path, facts),
+                    summary=summary,
+                    dns=dns_exchanges(conn, frames, reader),
+                )
+            )
+    warnings = list(dict.fromkeys([*loaded.warnings, *correlation.warnings]))
+    for f in facts.values():
+        warnings.extend(f.warnings)
+    manifest = loaded.manifest
+    return StoryInput(
+        run=run,
+        points=tuple(p.point for p in loaded.points),
+        legs=tuple(legs),
+        services=manifest.services if manifest else (),
+        facts=facts,
+        request=dict(manifest.request) if manifest else {},
+        warnings=tuple(warnings),
+    )

@@ -1,0 +1,615 @@
+"""Tell one run's request as a story, step by step, in the order of the three access paths.
+
+ClusterIP: DNS lookup → the client sends to the ClusterIP → kube-proxy DNATs on node X (rule
+path, probability, conntrack) → routed or carried over the VXLAN overlay → the pod → the reply.
+NodePort: the external client → nodeIP:nodePort → DNAT (+ masquerade) → the pod.
+Ingress: the external client → the controller (hostNetwork or behind a NodePort) → a new
+connection to the backend → the pod. Where the request breaks, the story says where and why.
+
+Every step names its evidence: the capture point and frame (numbered from 1, as Wireshark
+does), the tuple, the rule text, the conntrack entry. Pure: takes a `StoryInput` (built by
+`tracer.explain.run`), returns a `Story`, renders text or JSON. No I/O, no printing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tracer.correlate.engine import translation_kind
+from tracer.explain.evidence import PathEvidence, RewriteEvidence
+from tracer.explain.facts import NodeFacts
+from tracer.model import (
+    CapturePoint,
+    Connection,
+    Hop,
+    Journey,
+    Observation,
+    Path,
+    Translation,
+)
+from tracer.rules.result import fraction_text
+from tracer.rundir import Service
+from tracer.summary import DnsMessage
+
+DNS_PORTS = frozenset({53, 5353})
+
+
+@dataclass(frozen=True)
+class DnsExchange:
+    """One DNS question and its answer as the client's point saw them."""
+
+    point: str
+    query: DnsMessage
+    query_frame: int
+    answer: DnsMessage | None = None
+    answer_frame: int | None = None
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One connection of the run with its path, summary, rule evidence and DNS messages."""
+
+    connection: Connection
+    path: Path
+    evidence: PathEvidence
+    summary: str = ""
+    dns: tuple[DnsExchange, ...] = ()
+
+    @property
+    def is_dns(self) -> bool:
+        return self.connection.client.dst.port in DNS_PORTS
+
+    @property
+    def is_icmp(self) -> bool:
+        return self.connection.protocol.startswith("icmp")
+
+
+@dataclass(frozen=True)
+class StoryInput:
+    run: str
+    points: tuple[CapturePoint, ...]
+    legs: tuple[Leg, ...]
+    services: tuple[Service, ...] = ()
+    facts: Mapping[str, NodeFacts] = field(default_factory=dict)
+    request: Mapping[str, Any] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    lines: tuple[str, ...] = ()
+    evidence: tuple[str, ...] = ()
+    broken: bool = False
+
+
+@dataclass(frozen=True)
+class Story:
+    access: str  # clusterip | nodeport | ingress | dns | direct | unknown
+    steps: tuple[Step, ...]
+    outcome: str
+    warnings: tuple[str, ...] = ()
+
+
+# --- the path as a story tells it ----------------------------------------------------------
+
+
+def _retranslate(hops: Sequence[Hop], reply: bool) -> tuple[Hop, ...]:
+    out: list[Hop] = []
+    for i, h in enumerate(hops):
+        tr = None
+        if i > 0:
+            before = hops[i - 1].tuple5
+            kind = translation_kind(before, h.tuple5, reply)
+            if kind is not None:
+                tr = Translation(kind, before, h.tuple5)
+        out.append(replace(h, translation=tr))
+    return tuple(out)
+
+
+def tidy_path(path: Path, *, dns: bool) -> Path:
+    """The path as the story tells it: in time order, without DNS-server points on other traffic.
+
+    A point with role "dns" that captures a shared segment (an underlay bridge) sees every
+    packet crossing it; for anything but a lookup it is a bystander, not a hop. When the hops
+    are out of time order (a point ranked before the node it sits behind), they are put back in
+    corrected-time order and the rewrites between them are recomputed.
+    """
+
+    def fix(hops: tuple[Hop, ...], reply: bool) -> tuple[Hop, ...]:
+        kept = [h for h in hops if dns or h.role != "dns"] or list(hops)
+        if any(b.t_ns < a.t_ns for a, b in zip(kept, kept[1:], strict=False)):
+            kept.sort(key=lambda h: h.t_ns)
+        if len(kept) == len(hops) and all(a is b for a, b in zip(kept, hops, strict=True)):
+            return hops
+        return _retranslate(kept, reply)
+
+    return replace(path, forward=fix(path.forward, False), reverse=fix(path.reverse, True))
+
+
+# --- small helpers -------------------------------------------------------------------------------
+
+
+def _ms(ns: int | None) -> str:
+    return "?" if ns is None else f"{ns / 1e6:.3f} ms"
+
+
+def _at(hop: Hop) -> str:
+    where = hop.point if not hop.interface or hop.role != "node" else f"{hop.point} {hop.interface}"
+    frame = f" frame {hop.frame + 1}" if hop.frame is not None else ""
+    return f"{where}{frame}"
+
+
+def _hop_evidence(hop: Hop) -> str:
+    return f"{_at(hop)}: {hop.tuple5} at +{_ms(hop.t_ns)}"
+
+
+def _service_of(services: Sequence[Service], ep: str) -> tuple[Service, int | None] | None:
+    """The Service whose ClusterIP:port or nodePort `ep` ("ip:port") is."""
+    ip, _, port_s = ep.rpartition(":")
+    port = int(port_s) if port_s.isdigit() else None
+    for s in services:
+        for p in s.ports:
+            if ip in s.cluster_ips and p.port == port:
+                return s, p.port
+    return None
+
+
+def _nodeport_service(services: Sequence[Service], port: int | None) -> Service | None:
+    for s in services:
+        if any(p.node_port == port for p in s.ports if p.node_port):
+            return s
+    return None
+
+
+def _observation(conn: Connection, hop: Hop) -> Observation | None:
+    for j in conn.journeys:
+        for o in j.observations:
+            if o.point == hop.point and o.frame == hop.frame:
+                return o
+    return None
+
+
+def _retransmissions(conn: Connection) -> int:
+    return sum(1 for j in conn.journeys if j.direction == "forward" and j.retransmission > 0)
+
+
+def _first_kind(journeys: Sequence[Journey], direction: str) -> str:
+    for j in journeys:
+        if j.direction == direction:
+            return j.kind.upper() if j.kind in ("syn", "syn-ack") else j.kind
+    return "packet"
+
+
+def _packet_name(leg: Leg, direction: str) -> str:
+    kind = _first_kind(leg.connection.journeys, direction)
+    if leg.is_dns:
+        return "query" if direction == "forward" else "answer"
+    if leg.connection.protocol == "udp":
+        return "datagram"
+    return kind if kind in ("SYN", "SYN-ACK") else "packet"
+
+
+def _key_rules(ev: RewriteEvidence) -> list[str]:
+    """The rules worth quoting in a story: kube-proxy's commented ones and the rewrite itself."""
+    out = []
+    for r in ev.rules:
+        if r.table not in ("nat", "ip kube-proxy", "kube-proxy"):
+            continue
+        post = "POSTROUTING" in r.chain or r.chain in ("nat-postrouting", "masquerading")
+        if post and not ev.masquerade:
+            continue  # the masquerade rules only matter when the mark was set
+        if r.comment or "DNAT" in r.rule or "MASQUERADE" in r.rule or "dnat to" in r.rule:
+            out.append(f"[{r.table} {r.chain}] {r.rule}")
+    return out or [f"[{r.table} {r.chain}] {r.rule}" for r in ev.rules]
+
+
+# --- steps ----------------------------------------------------------------------------------
+
+
+def _dns_steps(legs: Sequence[Leg], services: Sequence[Service]) -> list[Step]:
+    if not legs:
+        return []
+    exchanges = [x for leg in legs for x in leg.dns]
+    first = legs[0]
+    server = first.connection.client.dst
+    svc = _service_of(services, str(server))
+    who = f" (Service {svc[0].namespace}/{svc[0].name})" if svc else ""
+    lines = [f"{first.connection.client.src.ip} asks {server}{who}:"]
+    evidence: list[str] = []
+    names = list(dict.fromkeys(x.query.qname for x in exchanges))
+    for x in exchanges:
+        q = x.query
+        if x.answer is None:
+            got = "no answer"
+        elif x.answer.rcode != 0:
+            got = x.answer.rcode_name
+        else:
+            vals = [t for ty, t in x.answer.answers if ty == q.qtype] or [
+                t for _, t in x.answer.answers
+            ]
+            got = (", ".join(vals) or "no records") + f" ({x.answer.rcode_name})"
+        lines.append(f"  {q.qtype_name:<5} {q.qname} → {got}")
+        ans = f", answer frame {x.answer_frame + 1}" if x.answer_frame is not None else ""
+        evidence.append(f"{x.point} frame {x.query_frame + 1}{ans}: {q.qtype_name} {q.qname}")
+    if len(names) > 1:
+        lines.append(
+            "  the resolver walks its search list (resolv.conf `search`): " + ", ".join(names)
+        )
+    if not exchanges:
+        lines.append(f"  (the DNS payload was not captured; {first.summary or 'no summary'})")
+    for leg in legs[:1]:
+        for ev in leg.evidence.rewrites:
+            if ev.direction == "forward" and "DNAT" in ev.kind and ev.after is not None:
+                lines.append(
+                    f"  kube-proxy on {ev.node} DNATs the query to {ev.after.dst}"
+                    f" ({ev.rules_source or 'no rules captured'})"
+                )
+                break
+    answered = [x for x in exchanges if x.answer is not None and x.answer.rcode == 0]
+    broken = bool(exchanges) and not answered
+    return [Step("DNS lookup", tuple(lines), tuple(evidence), broken)]
+
+
+def _rewrite_step(ev: RewriteEvidence, hops: Sequence[Hop]) -> Step:
+    hop = hops[ev.hop] if 0 <= ev.hop < len(hops) else None
+    after = ev.after
+    lines: list[str] = []
+    title = f"{ev.kind} by kube-proxy on {ev.node}"
+    if after is not None and "DNAT" in ev.kind:
+        n = len(ev.endpoints)
+        prob = (
+            f" (probability {fraction_text(ev.chosen_probability)} among {n} endpoint"
+            f"{'s' if n != 1 else ''})"
+            if ev.chosen_probability is not None
+            else ""
+        )
+        svc = f" for Service {ev.service}" if ev.service else ""
+        lines.append(f"{ev.before.dst} is rewritten to {after.dst}{svc}{prob}")
+    if after is not None and "SNAT" in ev.kind:
+        lines.append(
+            f"the source {ev.before.src} is masqueraded to {after.src}: the pod sees the node,"
+            " and the reply must come back through it"
+        )
+    elif ev.masquerade is False:
+        lines.append(f"no masquerade: the pod sees the client's address {ev.before.src.ip}")
+    if ev.entry == "local":
+        lines.append("the packet was sent from the node itself, so it met nat OUTPUT")
+    lines.extend(ev.notes)
+    evidence: list[str] = []
+    if hop is not None:
+        evidence.append(_hop_evidence(hop))
+    if ev.rules_source:
+        evidence.append(f"rules {ev.rules_source}:")
+        evidence.extend("  " + r for r in _key_rules(ev))
+    if ev.conntrack is not None:
+        evidence.append(f"conntrack on {ev.node}: {ev.conntrack.text}")
+    for f in ev.findings:
+        lines.append(f"FINDING: {f.message}")
+    return Step(title, tuple(lines), tuple(evidence), bool(ev.findings))
+
+
+def _transit_step(leg: Leg, start: int) -> Step | None:
+    hops = leg.path.forward
+    rest = hops[start:]
+    if len(rest) < 2:
+        return None
+    nodes = list(dict.fromkeys(h.node for h in rest if h.role == "node" and h.node))
+    vxlan = False
+    for h in rest:
+        o = _observation(leg.connection, h)
+        if o is not None and "vxlan" in o.encap:
+            vxlan = True
+    ifaces = [f"{h.point} {h.interface}" for h in rest if h.role == "node" and h.interface]
+    if len(nodes) > 1:
+        how = "over the VXLAN overlay (UDP 8472)" if vxlan else "routed"
+        title = f"{nodes[0]} → {nodes[-1]} {how}"
+    elif nodes and rest[-1].role == "node" and leg.path.reverse:
+        title = f"{nodes[0]} takes it itself: a process in the node's own network listens on {rest[-1].tuple5.dst}"
+    elif nodes:
+        title = f"{nodes[0]} forwards it to the pod's interface"
+    else:
+        title = "across the network"
+    lines = ["through " + " → ".join(dict.fromkeys(ifaces))] if ifaces else []
+    if vxlan:
+        lines.append(
+            "on the underlay the packet is encapsulated: outer UDP 8472 between the node"
+            " addresses, the pod tuple inside"
+        )
+    evidence = [_hop_evidence(h) for h in rest if h.role == "node"]
+    return Step(title, tuple(lines), tuple(evidence))
+
+
+def _arrival_step(leg: Leg) -> Step | None:
+    last = leg.path.forward[-1] if leg.path.forward else None
+    if last is None or last.role not in ("server", "ingress", "dns"):
+        return None
+    what = "the controller" if last.role == "ingress" else "the pod"
+    return Step(
+        f"{last.point} ({what}) receives the {_packet_name(leg, 'forward')}",
+        (f"{last.tuple5} at +{_ms(last.t_ns)}",),
+        (_hop_evidence(last),),
+    )
+
+
+def _reply_step(leg: Leg) -> Step | None:
+    rev = leg.path.reverse
+    if not rev:
+        return None
+    first, last = rev[0], rev[-1]
+    lines = [f"{first.point} answers with {_packet_name(leg, 'reverse')} {first.tuple5}"]
+    evidence = [_hop_evidence(first)]
+    for ev in leg.evidence.rewrites:
+        if ev.direction == "reverse" and ev.after is not None:
+            lines.append(f"conntrack on {ev.node} rewrites it ({ev.kind}) to {ev.after}")
+            if ev.conntrack is not None:
+                evidence.append(f"conntrack on {ev.node}: {ev.conntrack.text}")
+            h = rev[ev.hop]
+            evidence.append(_hop_evidence(h))
+    lines.append(f"{last.point} receives {last.tuple5} at +{_ms(last.t_ns)}")
+    evidence.append(_hop_evidence(last))
+    return Step("The reply goes back the same way", tuple(lines), tuple(evidence))
+
+
+def _break_step(leg: Leg, icmp: Sequence[Leg]) -> Step | None:
+    """Where the request stops, when it got no reply."""
+    if leg.path.reverse:
+        return None
+    fwd = leg.path.forward
+    last = fwd[-1] if fwd else None
+    lines: list[str] = []
+    evidence: list[str] = []
+    if last is not None:
+        lines.append(f"the {_packet_name(leg, 'forward')} is last seen at {_at(last)}")
+        evidence.append(_hop_evidence(last))
+    n = _retransmissions(leg.connection)
+    if n:
+        lines.append(f"the client sends it {n} more time{'s' if n != 1 else ''} (retransmission)")
+    for f in leg.evidence.all_findings:
+        lines.append(f"FINDING: {f.message}")
+    client_ip = leg.connection.client.src.ip
+    for il in icmp:
+        if il.connection.client.dst.ip != client_ip and all(
+            t.dst.ip != client_ip for _, t in il.connection.tuples
+        ):
+            continue
+        hop = il.path.forward[0] if il.path.forward else None
+        text = il.summary or "ICMP error"
+        lines.append(f"{il.connection.client.src.ip} answers the client with {text}")
+        if hop is not None:
+            evidence.append(_hop_evidence(hop))
+    unreachable = any("host-unreachable" in il.summary for il in icmp)
+    for ev in leg.evidence.rewrites:
+        if ev.chosen and unreachable and not leg.evidence.all_findings:
+            lines.append(
+                f"FINDING: nothing answers at {ev.chosen}: the node in front of it reports"
+                " host unreachable, so the endpoint kube-proxy chose is stale (its pod is gone"
+                " but the rules still name it)"
+            )
+            break
+    for ev in leg.evidence.rewrites:
+        ct = ev.conntrack
+        if ct is not None and "UNREPLIED" in ct.flags:
+            lines.append(
+                f"conntrack on {ev.node} has the connection {ct.state or ''} [UNREPLIED]:"
+                f" {ev.chosen or ct.reply.src} never answered"
+            )
+            evidence.append(f"conntrack on {ev.node}: {ct.text}")
+    return Step("Where it breaks", tuple(lines), tuple(evidence), broken=True)
+
+
+def _leg_steps(leg: Leg, services: Sequence[Service], first_title: str) -> list[Step]:
+    fwd = leg.path.forward
+    steps: list[Step] = []
+    if not fwd:
+        return steps
+    start = fwd[0]
+    dst = leg.connection.client.dst
+    svc = _service_of(services, str(dst))
+    np = _nodeport_service(services, dst.port)
+    if svc is not None:
+        what = f" — the ClusterIP of Service {svc[0].namespace}/{svc[0].name}"
+    elif np is not None and any(
+        "KUBE-NODEPORTS" in r.chain for e in leg.evidence.rewrites for r in e.rules
+    ):
+        what = f" — a NodePort of Service {np.namespace}/{np.name}"
+    elif np is not None:
+        what = f" — nodePort {dst.port} (Service {np.namespace}/{np.name})"
+    else:
+        what = ""
+    steps.append(
+        Step(
+            first_title.format(client=start.point),
+            (f"{_packet_name(leg, 'forward')} {start.tuple5}{what}",),
+            (_hop_evidence(start),),
+        )
+    )
+    after = 0
+    stopped = False
+    for ev in leg.evidence.rewrites:
+        if ev.direction != "forward":
+            continue
+        if ev.kind == "none":
+            if ev.verdict in ("DROP", "REJECT") or ev.findings:
+                steps.append(_rewrite_step_none(ev, fwd))
+                stopped = ev.verdict in ("DROP", "REJECT")
+            continue
+        steps.append(_rewrite_step(ev, fwd))
+        after = max(after, ev.hop)
+    transit = None if stopped else _transit_step(leg, after)
+    if transit is not None:
+        steps.append(transit)
+    arrival = _arrival_step(leg)
+    if arrival is not None:
+        steps.append(arrival)
+    return steps
+
+
+def _rewrite_step_none(ev: RewriteEvidence, hops: Sequence[Hop]) -> Step:
+    hop = hops[ev.hop] if 0 <= ev.hop < len(hops) else None
+    lines = [f"the rules on {ev.node} {ev.verdict} {ev.before}"]
+    evidence = [_hop_evidence(hop)] if hop else []
+    if ev.rules_source:
+        evidence.append(f"rules {ev.rules_source}:")
+        evidence.extend(f"  [{r.table} {r.chain}] {r.rule}" for r in ev.rules)
+    return Step(f"kube-proxy's rules on {ev.node}", tuple(lines), tuple(evidence), True)
+
+
+def _access(primary: Leg | None, others: Sequence[Leg], inp: StoryInput) -> str:
+    if primary is None:
+        return "dns"
+    if others:
+        return "ingress"
+    for ev in primary.evidence.rewrites:
+        if any("NODEPORTS" in r.chain.upper() or "nodeport" in r.chain for r in ev.rules):
+            return "nodeport"
+    dst = primary.connection.client.dst
+    if _service_of(inp.services, str(dst)) is not None:
+        return "clusterip"
+    if _nodeport_service(inp.services, dst.port) is not None:
+        return "nodeport"
+    if any("DNAT" in ev.kind for ev in primary.evidence.rewrites):
+        return "clusterip"
+    return "direct"
+
+
+def _outcome(primary: Leg | None, legs: Sequence[Leg], dns: Sequence[Leg], reason: str = "") -> str:
+    if primary is None:
+        xs = [x for leg in dns for x in leg.dns]
+        if xs and all(x.answer is not None and x.answer.rcode == 3 for x in xs):
+            names = ", ".join(dict.fromkeys(x.query.qname for x in xs))
+            return f"every lookup answered NXDOMAIN ({names}): the name does not exist, so no request was sent"
+        return "no request beyond DNS was captured"
+    last = legs[-1]
+    if not last.path.reverse or not primary.path.reverse:
+        broken = last if not last.path.reverse else primary
+        fwd = broken.path.forward
+        where = _at(fwd[-1]) if fwd else "?"
+        finding = next(iter(broken.evidence.all_findings), None)
+        why = f": {finding.message}" if finding is not None else ""
+        if not why and reason:
+            why = f": {reason}"
+        return f"the request breaks after {where}{why}"
+    summary = last.summary or primary.summary or "answered"
+    lat = last.path.latency
+    total = primary.path.latency.total_ns
+    text = f"{summary}" + (f" in {_ms(total)}" if total is not None else "")
+    if lat.server_ns is not None and total and lat.server_ns * 2 > total:
+        text += f"; {_ms(lat.server_ns)} of it inside the server {last.path.forward[-1].point}"
+    return text
+
+
+def tell_story(inp: StoryInput) -> Story:
+    """The story of the run's request (see the module docstring)."""
+    legs = sorted(inp.legs, key=lambda leg: leg.connection.start_ns)
+    app = [leg for leg in legs if not leg.is_dns and not leg.is_icmp]
+    icmp = [leg for leg in legs if leg.is_icmp]
+    primary = app[0] if app else None
+    others = [
+        leg
+        for leg in app[1:]
+        if primary is not None and leg.connection.client.src.ip != primary.connection.client.src.ip
+    ]
+    dns = [
+        leg
+        for leg in legs
+        if leg.is_dns
+        and (primary is None or leg.connection.start_ns <= primary.connection.start_ns)
+    ]
+    access = _access(primary, others, inp)
+    steps: list[Step] = []
+    steps.extend(_dns_steps(dns, inp.services))
+    if primary is not None:
+        first = "{client} sends the request"
+        if access == "ingress":
+            first = "{client} connects to the ingress controller"
+        steps.extend(_leg_steps(primary, inp.services, first))
+        broken = _break_step(primary, icmp)
+        if broken is not None:
+            steps.append(broken)
+        for leg in others:
+            src = leg.path.forward[0].point if leg.path.forward else "the controller"
+            steps.append(
+                Step(
+                    "The controller opens a new connection to the backend",
+                    (
+                        f"the client's connection ends at the controller; {src} sends"
+                        f" {leg.connection.client}",
+                        "hostNetwork controller: it connects from the node's own address"
+                        if leg.evidence.rewrites and leg.evidence.rewrites[0].entry == "local"
+                        else "the controller connects from its pod address",
+                    ),
+                )
+            )
+            steps.extend(_leg_steps(leg, inp.services, "{client} sends the backend request"))
+            b = _break_step(leg, icmp)
+            if b is not None:
+                steps.append(b)
+            reply = _reply_step(leg)
+            if reply is not None:
+                steps.append(reply)
+        reply = _reply_step(primary)
+        if reply is not None:
+            steps.append(reply)
+    reasons = [
+        line[len("FINDING: ") :]
+        for st in steps
+        if st.title == "Where it breaks"
+        for line in st.lines
+        if line.startswith("FINDING: ")
+    ]
+    outcome = _outcome(
+        primary, [primary, *others] if primary else [], dns, reasons[0] if reasons else ""
+    )
+    return Story(access, tuple(steps), outcome, inp.warnings)
+
+
+# --- rendering ---------------------------------------------------------------------------------
+
+_ACCESS_WORDS = {
+    "clusterip": "a pod calls a Service by name (ClusterIP)",
+    "nodeport": "a client outside the cluster calls a NodePort",
+    "ingress": "a client outside the cluster goes through an Ingress controller",
+    "dns": "a DNS lookup only",
+    "direct": "a direct connection (no Service rewrite seen)",
+}
+
+
+def render_story(story: Story, *, run: str = "") -> str:
+    out = []
+    head = f"The request in {run}" if run else "The request"
+    out.append(f"{head}: {_ACCESS_WORDS.get(story.access, story.access)}")
+    out.append("")
+    for i, s in enumerate(story.steps, start=1):
+        mark = "  ✗" if s.broken else ""
+        out.append(f"{i}. {s.title}{mark}")
+        out.extend(f"   {line}" for line in s.lines)
+        for e in s.evidence:
+            out.append(f"     evidence: {e}" if not e.startswith("  ") else f"               {e}")
+        out.append("")
+    out.append(f"Outcome: {story.outcome}")
+    if story.warnings:
+        out.append("")
+        out.append("Warnings")
+        out.extend(f"  - {w}" for w in story.warnings)
+    return "\n".join(out) + "\n"
+
+
+def story_json(story: Story) -> dict[str, Any]:
+    return {
+        "schema": "pathtrace-story/v1",
+        "access": story.access,
+        "steps": [
+            {
+                "title": s.title,
+                "lines": list(s.lines),
+                "evidence": list(s.evidence),
+                "broken": s.broken,
+            }
+            for s in story.steps
+        ],
+        "outcome": story.outcome,
+        "warnings": list(story.warnings),
+    }
