@@ -223,6 +223,7 @@ def command(
         finally:
             if progress is not None:
                 click.echo("", err=True)
+        _save_health(api, run_dir, {*pod_ns, node_ns})
         for p in manifest.points:
             click.echo(f"pathtrace: {p.name}: {p.packets} packets -> {run_dir / p.file}", err=True)
         if manifest.request.get("exit_code") not in (None, 0):
@@ -234,6 +235,19 @@ def command(
         api.close()
     if not no_analyze:
         _analyze(run_dir)
+
+
+def _save_health(api: Any, run_dir: Path, namespaces: set[str]) -> None:
+    """Save RUN/cluster/health.json for `pathtrace diagnose`; a refusal must not cost the run."""
+    from tracer.errors import PathtraceError
+    from tracer.kube.health import collect_health, save_health
+
+    try:
+        save_health(run_dir, collect_health(api, namespaces))
+    except PathtraceError as e:
+        click.echo(f"pathtrace: warning: health facts not saved: {e.message}", err=True)
+    except OSError as e:
+        click.echo(f"pathtrace: warning: health facts not saved: {e.strerror or e}", err=True)
 
 
 def _analyze(run_dir: Path) -> None:

@@ -1,0 +1,116 @@
+"""`pathtrace diagnose` as a user runs it: offline on recorded runs, live against the stand-in API."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tracer.apiserver import Server, serve
+from tracer.apiserver.fakes import fake_exec_backend, sample_state
+from tracer.cli import main
+
+PCAPS = Path(__file__).resolve().parents[2] / "pcaps"
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
+def test_a_problem_exits_4_with_the_cause_first(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["diagnose", str(PCAPS / "no-endpoints")], capsys)
+    assert code == 4
+    first = next(line for line in out.splitlines() if line.startswith("1. "))
+    assert "ERROR" in first and "step 4" in first and "default/web-empty" in first
+    assert "next:" in out
+
+
+def test_a_healthy_run_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["diagnose", str(PCAPS / "clusterip")], capsys)
+    assert code == 0
+    assert "No problem found." in out
+
+
+def test_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(["diagnose", str(PCAPS / "dns-nxdomain"), "--format", "json"], capsys)
+    assert code == 4
+    doc = json.loads(out)
+    assert doc["schema"] == "pathtrace-diagnose/v1"
+    top = doc["findings"][0]
+    assert set(top) == {"severity", "step", "title", "evidence", "next"}
+    assert (top["severity"], top["step"]) == ("error", 3)
+    assert doc["request"]["destination"] == "10.96.0.10:53"
+
+
+def test_connection_choice(capsys: pytest.CaptureFixture[str]) -> None:
+    # Connection 0 of this run is the DNS lookup, which succeeded.
+    code, out, _ = _run(
+        ["diagnose", str(PCAPS / "clusterip"), "--connection", "0", "--format", "json"], capsys
+    )
+    assert code == 0
+    assert json.loads(out)["request"]["destination"] == "10.96.0.10:53"
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["diagnose"], 2, "nothing to diagnose"),
+        (["diagnose", "RUN", "--from", "pod/client"], 2, "not both"),
+        (["diagnose", "--from", "pod/client"], 2, "both --from and --to"),
+        (["diagnose", "x", "--connection", "1", "--match", "proto=tcp"], 2, "not both"),
+        (["diagnose", "/nonexistent/run"], 1, "/nonexistent/run"),
+    ],
+)
+def test_usage_and_input_errors(
+    args: list[str], code: int, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    got, _, err = _run(args, capsys)
+    assert got == code
+    assert message in err and "Traceback" not in err
+
+
+def test_unknown_connection_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["diagnose", str(PCAPS / "clusterip"), "--connection", "99"], capsys)
+    assert code == 3 and "no connection 99" in err
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with serve(sample_state(), fake_exec_backend()) as s:
+        yield s
+
+
+def test_live_equals_offline(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = tmp_path / "run"
+    live = [
+        "diagnose",
+        "--kubeconfig",
+        str(server.kubeconfig_path),
+        "--from",
+        "pod/client",
+        "--to",
+        "svc/web",
+        "--request",
+        "curl -s http://web/",
+        "-o",
+        str(run),
+        "--format",
+        "json",
+    ]
+    code, out, err = _run(live, capsys)
+    assert code in (0, 4), err
+    assert (run / "cluster" / "health.json").is_file()  # the capture saved the health facts
+    live_doc = json.loads(out)
+    code2, out2, _ = _run(["diagnose", str(run), "--format", "json"], capsys)
+    assert code2 == code
+    assert json.loads(out2) == live_doc
+    # The health facts were read: step 1 speaks of the stand-in's two Ready nodes.
+    step1 = [f for f in live_doc["findings"] if f["step"] == 1]
+    assert any("2/2 nodes Ready" in f["title"] for f in step1)

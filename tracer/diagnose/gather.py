@@ -1,0 +1,353 @@
+"""The edge of diagnosis: read a run directory into `RunFacts`.
+
+Reads the captures (tracer.inputs), correlates them (tracer.correlate), decodes the few payload
+bytes that matter (DNS and HTTP messages, the header an ICMP error quotes), parses each node's
+saved rules, conntrack and links.json (tracer.rules) and the cluster health facts
+(RUN/cluster/health.json). Everything after this is pure (`tracer.diagnose.steps`). Bad input
+surfaces as tracer.errors types from the modules it calls; a bad node fact file is a warning.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+from tracer.diagnose.model import DnsEvent, HttpEvent, IcmpError, NodeInfo, RunFacts
+from tracer.errors import InputError, PathtraceError
+from tracer.inputs import LoadedRun, load_run
+from tracer.kube.health import load_health
+from tracer.model import Connection, Endpoint, Journey, Observation, Path, Tuple5
+from tracer.pcap.columns import Frames
+from tracer.rules import ConntrackTable, Rules, load_rules, parse_conntrack
+from tracer.rundir import node_fact
+from tracer.summary import (
+    DNS_PORTS,
+    PayloadReader,
+    dns_message,
+    http_request,
+    http_status,
+    icmp_name,
+)
+
+RULE_FILES = ("iptables-save.txt", "nft.txt", "ipvsadm.txt")
+MAX_PATHS = 64  # latency paths built for at most this many application connections
+_PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
+
+
+# --- node facts ----------------------------------------------------------------------------------
+
+
+def _links(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Addresses and (interface, CIDR) subnets from `ip -j addr` JSON; empty when unreadable."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return (), ()
+    addrs: list[str] = []
+    subnets: list[tuple[str, str]] = []
+    for item in data if isinstance(data, list) else ():
+        if not isinstance(item, dict):
+            continue
+        name = str(item.get("ifname", ""))
+        for info in item.get("addr_info") or ():
+            if not isinstance(info, dict) or not isinstance(info.get("local"), str):
+                continue
+            addrs.append(info["local"])
+            try:
+                net = ipaddress.ip_network(f"{info['local']}/{info.get('prefixlen')}", strict=False)
+            except ValueError:
+                continue
+            if net.prefixlen < net.max_prefixlen:
+                subnets.append((name, f"{info['local']}/{net.prefixlen}"))
+    return tuple(dict.fromkeys(addrs)), tuple(subnets)
+
+
+def node_info_from_text(node: str, texts: Mapping[str, str]) -> NodeInfo:
+    """Parse one node's fact files ({file name: text}); unreadable ones become warnings."""
+    warnings: list[str] = []
+    rules: Rules | None = None
+    source: str | None = None
+    for name in RULE_FILES:
+        text = texts.get(name)
+        # An iptables-mode node's nft.txt is the same rules seen through nf_tables: the first
+        # file that holds kube-proxy's chains wins.
+        if not text or not ("KUBE-" in text or "kube-proxy" in text or "->" in text):
+            continue
+        where = f"nodes/{node}/{name}"
+        try:
+            rules = load_rules(text, source=where)
+        except PathtraceError as e:
+            warnings.append(f"{where}: not readable as rules ({e.message})")
+            continue
+        source = where
+        break
+    conntrack: ConntrackTable | None = None
+    if texts.get("conntrack.txt") is not None:
+        conntrack = parse_conntrack(texts["conntrack.txt"], source=f"nodes/{node}/conntrack.txt")
+        warnings.extend(conntrack.warnings)
+    addresses, subnets = _links(texts.get("links.json") or "")
+    return NodeInfo(node, rules, source, conntrack, addresses, subnets, tuple(warnings))
+
+
+def read_nodes(run: str, nodes: Sequence[str]) -> dict[str, NodeInfo]:
+    out: dict[str, NodeInfo] = {}
+    for node in sorted(set(nodes)):
+        texts: dict[str, str] = {}
+        unread: list[str] = []
+        for name in (*RULE_FILES, "conntrack.txt", "links.json"):
+            try:
+                text = node_fact(run, node, name)
+            except PathtraceError as e:
+                unread.append(e.message)
+                continue
+            if text is not None:
+                texts[name] = text
+        if texts or unread:
+            info = node_info_from_text(node, texts)
+            out[node] = NodeInfo(
+                info.node,
+                info.rules,
+                info.rules_source,
+                info.conntrack,
+                info.addresses,
+                info.subnets,
+                (*info.warnings, *unread),
+            )
+    return out
+
+
+# --- payload decoding ----------------------------------------------------------------------------
+
+
+def quoted_tuple(payload: bytes) -> Tuple5 | None:
+    """The tuple of the IP header (and first 8 L4 bytes) an ICMP error quotes (RFC 792/4443)."""
+    if not payload:
+        return None
+    version = payload[0] >> 4
+    if version == 4 and len(payload) >= 20:
+        ihl = (payload[0] & 0x0F) * 4
+        proto = payload[9]
+        src = str(ipaddress.IPv4Address(payload[12:16]))
+        dst = str(ipaddress.IPv4Address(payload[16:20]))
+        l4 = ihl
+    elif version == 6 and len(payload) >= 40:
+        proto = payload[6]
+        src = str(ipaddress.IPv6Address(payload[8:24]))
+        dst = str(ipaddress.IPv6Address(payload[24:40]))
+        l4 = 40
+    else:
+        return None
+    name = _PROTO.get(proto, str(proto))
+    sport = dport = None
+    if proto in (6, 17, 132) and len(payload) >= l4 + 4:
+        sport = int.from_bytes(payload[l4 : l4 + 2], "big")
+        dport = int.from_bytes(payload[l4 + 2 : l4 + 4], "big")
+    return Tuple5(name, Endpoint(src, sport), Endpoint(dst, dport))
+
+
+def _is_dns(conn: Connection) -> bool:
+    ports = {t.dst.port for _, t in conn.tuples} | {conn.client.dst.port}
+    return bool(DNS_PORTS.intersection(p for p in ports if p is not None))
+
+
+def _timed(
+    journey: Journey, offsets: Mapping[str, int]
+) -> tuple[Observation, int] | tuple[None, None]:
+    """The observation that dates a message: the first sighting of a request, the last of a reply."""
+    obs = [(o.t_ns - offsets.get(o.point, 0), o) for o in journey.observations]
+    if not obs:
+        return None, None
+    t, o = (
+        min(obs, key=lambda x: x[0])
+        if journey.direction == "forward"
+        else max(obs, key=lambda x: x[0])
+    )
+    return o, t
+
+
+def _best_payload(
+    journey: Journey, frames: Mapping[str, Frames], reader: PayloadReader
+) -> tuple[bytes, Observation | None]:
+    best, where = b"", None
+    for o in journey.observations:
+        fr = frames.get(o.point)
+        if fr is None:
+            continue
+        data = reader.read(fr, o.frame)
+        if len(data) > len(best):  # some points capture with a short snaplen
+            best, where = data, o
+    return best, where
+
+
+def decode_events(
+    connections: Sequence[Connection],
+    frames: Mapping[str, Frames],
+    offsets: Mapping[str, int],
+) -> tuple[tuple[DnsEvent, ...], tuple[HttpEvent, ...], tuple[IcmpError, ...]]:
+    """Every DNS and HTTP message and every ICMP error in the connections."""
+    dns: list[DnsEvent] = []
+    http: list[HttpEvent] = []
+    icmp: list[IcmpError] = []
+    with PayloadReader() as reader:
+        for conn in connections:
+            proto = conn.protocol.lower()
+            is_dns = proto in ("udp", "tcp") and _is_dns(conn)
+            for j in conn.journeys:
+                first, t = _timed(j, offsets)
+                if first is None or t is None:
+                    continue
+                direction: Literal["forward", "reverse"] = j.direction
+                if proto in ("icmp", "icmpv6"):
+                    fr = frames.get(first.point)
+                    if fr is None:
+                        continue
+                    ty = int(fr.columns["icmp_type"][first.frame])
+                    code = int(fr.columns["icmp_code"][first.frame])
+                    v6 = proto == "icmpv6"
+                    if ty < 0 or ty in ((128, 129, 133, 134, 135, 136) if v6 else (0, 8)):
+                        continue  # echo and neighbour discovery are not errors
+                    data, _ = _best_payload(j, frames, reader)
+                    icmp.append(
+                        IcmpError(
+                            point=first.point,
+                            frame=first.frame,
+                            t_ns=t,
+                            src=first.tuple5.src.ip,
+                            dst=first.tuple5.dst.ip,
+                            icmp_type=ty,
+                            code=code,
+                            name=icmp_name(ty, code, v6=v6),
+                            quoted=quoted_tuple(data),
+                            seen=tuple((o.point, o.frame) for o in j.observations),
+                        )
+                    )
+                    continue
+                if not any(o.payload_len > 0 for o in j.observations):
+                    continue
+                data, where = _best_payload(j, frames, reader)
+                if not data or where is None:
+                    continue
+                if is_dns:
+                    msg = dns_message(data, tcp=proto == "tcp")
+                    if msg is not None:
+                        dns.append(
+                            DnsEvent(
+                                conn.index,
+                                direction,
+                                first.point,
+                                first.frame,
+                                t,
+                                first.tuple5,
+                                msg,
+                            )
+                        )
+                    continue
+                if proto != "tcp":
+                    continue
+                if direction == "forward":
+                    req = http_request(data)
+                    if req is not None:
+                        http.append(
+                            HttpEvent(
+                                conn.index,
+                                direction,
+                                first.point,
+                                first.frame,
+                                t,
+                                method=req.method,
+                                target=req.target,
+                                host=req.host,
+                            )
+                        )
+                else:
+                    status = http_status(data)
+                    if status is not None:
+                        http.append(
+                            HttpEvent(
+                                conn.index, direction, first.point, first.frame, t, status=status
+                            )
+                        )
+    return tuple(dns), tuple(http), tuple(icmp)
+
+
+# --- choosing the request --------------------------------------------------------------------------
+
+
+def choose_main(connections: Sequence[Connection], roles: Mapping[str, str]) -> int | None:
+    """The request a user most likely means: the first application connection from a client.
+
+    DNS lookups and ICMP errors serve the request; they are the request only when nothing else
+    was sent (a name that never resolved).
+    """
+    app = [c for c in connections if c.protocol in ("tcp", "udp", "sctp") and not _is_dns(c)]
+    from_client = [c for c in app if roles.get(c.points[0] if c.points else "") == "client"]
+    for group in (from_client, app):
+        if group:
+            return min(group, key=lambda c: (c.start_ns, c.index)).index
+    dns = [c for c in connections if c.protocol in ("udp", "tcp") and _is_dns(c)]
+    if dns:
+        return min(dns, key=lambda c: (c.start_ns, c.index)).index
+    return connections[0].index if connections else None
+
+
+def app_connections(connections: Sequence[Connection]) -> list[Connection]:
+    return [c for c in connections if c.protocol in ("tcp", "udp", "sctp") and not _is_dns(c)]
+
+
+# --- putting it together ---------------------------------------------------------------------------
+
+
+def gather(
+    run_dir: str | os.PathLike[str],
+    *,
+    index: int | None = None,
+    match: str | None = None,
+    loaded: LoadedRun | None = None,
+) -> RunFacts:
+    """Read RUN into RunFacts; `index`/`match` choose the request as `pathtrace analyze` does."""
+    from tracer.correlate import PointFrames, build_path, correlate, parse_match, select
+    from tracer.summary import summarize_all
+
+    spec = parse_match(match) if match is not None else None
+    run = os.fspath(run_dir)
+    loaded = loaded or load_run(run)
+    manifest = loaded.manifest
+    if manifest is None:  # a bare --point load has none; diagnosis needs the run's manifest
+        raise InputError(f"{run}: diagnosis needs a run directory with manifest.json")
+    correlation = correlate(
+        [PointFrames(point=p.point, frames=p.frames, ifnames=p.ifnames) for p in loaded.points]
+    )
+    connections = correlation.connections
+    roles = {p.name: p.role for p in manifest.points}
+    if index is not None or spec is not None:
+        main: int | None = select(correlation, index=index, match=spec).index
+    else:
+        main = choose_main(connections, roles)
+    frames = loaded.frames
+    offsets = dict(correlation.offsets)
+    dns, http, icmp = decode_events(connections, frames, offsets)
+    paths: dict[int, Path] = {}
+    wanted = [c for c in app_connections(connections)][:MAX_PATHS]
+    if main is not None and all(c.index != main for c in wanted):
+        wanted.append(correlation.connection(main))
+    for c in wanted:
+        paths[c.index] = build_path(correlation, c)
+    nodes = read_nodes(run, [p.node for p in manifest.points if p.role == "node" and p.node])
+    return RunFacts(
+        run=run,
+        manifest=manifest,
+        connections=connections,
+        main=main,
+        offsets=offsets,
+        summaries=summarize_all(connections, frames),
+        dns=dns,
+        http=http,
+        icmp=icmp,
+        nodes=nodes,
+        paths=paths,
+        health=load_health(run),
+        warnings=tuple(dict.fromkeys((*loaded.warnings, *correlation.warnings))),
+    )

@@ -1,0 +1,137 @@
+"""What diagnosis takes and what it returns: the run's facts, and findings.
+
+`RunFacts` is everything one run directory says, already decoded: the manifest, the correlated
+connections, the DNS/HTTP messages and ICMP errors seen in them, each node's rules, conntrack
+and addresses, and the cluster's health facts. `Finding` is one conclusion with its evidence.
+Frozen dataclasses only: no reading, no deciding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tracer.kube.health import HealthFacts
+from tracer.model import Connection, Path, Tuple5
+from tracer.rules import ConntrackTable, Rules
+from tracer.rundir import Manifest
+from tracer.summary import DnsMessage
+
+Severity = Literal["error", "warning", "info"]
+SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
+
+# The six troubleshooting steps (reference/access-paths.md), by number.
+STEPS: dict[int, str] = {
+    1: "nodes & pods",
+    2: "backend service",
+    3: "DNS",
+    4: "Service / kube-proxy",
+    5: "Ingress",
+    6: "path",
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One conclusion: how bad, which step, what, why we think so, and what to try next.
+
+    `weight` orders findings of the same severity: a root cause (a REJECT rule, a stale DNAT
+    target) outranks the symptoms it causes elsewhere (an unanswered SYN in the golden signals).
+    """
+
+    severity: Severity
+    step: int
+    title: str
+    evidence: tuple[str, ...] = ()
+    next: str = ""
+    weight: int = 0
+
+
+@dataclass(frozen=True)
+class DnsEvent:
+    """One DNS message, where it was first seen (query) or last seen (response)."""
+
+    connection: int
+    direction: Literal["forward", "reverse"]
+    point: str
+    frame: int
+    t_ns: int  # on the reference clock
+    tuple5: Tuple5
+    message: DnsMessage
+
+
+@dataclass(frozen=True)
+class HttpEvent:
+    """An HTTP/1 request line or status line, at one point."""
+
+    connection: int
+    direction: Literal["forward", "reverse"]
+    point: str
+    frame: int
+    t_ns: int
+    method: str | None = None
+    target: str | None = None
+    host: str | None = None
+    status: int | None = None
+
+
+@dataclass(frozen=True)
+class IcmpError:
+    """An ICMP destination-unreachable (or other error) and the packet it quotes."""
+
+    point: str
+    frame: int
+    t_ns: int
+    src: str
+    dst: str
+    icmp_type: int
+    code: int
+    name: str
+    quoted: Tuple5 | None = None
+    seen: tuple[tuple[str, int], ...] = ()  # every (point, frame) that saw it
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One node's saved facts: kube-proxy rules, conntrack, its addresses and subnets."""
+
+    node: str
+    rules: Rules | None = None
+    rules_source: str | None = None
+    conntrack: ConntrackTable | None = None
+    addresses: tuple[str, ...] = ()
+    subnets: tuple[tuple[str, str], ...] = ()  # (interface, CIDR), e.g. ("cni0", "10.244.2.1/24")
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """Everything a run directory holds, decoded; the input of `diagnose`."""
+
+    run: str
+    manifest: Manifest
+    connections: tuple[Connection, ...]
+    main: int | None = None  # the connection the user asked about (or the one chosen)
+    offsets: Mapping[str, int] = field(default_factory=dict)  # point -> clock offset (ns)
+    summaries: Mapping[int, str] = field(default_factory=dict)
+    dns: tuple[DnsEvent, ...] = ()
+    http: tuple[HttpEvent, ...] = ()
+    icmp: tuple[IcmpError, ...] = ()
+    nodes: Mapping[str, NodeInfo] = field(default_factory=dict)
+    paths: Mapping[int, Path] = field(default_factory=dict)  # connection -> its path
+    health: HealthFacts | None = None
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The findings, most important first, and the request they are about."""
+
+    findings: tuple[Finding, ...]
+    request: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def problem(self) -> bool:
+        """True when any finding is an error or a warning (exit code 4)."""
+        return any(f.severity in ("error", "warning") for f in self.findings)
