@@ -1,0 +1,203 @@
+"""`read_frames`: one capture file (pcap or pcapng) into a `Frames` of numpy columns.
+
+The file is mapped once. `container` finds the frames; each batch of frames is decoded by the
+vectorised fast path (`fast`) where the layout allows and by the reference decoder (`decode`)
+for the rest; addresses are interned once at the end. This module is the only one in the
+package that opens a file; it never prints and lets only tracer.errors escape for bad input.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import socket
+import struct
+
+import numpy as np
+import numpy.typing as npt
+
+from tracer.errors import CaptureFormatError
+from tracer.pcap import fast
+from tracer.pcap.columns import COLUMN_NAMES, COLUMNS, Frames
+from tracer.pcap.container import FrameIndex, index_capture
+from tracer.pcap.decode import LINKTYPE_LINUX_SLL2, Row, decode_frame
+
+# Frames decoded per vectorised pass. Small on purpose: temporaries stay below the size at
+# which malloc maps fresh pages for each one, which costs more than the numpy work itself.
+BATCH = 1 << 13
+
+# Columns the reference decoder fills (src/dst and encap are converted separately).
+_ROW_COLUMNS = tuple(n for n in COLUMN_NAMES if n not in ("t_ns", "origlen", "src", "dst", "encap"))
+# Key space for address interning: IPv4 addresses are their own 32-bit value, IPv6 addresses get
+# ids above it in first-seen order (they are rare enough to intern in a dict).
+_V6_BASE = 1 << 32
+
+
+def read_frames(path: str | os.PathLike[str], *, vectorise: bool = True) -> Frames:
+    """Decode every frame of a pcap/pcapng file down to its innermost IP packet.
+
+    Damage after the first frame is reported in `Frames.warnings` (file and byte offset); a file
+    that is not a capture, or is damaged before its first frame, raises CaptureFormatError.
+    `Frames.linktypes` is the link type of each interface (pcapng) or of the file (pcap).
+    `vectorise=False` decodes every frame with the reference decoder (slow; for cross-checks).
+    """
+    name = os.fspath(path)
+    try:
+        handle = open(name, "rb")
+    except OSError as e:
+        raise CaptureFormatError(name, f"cannot open: {e.strerror or e}") from e
+    with handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size == 0:
+            raise CaptureFormatError(name, "the file is empty", offset=0)
+        try:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as e:
+            raise CaptureFormatError(name, f"cannot map the file: {e}") from e
+        try:
+            return _decode_all(mapped, name, vectorise)
+        finally:
+            try:
+                mapped.close()
+            except BufferError:
+                # A numpy view still refers to the map (e.g. held by a traceback); the GC frees it.
+                pass
+
+
+class _Interner:
+    def __init__(self) -> None:
+        self.encaps: dict[tuple[str, ...], int] = {}
+        self.v6: dict[bytes, int] = {}
+
+    def encap(self, stack: tuple[str, ...]) -> int:
+        eid = self.encaps.get(stack)
+        if eid is None:
+            if len(self.encaps) >= 255:
+                stack = ("other",)
+                return self.encaps.setdefault(stack, len(self.encaps))
+            eid = self.encaps[stack] = len(self.encaps)
+        return eid
+
+    def address(self, raw: bytes) -> int:
+        if len(raw) == 4:
+            return int.from_bytes(raw, "big")
+        if len(raw) == 16:
+            return _V6_BASE + self.v6.setdefault(raw, len(self.v6))
+        return -1
+
+
+def _decode_all(buf: mmap.mmap, path: str, vectorise: bool) -> Frames:
+    index = index_capture(buf, path)
+    n = len(index)
+    data = np.frombuffer(buf, dtype=np.uint8)
+    # Left uninitialised: every row is decoded by exactly one of the two paths, and each writes
+    # every column but the record metadata below (tests/pcap/test_reader.py checks the fast one).
+    cols: dict[str, npt.NDArray[np.generic]] = {
+        name: np.empty(n, dtype) for name, dtype, _ in COLUMNS
+    }
+    # The record metadata already has the column dtypes: take the arrays instead of copying.
+    cols["t_ns"] = index.t_ns
+    cols["iface"] = index.iface
+    cols["direction"] = index.direction
+    cols["origlen"][:] = np.minimum(index.origlen, np.iinfo(np.int32).max)
+    src = np.empty(n, dtype=np.int64)  # address keys, written for every row like the columns
+    dst = np.empty(n, dtype=np.int64)
+    interner = _Interner()
+    for start in range(0, n, BATCH):
+        stop = min(n, start + BATCH)
+        done = np.zeros(stop - start, dtype=bool)
+        linktypes = index.linktype[start:stop]
+        if vectorise:
+            for linktype in np.unique(linktypes).tolist():
+                if linktype not in fast.LAYOUTS:
+                    continue
+                sel = np.flatnonzero(linktypes == linktype) + start
+                group = fast.decode_group(
+                    data, index.data_off[sel], index.caplen[sel], linktype, index.direction[sel]
+                )
+                rows = sel[group.rows]
+                # The usual case, a batch of one link type decoded whole, writes plain slices.
+                target: slice | npt.NDArray[np.int64] = rows
+                if len(rows) == stop - start:
+                    target = slice(start, stop)
+                for column, values in group.columns.items():
+                    cols[column][target] = values
+                src[target] = group.src
+                dst[target] = group.dst
+                ids = np.array([interner.encap(s) for s in group.stacks], dtype=np.uint8)
+                cols["encap"][target] = ids[group.encap]
+                done[rows - start] = True
+        rest = np.flatnonzero(~done) + start
+        if len(rest):
+            _decode_rest(buf, index, rest, cols, src, dst, interner)
+    del data
+    addresses = _intern_addresses(src, dst, cols, interner)
+    return Frames(
+        path=path,
+        linktypes=tuple(i.linktype for i in index.interfaces),
+        columns=cols,
+        encaps=tuple(sorted(interner.encaps, key=interner.encaps.__getitem__)),
+        addresses=addresses,
+        interfaces={
+            k: i.name
+            for k, i in enumerate(index.interfaces)
+            if i.name is not None and i.linktype != LINKTYPE_LINUX_SLL2
+        },
+        comments=dict(index.comments),
+        warnings=index.warnings,
+    )
+
+
+def _decode_rest(
+    buf: mmap.mmap,
+    index: FrameIndex,
+    rest: npt.NDArray[np.int64],
+    cols: dict[str, npt.NDArray[np.generic]],
+    src: npt.NDArray[np.int64],
+    dst: npt.NDArray[np.int64],
+    interner: _Interner,
+) -> None:
+    offs = index.data_off[rest].tolist()
+    caps = index.caplen[rest].tolist()
+    lts = index.linktype[rest].tolist()
+    ifs = index.iface[rest].tolist()
+    dirs = index.direction[rest].tolist()
+    rows: list[Row] = [
+        decode_frame(buf, o, c, lt, i, d)
+        for o, c, lt, i, d in zip(offs, caps, lts, ifs, dirs, strict=True)
+    ]
+    for column in _ROW_COLUMNS:
+        cols[column][rest] = [getattr(r, column) for r in rows]
+    cols["encap"][rest] = [interner.encap(tuple(r.encap)) for r in rows]
+    src[rest] = [interner.address(r.src) for r in rows]
+    dst[rest] = [interner.address(r.dst) for r in rows]
+
+
+def _intern_addresses(
+    src: npt.NDArray[np.int64],
+    dst: npt.NDArray[np.int64],
+    cols: dict[str, npt.NDArray[np.generic]],
+    interner: _Interner,
+) -> tuple[str, ...]:
+    n = len(src)
+    keys = np.concatenate([src, dst])
+    present = keys >= 0
+    values = keys[present]
+    # A capture holds few distinct addresses: find them from a sample, then look every key up by
+    # binary search; only keys the sample missed need a full sort.
+    sample = np.unique(values[:: max(1, len(values) // 65536)])
+    where = np.minimum(np.searchsorted(sample, values), max(len(sample) - 1, 0))
+    missed = sample[where] != values if len(sample) else np.ones(len(values), dtype=bool)
+    unique = np.union1d(sample, values[missed]) if missed.any() else sample
+    ids = np.full(2 * n, -1, dtype=np.int32)
+    ids[present] = np.searchsorted(unique, values)
+    cols["src"][:] = ids[:n]
+    cols["dst"][:] = ids[n:]
+    v6 = sorted(interner.v6, key=interner.v6.__getitem__)
+    texts: list[str] = []
+    for key in unique.tolist():
+        if key < _V6_BASE:
+            texts.append(socket.inet_ntoa(struct.pack(">I", key)))
+        else:
+            texts.append(socket.inet_ntop(socket.AF_INET6, v6[key - _V6_BASE]))
+    return tuple(texts)
