@@ -1,14 +1,23 @@
-"""The lab as a ClusterState: nodes, pods and Services of the namespace lab, for the stand-in.
+"""The lab as a ClusterState: nodes, pods, Services and the Ingress of the namespace lab.
 
-Reads the lab's topology (from its state file, or one given) and its Service model; pods run
-their commands through `ip netns exec pt-<node>-<pod>` (NetnsExecBackend). Changes nothing.
+Reads the lab's topology (from its state file, or one given) and its Service model, for the
+stand-in API. Pods run their commands through `ip netns exec pt-<node>-<pod>` and host-network
+(node) pods through `ip netns exec pt-<node>` (NetnsExecBackend). Changes nothing; starting and
+stopping the API for a running lab is tracer.lab.api's job.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tracer.apiserver.state import ClusterState, NodeSpec, PodSpec, ServicePortSpec, ServiceSpec
+from tracer.apiserver.state import (
+    ClusterState,
+    IngressSpec,
+    NodeSpec,
+    PodSpec,
+    ServicePortSpec,
+    ServiceSpec,
+)
 from tracer.errors import LabError
 
 # Labels real clusters put on these pods, so that resolution finds them the same way.
@@ -16,11 +25,14 @@ _POD_LABELS = {
     "coredns": {"k8s-app": "kube-dns"},
     "ingress": {"app.kubernetes.io/name": "ingress-nginx"},
 }
+# The lab's nginx ingress proxies its host to Service web-remote (see tracer.lab.lab.workloads).
+INGRESS_NAME = "web"
+INGRESS_SERVICE = "web-remote"
 
 
 def lab_cluster_state(topology: Any = None) -> ClusterState:
     """The running lab (or `topology`, a tracer.lab.topology.Topology) as a ClusterState."""
-    from tracer.lab.scenarios import cluster_services
+    from tracer.lab.scenarios import INGRESS_HOST, cluster_services
     from tracer.lab.topology import read_state, topology_from_json
 
     if topology is None:
@@ -63,4 +75,5 @@ def lab_cluster_state(topology: Any = None) -> ClusterState:
                 external_traffic_policy=s.external_traffic_policy,
             )
         )
-    return ClusterState(nodes=nodes, pods=pods, services=tuple(services))
+    ingresses = (IngressSpec("default", INGRESS_NAME, INGRESS_HOST, INGRESS_SERVICE, 80),)
+    return ClusterState(nodes=nodes, pods=pods, services=tuple(services), ingresses=ingresses)

@@ -42,6 +42,29 @@ def analyze_run(run_dir: Path) -> Any:
     return None
 
 
+API_HELP = """Serve the running lab as a Kubernetes API in the foreground, until Ctrl-C.
+
+\b
+It listens on 127.0.0.1 only, behind a random bearer token, and writes a kubeconfig (mode 0600,
+context pathtrace-lab, namespace default). It serves the lab's nodes, namespaces, pods (IPs,
+nodes, containers), Services, EndpointSlices and the Ingress; exec in a pod runs in that pod's
+network namespace (pt-<node>-<pod>), in a node pod (hostNetwork) in the node's (pt-<node>), as
+`ip netns exec NS ARGV`. Debug-container images are ignored: the host's tcpdump runs there.
+`pathtrace lab up --api` starts the same API in the background; `lab down` stops either.
+
+\b
+Pod to Service (the request runs in the client pod):
+  pathtrace capture --kubeconfig /run/pathtrace-lab/kubeconfig \\
+      --from pod/client --to svc/web --request 'curl -s http://web/'
+\b
+From outside to a NodePort: `--from external` has no pod to run a request in, so capture
+for a while and send the request from the lab's external host meanwhile:
+  pathtrace capture --kubeconfig /run/pathtrace-lab/kubeconfig \\
+      --from external --to svc/web-np --duration 10 &
+  sleep 3; ip netns exec pt-external curl -s http://192.168.50.11:30080/
+"""
+
+
 @click.group("lab")
 def command() -> None:
     """A local Kubernetes data plane in network namespaces: kube-proxy's real rules (iptables or
@@ -66,14 +89,58 @@ def command() -> None:
     help="kube-proxy mode whose rules are installed on every node.",
 )
 @click.option("--nodes", type=click.IntRange(2, 9), default=2, show_default=True)
-def up_cmd(mode: str, nodes: int) -> None:
-    """Build the lab."""
+@click.option(
+    "--api",
+    "with_api",
+    is_flag=True,
+    help="Also start the lab's Kubernetes API (127.0.0.1) for `pathtrace capture`.",
+)
+@click.option(
+    "--api-port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port of the API (0: a free one).",
+)
+@click.option(
+    "--kubeconfig-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the API's kubeconfig (default /run/pathtrace-lab/kubeconfig).",
+)
+def up_cmd(
+    mode: str, nodes: int, with_api: bool, api_port: int, kubeconfig_out: Path | None
+) -> None:
+    """Build the lab (with --api, also serve it as a Kubernetes API)."""
     from tracer.lab import lab
 
+    if not with_api and (api_port or kubeconfig_out):
+        raise UsageError("--api-port and --kubeconfig-out need --api")
     state = lab.up(mode=mode, nodes=nodes, log=progress)
     click.echo(
         f"lab up: {len(state['nodes'])} nodes, {mode} mode, {state['up_seconds']:.2f} s; "
         "next: pathtrace lab run clusterip"
+    )
+    if with_api:
+        from tracer.errors import LabError
+        from tracer.lab.api import start_api
+
+        try:
+            info = start_api(api_port, kubeconfig_out, log=progress)
+        except LabError as e:
+            raise LabError(
+                f"the lab is up, but its API did not start: {e.message}",
+                hint="retry with `pathtrace lab api`, or `pathtrace lab down`",
+            ) from None
+        _show_api(info.url, info.kubeconfig, info.pid)
+
+
+def _show_api(url: str, kubeconfig: str, pid: int) -> None:
+    click.echo(f"lab API: {url} (pid {pid})")
+    click.echo(f"kubeconfig: {kubeconfig}")
+    click.echo(
+        f"next: pathtrace capture --kubeconfig {kubeconfig} --from pod/client --to svc/web "
+        "--request 'curl -s http://web/'"
     )
 
 
@@ -113,9 +180,12 @@ def run_cmd(scenario: str, out: Path | None, no_analyze: bool) -> None:
 def status_cmd(as_json: bool) -> None:
     """Say whether the lab is up, down or half-built."""
     from tracer.lab import lab
+    from tracer.lab.api import api_status
 
     st = lab.status()
+    api = api_status()
     if as_json:
+        st = {**st, "api": api}
         click.echo(json.dumps(st, indent=2))
         return
     click.echo(f"lab: {st['status']}")
@@ -127,6 +197,14 @@ def status_cmd(as_json: bool) -> None:
         click.echo(
             f"  {p['name']:16s} pid {p['pid']:<7} {'running' if p['alive'] else 'DEAD'}  ({p['netns']})"
         )
+    if api["running"]:
+        click.echo(f"api: running, pid {api['pid']}, {api['url']}, kubeconfig {api['kubeconfig']}")
+    elif api.get("pid"):
+        click.echo(f"api: DEAD (pid {api['pid']} recorded); kubeconfig {api['kubeconfig']}")
+    elif st["status"] != "down":
+        click.echo("api: not running (start it with `pathtrace lab api` or `lab up --api`)")
+    if api["stray_pids"]:
+        click.echo(f"api: unrecorded API processes: {api['stray_pids']} (`pathtrace lab down`)")
     if st["status"] == "half-built":
         click.echo("hint: run `pathtrace lab down` to clean up", err=True)
 
@@ -138,6 +216,34 @@ def down_cmd() -> None:
 
     removed = lab.down(log=progress)
     click.echo(f"lab down: removed {len(removed)} namespaces/links")
+
+
+@command.command("api", help=API_HELP)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: a free one).",
+)
+@click.option(
+    "--kubeconfig-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the kubeconfig (default /run/pathtrace-lab/kubeconfig).",
+)
+def api_cmd(port: int, kubeconfig_out: Path | None) -> None:
+    from tracer.lab.api import ApiInfo, run_api
+    from tracer.lab.lab import require_up
+
+    require_up()
+
+    def ready(info: ApiInfo) -> None:
+        _show_api(info.url, info.kubeconfig, info.pid)
+        click.echo("serving until Ctrl-C", err=True)
+
+    run_api(port, kubeconfig_out, ready=ready)
+    click.echo("lab API stopped; kubeconfig removed", err=True)
 
 
 @command.command("scenarios")

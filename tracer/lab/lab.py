@@ -309,6 +309,10 @@ def down(runner: Runner | None = None, log: Log = _quiet) -> list[str]:
     runner = runner or SubprocessRunner()
     if os.geteuid() != 0:
         raise MissingPrerequisiteError("removing the lab needs root", hint="run it with sudo")
+    # The local API first: it reads the state file to find its PID and kubeconfig.
+    from tracer.lab.api import stop_api
+
+    stop_api(log)
     removed = teardown(runner, log)
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     return removed
