@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -137,7 +138,7 @@ def test_links_for_an_unknown_node_or_missing_file(tmp_path: Path) -> None:
         load_points([f"node:n1@node-a={a}"], [f"node-a={tmp_path / 'x.json'}"], reader=FakeReader())
 
 
-def _run_dir(tmp_path: Path, points: list[dict[str, str]], files: dict[str, bytes]) -> Path:
+def _run_dir(tmp_path: Path, points: list[dict[str, Any]], files: dict[str, bytes]) -> Path:
     run = tmp_path / "run"
     (run / "points").mkdir(parents=True)
     for name, data in files.items():
@@ -231,3 +232,58 @@ def test_links_file_read_with_the_real_parser(tmp_path: Path) -> None:
     links.write_text("nothing like ip output")
     with pytest.raises(InputError, match="node-a-links.txt"):
         load_points([f"node:n@node-a={a}"], [f"node-a={links}"], reader=reader)
+
+
+def _plain_pcap(path: Path) -> None:
+    """A pod-side capture as `tcpdump -i eth0 -w` writes it: plain pcap, no interface name."""
+    from scapy.layers.inet import IP, UDP
+    from scapy.layers.l2 import Ether
+    from scapy.utils import wrpcap
+
+    wrpcap(str(path), [Ether() / IP(src="10.244.1.2", dst="10.96.0.10") / UDP(dport=53)] * 2)
+
+
+@pytest.mark.parametrize(("interface", "expected"), [("eth0", "eth0"), ("any", None), (None, None)])
+def test_plain_pcap_hops_take_the_manifest_interface(
+    tmp_path: Path, interface: str | None, expected: str | None
+) -> None:
+    run = _run_dir(
+        tmp_path,
+        [
+            {
+                "name": "client",
+                "role": "client",
+                "node": "node-a",
+                "file": "points/client.pcap",
+                "interface": interface,
+            }
+        ],
+        {},
+    )
+    _plain_pcap(run / "points" / "client.pcap")
+    (loaded,) = load_run(run).points
+    names = {loaded.ifnames.get(int(i)) for i in loaded.frames.columns["iface"]}
+    assert names == {expected}
+
+
+def test_a_capture_that_names_its_interface_keeps_that_name(tmp_path: Path) -> None:
+    run = _run_dir(
+        tmp_path,
+        [
+            {
+                "name": "client",
+                "role": "client",
+                "file": "points/client.pcap",
+                "interface": "eth0",
+            }
+        ],
+        {"client.pcap": b"x"},
+    )
+
+    def named(path: str) -> Frames:
+        cols = empty_columns(1)
+        cols["iface"][:] = 0
+        return Frames(path, (1,), cols, (), (), {0: "veth-web"})
+
+    (loaded,) = load_run(run, reader=named).points
+    assert loaded.ifnames == {0: "veth-web"}

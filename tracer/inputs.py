@@ -7,7 +7,8 @@ RUN/nodes/<node>/links.json; bare files are described on the command line:
     --links NODE=FILE                `ip -o link` text or `ip -j link` JSON for NODE
 
 NODE names the clock domain (points on the same node share one clock); a point given without one
-has node None and is a clock domain of its own. This module reads files and nothing else: the
+has node None and is a clock domain of its own. A capture that names no interface (a plain pcap
+taken on a pod's eth0) takes the manifest point's `interface` for its hops. This module reads files and nothing else: the
 capture reader and the links parser are passed in (the real ones by default), it never
 correlates or prints. Errors are `UsageError` for a spec that does not parse and `InputError` /
 `CaptureFormatError` naming the file for one that cannot be read.
@@ -20,6 +21,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from tracer.errors import InputError, PathtraceError, UsageError
 from tracer.model import ROLES, CapturePoint
@@ -152,11 +155,28 @@ def _read_capture(path: str, reader: Reader) -> Frames:
         raise InputError(f"{path}: {e.strerror or e}") from e
 
 
+def _named_by_point(point: CapturePoint, frames: Frames) -> dict[int, str] | None:
+    """The manifest's interface for a one-interface capture that names none (a plain pcap from
+    a pod's eth0 carries no interface name); None when the capture names its own or has several.
+    """
+    name = point.interface
+    if not name or name == "any" or len(frames) == 0:
+        return None
+    ids = np.asarray(frames.columns["iface"])
+    iface = int(ids.min())
+    if iface != int(ids.max()) or iface in frames.interfaces:
+        return None
+    return {**frames.interfaces, iface: name}
+
+
 def _ifnames(
     point: CapturePoint, frames: Frames, links: Mapping[int, str] | None
 ) -> tuple[dict[int, str], str | None]:
     """Interface names for a point and, when they cannot be known, a warning saying so."""
     sll2 = LINKTYPE_LINUX_SLL2 in frames.linktypes
+    named = _named_by_point(point, frames) if not sll2 else None
+    if named is not None:
+        return named, None
     if frames.interfaces and not sll2:
         return dict(frames.interfaces), None
     if links:

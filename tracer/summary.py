@@ -108,6 +108,7 @@ class DnsMessage:
     qname: str
     qtype: int
     answers: tuple[tuple[int, str], ...]  # (type, rdata as text), in message order
+    ident: int = 0  # the transaction ID that pairs a reply with its query (RFC 1035 §4.1.1)
 
     @property
     def qtype_name(self) -> str:
@@ -207,7 +208,8 @@ def dns_message(payload: bytes, *, tcp: bool = False) -> DnsMessage | None:
             off += rdlen
     except _ShortError:
         pass
-    return DnsMessage(bool(flags >> 15), flags & 0xF, qname, qtype, tuple(answers))
+    ident = int.from_bytes(msg[0:2], "big")
+    return DnsMessage(bool(flags >> 15), flags & 0xF, qname, qtype, tuple(answers), ident)
 
 
 # --- TLS (RFC 8446 §4.1.2, RFC 6066 §3) ---------------------------------------------------------

@@ -58,7 +58,7 @@ def _packet(
     pkt = Ether() / IP(src=src[0], dst=dst[0], id=ip_id, ttl=ttl, flags="DF") / tcp
     if payload:
         pkt = pkt / Raw(payload)
-    pkt.time = t
+    pkt.time = t  # type: ignore[assignment]  # scapy keeps a Decimal time exact (ns)
     return pkt
 
 
@@ -341,3 +341,240 @@ def test_dns_scenario_summary_and_match(capsys: pytest.CaptureFixture[str], tmp_
     )
     code, out, err = run(capsys, run_dir, "--match", "proto=icmp")
     assert code == 3 and out == "" and "no connection matches" in err
+
+
+# --- the lab's recorded runs (ground truth: each manifest's extra.lab and its node facts) --------
+
+PCAPS = Path(__file__).resolve().parents[2] / "pcaps"
+
+
+def _lab(run: str) -> dict[str, Any]:
+    lab: dict[str, Any] = json.loads((PCAPS / run / "manifest.json").read_text())["extra"]["lab"]
+    return lab
+
+
+def _sep_chain(run: str, node: str, backend: str) -> str:
+    """The KUBE-SEP chain of the lab's Service that DNATs to `backend` (node's iptables-save)."""
+    text = (PCAPS / run / "nodes" / node / "iptables-save.txt").read_text()
+    service = _lab(run)["service"]
+    (chain,) = {
+        line.split()[1]
+        for line in text.splitlines()
+        if line.startswith("-A KUBE-SEP-")
+        and f"--to-destination {backend}" in line
+        and f'"{service}:' in line
+    }
+    return chain
+
+
+def _conntrack_line(run: str, node: str, original_src_port: str) -> str:
+    lines = (PCAPS / run / "nodes" / node / "conntrack.txt").read_text().splitlines()
+    (line,) = [x for x in lines if x.startswith("tcp") and f"sport={original_src_port} " in x]
+    return line
+
+
+@needs_correlator
+def test_clusterip_remote_table_shows_dns_dnat_and_its_evidence(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lab = _lab("clusterip-remote")
+    (dnat,) = lab["expected_translations"]
+    code, out, err = run(capsys, str(PCAPS / "clusterip-remote"))
+    assert code == 0, err
+    # The lookup, above the forward path, with the search expansion and who answered.
+    dns, rest = out.split("Forward path", 1)
+    assert "DNS lookup  web-remote → 10.96.0.101" in dns
+    assert "search-list expansions" in dns
+    assert "web-remote.default.svc.cluster.local *" in dns
+    assert "answered by 10.244.1.4:53 (kube-system/coredns)" in dns
+    # The DNAT hop exactly as the lab configured it, on the node it names.
+    row = next(line for line in rest.splitlines() if f"DNAT {dnat['from']} → {dnat['to']}" in line)
+    assert row.split()[1:3] == ["node1", dnat["node"]]
+    # The rule path and the conntrack entry that confirm it.
+    evidence = out.split("Rule evidence", 1)[1]
+    assert _sep_chain("clusterip-remote", "node1", dnat["to"]) in evidence
+    assert f"conntrack: {lab['conntrack']['line']}" in evidence
+    # A pod's plain pcap has no interface names: the manifest's interface is shown.
+    first = next(line for line in rest.splitlines() if line.strip().startswith("1  client"))
+    assert first.split()[1:4] == ["client", "node1", "eth0"]
+    # Non-IP frames in an `any` capture are no warning; --verbose still shows them.
+    assert "frames were not IP" not in out
+    code, out, _ = run(capsys, str(PCAPS / "clusterip-remote"), "--verbose")
+    assert "Notes" in out and "frames were not IP" in out.split("Notes", 1)[1]
+
+
+@needs_correlator
+def test_clusterip_remote_json_has_dns_evidence_and_notes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    lab = _lab("clusterip-remote")
+    doc = _analyze_json(capsys, str(PCAPS / "clusterip-remote"))
+    assert doc["request"]["destination"] == lab["frontend"]
+    assert doc["request"]["backend"] == lab["backend"]
+    used = [q for q in doc["dns"] if q["used"]]
+    assert len(used) == 1
+    q = used[0]
+    assert {k: q[k] for k in ("name", "qtype", "rcode", "answers", "server")} == {
+        "name": "web-remote.default.svc.cluster.local",
+        "qtype": "A",
+        "rcode": "NOERROR",
+        "answers": [lab["frontend"].rsplit(":", 1)[0]],
+        "server": "10.244.1.4:53",
+    }
+    assert isinstance(q["latency_ns"], int) and q["latency_ns"] > 0
+    assert all(x["search_expansion"] for x in doc["dns"])
+    (fwd,) = [e for e in doc["evidence"] if e.get("direction") == "forward"]
+    assert fwd["kind"] == "DNAT" and fwd["chosen"] == lab["backend"]
+    chains = [r["chain"] for r in fwd["rules"]]
+    assert _sep_chain("clusterip-remote", "node1", lab["backend"]) in chains
+    assert fwd["conntrack"]["line"] == lab["conntrack"]["line"]
+    assert not any("frames were not IP" in w for w in doc["warnings"])
+    assert any("frames were not IP" in n for n in doc["notes"])
+
+
+@needs_correlator
+def test_nodeport_evidence_shows_dnat_and_masquerade(capsys: pytest.CaptureFixture[str]) -> None:
+    lab = _lab("nodeport")
+    ct = lab["conntrack"]
+    doc = _analyze_json(capsys, str(PCAPS / "nodeport"))
+    (fwd,) = [e for e in doc["evidence"] if e.get("direction") == "forward"]
+    assert fwd["kind"] == "DNAT+SNAT" and fwd["node"] == lab["snat_node"]
+    assert fwd["before"]["dst"] == lab["frontend"] and fwd["after"]["dst"] == lab["backend"]
+    assert fwd["after"]["src"] == ct["snat_to"]  # what conntrack's reply tuple is sent to
+    assert fwd["masquerade"] is True and fwd["masqueraded"] is True
+    assert any("MASQUERADE" in r["rule"] for r in fwd["rules"])
+    assert fwd["conntrack"]["line"] == ct["line"]
+    (rev,) = [e for e in doc["evidence"] if e.get("direction") == "reverse"]
+    assert rev["kind"] == "un-DNAT+un-SNAT" and rev["conntrack"]["line"] == ct["line"]
+    code, out, err = run(capsys, str(PCAPS / "nodeport"))
+    assert code == 0, err
+    assert "masquerade: rules yes, packets yes" in out
+    assert f"conntrack: {_conntrack_line('nodeport', 'node1', ct['original']['sport'])}" in out
+
+
+@needs_correlator
+def test_mermaid_names_every_point_and_the_rewrite(capsys: pytest.CaptureFixture[str]) -> None:
+    lab = _lab("clusterip-remote")
+    (dnat,) = lab["expected_translations"]
+    code, out, err = run(capsys, str(PCAPS / "clusterip-remote"), "--format", "mermaid")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "sequenceDiagram"
+    participants = [line.split()[3] for line in lines if line.strip().startswith("participant")]
+    assert participants == lab["expected_path"]
+    assert any(
+        line.strip().startswith("Note over") and f"DNAT {dnat['from']} → {dnat['to']}" in line
+        for line in lines
+    )
+
+
+@needs_correlator
+def test_diagram_svg_and_png(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    import shutil
+    import xml.etree.ElementTree as ET
+
+    lab = _lab("clusterip-remote")
+    svg = tmp_path / "path.svg"
+    code, out, err = run(capsys, str(PCAPS / "clusterip-remote"), "--diagram", str(svg))
+    assert code == 0, err
+    assert "Forward path" in out  # the report is still printed
+    root = ET.fromstring(svg.read_text())
+    texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert [p for p in lab["expected_path"] if p in texts] == lab["expected_path"]
+    assert any(f"DNAT {lab['frontend']}" in t for t in texts)
+    if shutil.which("rsvg-convert") is None:
+        pytest.skip("rsvg-convert is not installed: the PNG half is not tested")
+    png = tmp_path / "path.png"
+    code, _, err = run(capsys, str(PCAPS / "clusterip-remote"), "--diagram", str(png))
+    assert code == 0, err
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    assert width > 500 and height > 500
+
+
+def _pcapng_comments(data: bytes) -> list[str]:
+    """The opt_comment of every Enhanced Packet Block (little-endian files only)."""
+    import struct
+
+    out: list[str] = []
+    pos = 0
+    while pos + 12 <= len(data):
+        btype, blen = struct.unpack_from("<II", data, pos)
+        if btype == 6:
+            caplen = struct.unpack_from("<I", data, pos + 20)[0]
+            opt = pos + 28 + caplen + (-caplen % 4)
+            while opt + 4 <= pos + blen - 4:
+                code, olen = struct.unpack_from("<HH", data, opt)
+                if code == 0:
+                    break
+                if code == 1:
+                    out.append(data[opt + 4 : opt + 4 + olen].decode("utf-8"))
+                opt += 4 + olen + (-olen % 4)
+        pos += blen
+    return out
+
+
+@needs_correlator
+def test_pcapng_holds_every_frame_of_the_connection(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from tracer.pcap import read_frames
+
+    lab = _lab("clusterip-remote")
+    port = int(lab["conntrack"]["original"]["sport"])  # the client's port: no SNAT in this run
+    expected = 0
+    for name in lab["expected_path"]:
+        f = read_frames(str(PCAPS / "clusterip-remote" / "points" / f"{name}.pcap"))
+        c = f.columns
+        expected += int(np.sum((c["proto"] == 6) & ((c["sport"] == port) | (c["dport"] == port))))
+    out_file = tmp_path / "merged.pcapng"
+    code, _, err = run(capsys, str(PCAPS / "clusterip-remote"), "--pcapng", str(out_file))
+    assert code == 0, err
+    merged = read_frames(str(out_file))
+    assert len(merged) == expected
+    assert f"{expected} packets" in err
+    comments = _pcapng_comments(out_file.read_bytes())
+    assert len(comments) == expected
+    assert any(f"DNAT {lab['frontend']} → {lab['backend']}" in c for c in comments)
+    times = np.asarray(merged.columns["t_ns"])
+    assert bool(np.all(np.diff(times) >= 0))  # one clock, in order
+
+
+@needs_correlator
+def test_bare_points_have_no_evidence_and_no_error(capsys: pytest.CaptureFixture[str]) -> None:
+    points = PCAPS / "clusterip-remote" / "points"
+    argv = ["--point", f"client:c={points}/client.pcap", "--point", f"server:s={points}/web-b.pcap"]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "Rule evidence" not in out and "DNS lookup  web-remote" in out
+    doc = _analyze_json(capsys, *argv)
+    assert doc["evidence"] is None
+    assert doc["forward"][0]["interface"] is None  # nothing names it: nothing is invented
+
+
+def test_output_options_are_checked_before_reading(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, _, err = run(capsys, str(tmp_path), "--diagram", str(tmp_path / "x.gif"))
+    assert code == 2 and ".svg or .png" in err
+    code, _, err = run(capsys, str(tmp_path), "--list", "--pcapng", str(tmp_path / "m.pcapng"))
+    assert code == 2 and "--pcapng" in err
+    code, _, err = run(capsys, str(tmp_path), "--list", "--format", "mermaid")
+    assert code == 2 and "mermaid" in err
+
+
+def test_help_has_an_example_for_each_output_option(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for example in (
+        "--format json -o path.json",
+        "--format mermaid",
+        "--diagram path.svg",
+        "--pcapng merged.pcapng",
+        "--list",
+        "--verbose",
+    ):
+        assert example in out, example

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from tests.report import golden, sample
 from tests.report.shape import check_path_document
+from tests.report.test_table import dns_lookup
 from tracer.report.json import path_json, render_json, render_list_json
 
 
@@ -24,7 +26,19 @@ def test_document_keeps_the_contract(path: object) -> None:
 
 def test_contract_names_and_values() -> None:
     doc = path_json(sample.clusterip_path())
-    assert list(doc) == ["schema", "request", "forward", "reverse", "latency", "clocks", "warnings"]
+    # The first seven keys are the original contract; later keys are only ever appended.
+    assert list(doc) == [
+        "schema",
+        "request",
+        "forward",
+        "reverse",
+        "latency",
+        "clocks",
+        "warnings",
+        "dns",
+        "evidence",
+        "notes",
+    ]
     assert doc["request"] == {
         "index": 0,
         "protocol": "tcp",
@@ -68,3 +82,45 @@ def test_list_document() -> None:
     assert doc["connections"][1]["summary"].startswith("DNS A web.default")
     assert doc["connections"][0]["summary"] == "HTTP GET /hello -> 200"  # the correlator's own
     assert doc["connections"][2]["backend"] is None
+
+
+def test_dns_key_lists_each_query_with_the_documented_fields() -> None:
+    lookup = dns_lookup()
+    doc = json.loads(render_json(sample.clusterip_path(), dns=lookup))
+    check_path_document(doc)
+    first, second = doc["dns"]
+    assert {k: first[k] for k in ("name", "qtype", "rcode", "answers", "latency_ns", "server")} == {
+        "name": "web.default.svc.cluster.local",
+        "qtype": "A",
+        "rcode": "NOERROR",
+        "answers": ["10.96.0.100"],
+        "latency_ns": 1_250_000,
+        "server": "10.244.2.5:53",
+    }
+    assert first["asked"] == "10.96.0.10:53" and first["server_name"].startswith("kube-system/")
+    assert first["used"] is True and second["used"] is False
+    assert first["search_expansion"] is True
+    assert first["start_ns"] == sample.START_NS - 3_000_000
+    assert second["qtype"] == "AAAA" and second["answers"] == []
+
+
+def test_a_query_without_reply_is_null_not_zero() -> None:
+    lookup = dns_lookup()
+    lost = replace(lookup.queries[1], rcode=None, latency_ns=None)
+    doc = path_json(sample.clusterip_path(), dns=replace(lookup, queries=(lookup.queries[0], lost)))
+    assert doc["dns"][1]["rcode"] is None and doc["dns"][1]["latency_ns"] is None
+
+
+def test_evidence_is_null_without_node_facts_and_passed_through_with_them() -> None:
+    assert path_json(sample.clusterip_path())["evidence"] is None
+    ev = [{"direction": "forward", "hop": 2, "kind": "DNAT", "conntrack": None}]
+    assert path_json(sample.clusterip_path(), evidence=ev)["evidence"] == ev
+    assert path_json(sample.clusterip_path(), evidence=[])["evidence"] == []
+
+
+def test_capture_notes_leave_the_warnings() -> None:
+    path = sample.clusterip_path()
+    path = replace(path, warnings=("point n: 4 frames were not IP", *path.warnings))
+    doc = path_json(path)
+    assert doc["warnings"] == ["point server: 2 frames cut by the snaplen"]
+    assert doc["notes"] == ["point n: 4 frames were not IP"]

@@ -6,8 +6,17 @@ from dataclasses import replace
 import pytest
 
 from tests.report import golden, sample
-from tracer.model import Endpoint, Translation, Tuple5
-from tracer.report.table import ms, render_table, translation_text, utc
+from tracer.dnslookup import DnsLookup, DnsQuery
+from tracer.model import ClockEstimate, Endpoint, Translation, Tuple5
+from tracer.report.table import (
+    clock_text,
+    ms,
+    ms_words,
+    render_table,
+    split_warnings,
+    translation_text,
+    utc,
+)
 
 
 @pytest.mark.parametrize(
@@ -100,3 +109,131 @@ def test_round_numbers_keep_three_decimals() -> None:
     assert "connect  1.190  ms" in text
     assert "total    2.000  ms" in text
     assert "0.250" in text  # the server hop at 250 µs, not "0.25"
+
+
+# --- the DNS lookup, the rule evidence and the notes ---------------------------------------------
+
+MS = 1_000_000
+
+
+def dns_lookup() -> DnsLookup:
+    """ndots:5 for `web`: the first expansion answers A (and AAAA with no records)."""
+    base = DnsQuery(
+        connection=0,
+        point="client",
+        protocol="udp",
+        client=Endpoint("10.244.1.7", 41000),
+        asked=Endpoint("10.96.0.10", 53),
+        server=Endpoint("10.244.2.5", 53),
+        name="web.default.svc.cluster.local",
+        qtype="A",
+        start_ns=sample.START_NS - 3 * MS,
+        rcode="NOERROR",
+        answers=("10.96.0.100",),
+        latency_ns=1_250_000,
+        server_name="kube-system/coredns-5d78c9869d-x7x2k",
+        asked_name="kube-system/kube-dns",
+        expansion=True,
+    )
+    aaaa = replace(
+        base, qtype="AAAA", start_ns=base.start_ns + 200_000, answers=(), latency_ns=900_000
+    )
+    return DnsLookup(
+        name="web",
+        queries=(base, aaaa),
+        address="10.96.0.100",
+        answered_by=base,
+        elapsed_ns=1_250_000,
+        search=("default.svc.cluster.local", "svc.cluster.local", "cluster.local"),
+    )
+
+
+def test_matches_golden_with_dns_and_evidence() -> None:
+    evidence = "Rule evidence\n  forward hop 3 (node-a eth0) on node-a: DNAT …\n"
+    text = render_table(sample.clusterip_path(), dns=dns_lookup(), evidence=evidence)
+    path = golden.GOLDEN / "table_clusterip_dns.txt"
+    if golden.regen_requested():
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_dns_lookup_is_shown_above_the_forward_path() -> None:
+    text = render_table(sample.clusterip_path(), dns=dns_lookup())
+    dns, rest = text.split("Forward path", 1)
+    head = next(line for line in dns.splitlines() if line.startswith("DNS lookup"))
+    assert "web → 10.96.0.100 in 1.250 ms" in head
+    assert "2 queries, 2 of them search-list expansions" in head
+    assert "10.96.0.10:53 (kube-system/kube-dns)" in dns
+    assert "answered by 10.244.2.5:53 (kube-system/coredns-5d78c9869d-x7x2k)" in dns
+    rows = [line.split() for line in dns.splitlines() if line.strip()[:1].isdigit()]
+    assert rows[0][:7] == [
+        "1",
+        "0.000",
+        "web.default.svc.cluster.local",
+        "*",
+        "A",
+        "NOERROR",
+        "10.96.0.100",
+    ]
+    assert rows[1][:5] == ["2", "0.200", "web.default.svc.cluster.local", "AAAA", "NOERROR"]
+    assert " ".join(rows[1][5:7]) == "(no records)"
+    assert rows[0][-1] == "1.250" and rows[1][-1] == "0.900"
+    assert "DNS lookup" not in rest
+
+
+def test_unresolved_lookup_and_several_servers() -> None:
+    lookup = dns_lookup()
+    nx = tuple(
+        replace(q, rcode="NXDOMAIN", answers=(), server=Endpoint(f"10.244.2.{i}", 53))
+        for i, q in enumerate(lookup.queries, 5)
+    )
+    lost = replace(nx[1], rcode=None, latency_ns=None)
+    text = render_table(
+        sample.clusterip_path(),
+        dns=DnsLookup(name="web", queries=(nx[0], lost), search=lookup.search),
+    )
+    assert "DNS lookup  web: not resolved (NXDOMAIN, no reply)" in text
+    assert "asked → answered by" in text  # one server per row when they differ
+    assert "10.96.0.10:53 → 10.244.2.6:53" in text
+    assert "no reply" in text.split("Forward path")[0].splitlines()[-3]
+
+
+def test_evidence_section_comes_before_the_warnings() -> None:
+    text = render_table(sample.clusterip_path(), evidence="Rule evidence\n  conntrack: tcp 6 …\n")
+    assert text.index("Clocks") < text.index("Rule evidence") < text.index("Warnings")
+    assert render_table(sample.clusterip_path(), evidence="") == render_table(
+        sample.clusterip_path()
+    )
+
+
+def test_capture_notes_are_quiet_unless_verbose() -> None:
+    path = sample.clusterip_path()
+    noisy = replace(path, warnings=(*path.warnings, "point node-a: 7 frames were not IP"))
+    quiet = render_table(noisy)
+    assert "frames were not IP" not in quiet and "Notes" not in quiet
+    assert "- point server: 2 frames cut by the snaplen" in quiet  # a real warning stays
+    loud = render_table(noisy, verbose=True)
+    assert "Notes\n  - point node-a: 7 frames were not IP" in loud
+    assert split_warnings(
+        ["point x: 2 frames were not IP", "point x: none of its 3 frames was IP"]
+    ) == (
+        ("point x: none of its 3 frames was IP",),
+        ("point x: 2 frames were not IP",),
+    )
+
+
+def test_warnings_speak_milliseconds() -> None:
+    path = replace(
+        sample.clusterip_path(),
+        warnings=("clocks a and b: the matched packets disagree by 246000 ns (drift)",),
+    )
+    assert "disagree by 0.246 ms (drift)" in render_table(path)
+    assert ms_words("first -62000 ns, median -24000 ns") == "first -0.062 ms, median -0.024 ms"
+    assert ms_words("3 frames, 10.5 ns") == "3 frames, 10.5 ns"  # only whole nanoseconds
+
+
+def test_unknown_clock_bound_is_said_not_printed_negative() -> None:
+    c = ClockEstimate("node2", "node1", 15_000, -1, 4)
+    assert (
+        clock_text(c) == "node2 against node1: offset +0.015 ms (error bound unknown) (4 samples)"
+    )

@@ -7,15 +7,22 @@ made in those modules; this one parses options, shows progress and writes the re
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from tracer.errors import InputError, NothingMatchedError, UsageError
+from tracer.errors import InputError, MissingPrerequisiteError, NothingMatchedError, UsageError
 from tracer.inputs import LINKS_FORM, POINT_EXAMPLE, POINT_FORM, LoadedRun, load_points, load_run
+
+if TYPE_CHECKING:
+    from tracer.correlate import Correlation
+    from tracer.dnslookup import DnsLookup
+    from tracer.explain.evidence import PathEvidence
+    from tracer.model import Connection, Path
 
 # Files smaller than this read in well under a second: no progress line for them.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
@@ -39,9 +46,19 @@ Examples:
   pathtrace analyze runs/2024-05-01T12-00-00
   pathtrace analyze runs/x --list                    every connection found, numbered
   pathtrace analyze runs/x --request 3 --format json -o path.json
+  pathtrace analyze runs/x --format mermaid          a Mermaid sequenceDiagram, for Markdown
+  pathtrace analyze runs/x --diagram path.svg        a ladder diagram (.png needs rsvg-convert)
+  pathtrace analyze runs/x --pcapng merged.pcapng    the request's packets from every point on
+                                                     one clock, commented, for Wireshark
+  pathtrace analyze runs/x --verbose                 also the notes about the captures
   pathtrace analyze --point {POINT_EXAMPLE} \\
                     --point node:node-a@node-a=node-a.pcap \\
                     --point server:web-0@node-b=server.pcap
+
+The report shows the DNS lookup that gave the client its destination (when the captures hold
+it), the forward and return path with every rewrite, the latency, and, when the run directory
+holds node facts (RUN/nodes/<node>/iptables-save.txt, nft.txt, ipvsadm.txt, conntrack.txt),
+the kube-proxy rules and the conntrack entry behind each rewrite.
 
 By default the request seen at the most capture points is traced (the earliest of them); choose
 another with --request N (its number in --list) or --match SPEC.
@@ -103,11 +120,15 @@ def _write(text: str, output: str | None) -> None:
     if output is None or output == "-":
         click.echo(text, nl=False)
         return
+    _write_file(text, output, "the report")
+
+
+def _write_file(text: str, where: str, what: str) -> None:
     try:
-        with open(output, "w", encoding="utf-8") as f:
+        with open(where, "w", encoding="utf-8") as f:
             f.write(text)
     except OSError as e:
-        raise InputError(f"{output}: cannot write the report: {e.strerror or e}") from e
+        raise InputError(f"{where}: cannot write {what}: {e.strerror or e}") from e
 
 
 @click.command("analyze", help=HELP, no_args_is_help=False)
@@ -142,12 +163,26 @@ def _write(text: str, output: str | None) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json"]),
+    type=click.Choice(["table", "json", "mermaid"]),
     default="table",
     show_default=True,
-    help="table for people, json (schema pathtrace/v1) for programs.",
+    help="table for people, json (schema pathtrace/v1) for programs, mermaid for Markdown.",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
+@click.option(
+    "--diagram",
+    metavar="FILE.svg|FILE.png",
+    help="Also draw the path as a ladder diagram, e.g. --diagram path.svg.",
+)
+@click.option(
+    "--pcapng",
+    "pcapng_out",
+    metavar="FILE",
+    help="Also write the request's packets from every point into one commented pcapng.",
+)
+@click.option(
+    "-v", "--verbose", is_flag=True, help="Also show informational notes about the captures."
+)
 def command(
     run: str | None,
     points: tuple[str, ...],
@@ -157,12 +192,21 @@ def command(
     match_text: str | None,
     fmt: str,
     output: str | None,
+    diagram: str | None,
+    pcapng_out: str | None,
+    verbose: bool,
 ) -> None:
     if list_only and (request_index is not None or match_text is not None):
         raise UsageError("--list shows every connection; it takes neither --request nor --match")
+    if list_only and (diagram or pcapng_out):
+        raise UsageError("--list shows every connection; --diagram and --pcapng draw one request")
+    if list_only and fmt == "mermaid":
+        raise UsageError("--list prints a table or JSON; --format mermaid draws one request")
     if request_index is not None and match_text is not None:
         raise UsageError("give --request N or --match SPEC, not both")
     _check_sources(run, points)
+    if diagram is not None:
+        _check_diagram(diagram)
     match = None
     if match_text is not None:
         # Parsed before any file is read: a typo should not cost a long read.
@@ -179,10 +223,9 @@ def command(
         correlate,
         select,
     )
-    from tracer.report.json import render_json, render_list_json
+    from tracer.report.json import render_list_json
     from tracer.report.listing import render_list
-    from tracer.report.table import render_table
-    from tracer.summary import summarize_all, summarize_connection
+    from tracer.summary import summarize_all
 
     source = loaded.run_dir or ", ".join(os.path.basename(p.frames.path) for p in loaded.points)
     correlation = correlate(
@@ -190,8 +233,11 @@ def command(
     )
     if list_only:
         # A listing has no warnings section: say them where a person will still see them.
-        for w in _merge(loaded.warnings, correlation.warnings):
-            click.echo(f"pathtrace: warning: {w}", err=True)
+        from tracer.report.table import split_warnings
+
+        warnings, notes = split_warnings(_merge(loaded.warnings, correlation.warnings))
+        for w in (*warnings, *(notes if verbose else ())):
+            click.echo(f"pathtrace: {'warning' if w in warnings else 'note'}: {w}", err=True)
         if not correlation.connections:
             raise NothingMatchedError(
                 f"no connection found in {source}",
@@ -206,10 +252,95 @@ def command(
 
     connection = select(correlation, index=request_index, match=match)
     path = build_path(correlation, connection)
-    summary = path.request.summary or summarize_connection(connection, loaded.frames)
+    summary, lookup = _summary_and_dns(correlation, connection, loaded, path.request.summary)
+    facts, evidence = _evidence(loaded, path)
     path = replace(
         path,
         request=replace(path.request, summary=summary),
-        warnings=_merge(loaded.warnings, correlation.warnings, path.warnings),
+        warnings=_merge(loaded.warnings, correlation.warnings, path.warnings, facts),
     )
-    _write(render_json(path) if fmt == "json" else render_table(path), output)
+    if fmt == "json":
+        from tracer.explain.evidence import evidence_json
+        from tracer.report.json import render_json
+
+        ev_json = evidence_json(evidence) if evidence is not None else None
+        text = render_json(path, dns=lookup, evidence=ev_json)
+    elif fmt == "mermaid":
+        from tracer.report.mermaid import render_mermaid
+
+        text = render_mermaid(path)
+    else:
+        from tracer.explain.evidence import render_evidence
+        from tracer.report.table import render_table
+
+        ev_text = render_evidence(path, evidence) if evidence is not None else ""
+        text = render_table(path, dns=lookup, evidence=ev_text, verbose=verbose)
+    _write(text, output)
+    if diagram is not None:
+        _draw(path, diagram)
+    if pcapng_out is not None:
+        from tracer.report.pcapng import write_merged_pcapng
+
+        n = write_merged_pcapng(pcapng_out, loaded.points, connection, path)
+        where = len({h.point for h in (*path.forward, *path.reverse)})
+        click.echo(
+            f"wrote {pcapng_out}: {n} packets of request #{connection.index}"
+            f" from {where} capture points",
+            err=True,
+        )
+
+
+def _check_diagram(diagram: str) -> None:
+    ext = os.path.splitext(diagram)[1].lower()
+    if ext not in (".svg", ".png"):
+        raise UsageError(
+            f"--diagram {diagram!r}: the file name must end in .svg or .png",
+            hint="e.g. --diagram path.svg (any browser shows it) or --diagram path.png",
+        )
+    if ext == ".png" and shutil.which("rsvg-convert") is None:
+        # Said before the captures are read: a long analysis should not end in this.
+        raise MissingPrerequisiteError(
+            "--diagram *.png needs rsvg-convert to turn the SVG ladder into a PNG",
+            hint="install it (apt-get install librsvg2-bin) or write --diagram path.svg",
+        )
+
+
+def _draw(path: Path, diagram: str) -> None:
+    from tracer.report.svg import render_svg, svg_to_png
+
+    svg = render_svg(path)
+    if diagram.lower().endswith(".png"):
+        svg_to_png(svg, diagram)
+    else:
+        _write_file(svg, diagram, "the diagram")
+    click.echo(f"wrote {diagram}", err=True)
+
+
+def _summary_and_dns(
+    correlation: Correlation, connection: Connection, loaded: LoadedRun, summary: str
+) -> tuple[str, DnsLookup | None]:
+    """The request's one-line summary and the DNS lookup that gave it its destination."""
+    from tracer.dnslookup import find_lookup, nearby, read_dns_packets, run_names
+    from tracer.summary import PayloadReader, summarize_connection
+
+    dns_conns = nearby(correlation, connection)
+    with PayloadReader() as reader:
+        summary = summary or summarize_connection(connection, loaded.frames, reader)
+        packets = read_dns_packets(dns_conns, loaded.frames, reader)
+    names = run_names(loaded.manifest.services) if loaded.manifest is not None else {}
+    return summary, find_lookup(connection, dns_conns, packets, names)
+
+
+def _evidence(loaded: LoadedRun, path: Path) -> tuple[tuple[str, ...], PathEvidence | None]:
+    """(warnings, evidence) from the run's node facts; evidence None without any facts."""
+    if loaded.run_dir is None:
+        return (), None
+    from tracer.explain.evidence import collect_evidence
+    from tracer.explain.facts import read_node_facts
+
+    nodes = {p.point.node for p in loaded.points if p.point.node}
+    facts = read_node_facts(loaded.run_dir, nodes)
+    if not facts:
+        return (), None
+    warnings = tuple(w for f in facts.values() for w in f.warnings)
+    return warnings, collect_evidence(path, facts)

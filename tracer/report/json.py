@@ -11,7 +11,9 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.model import Connection, Hop, Path, Segment, Translation, Tuple5
+from tracer.report.table import split_warnings
 
 SCHEMA = "pathtrace/v1"
 LIST_SCHEMA = "pathtrace-list/v1"
@@ -54,10 +56,43 @@ def _segment(s: Segment) -> dict[str, Any]:
     }
 
 
-def path_json(path: Path) -> dict[str, Any]:
-    """The document as plain JSON-able data."""
+def dns_query_json(q: DnsQuery, lookup: DnsLookup) -> dict[str, Any]:
+    """One query of the lookup: the documented keys first (name, qtype, rcode, answers,
+    latency_ns, server), then where it was asked and when."""
+    return {
+        "name": q.name,
+        "qtype": q.qtype,
+        "rcode": q.rcode,  # null: no reply was seen
+        "answers": list(q.answers),
+        "latency_ns": q.latency_ns,
+        "server": str(q.server),
+        "server_name": q.server_name,
+        "asked": str(q.asked),
+        "asked_name": q.asked_name,
+        "point": q.point,
+        "protocol": q.protocol,
+        "connection": q.connection,
+        "start_ns": int(q.start_ns),
+        "search_expansion": q.expansion,
+        "used": q is lookup.answered_by,  # its answer gave the request its destination
+    }
+
+
+def path_json(
+    path: Path,
+    *,
+    dns: DnsLookup | None = None,
+    evidence: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The document as plain JSON-able data.
+
+    Keys added after the first release: "dns" (the lookup's queries, [] when none was captured),
+    "evidence" (the rule and conntrack evidence of each rewrite; null when the run holds no node
+    facts) and "notes" (informational messages about the captures, kept out of "warnings").
+    """
     r = path.request
     lat = path.latency
+    warnings, notes = split_warnings(path.warnings)
     return {
         "schema": SCHEMA,
         "request": {
@@ -88,13 +123,22 @@ def path_json(path: Path) -> dict[str, Any]:
             }
             for c in path.clocks
         ],
-        "warnings": list(path.warnings),
+        "warnings": list(warnings),
+        "dns": [dns_query_json(q, dns) for q in dns.queries] if dns is not None else [],
+        "evidence": evidence,
+        "notes": list(notes),
     }
 
 
-def render_json(path: Path) -> str:
+def render_json(
+    path: Path,
+    *,
+    dns: DnsLookup | None = None,
+    evidence: list[dict[str, Any]] | None = None,
+) -> str:
     """The document as text (indented, one trailing newline)."""
-    return json.dumps(path_json(path), indent=2, ensure_ascii=False) + "\n"
+    doc = path_json(path, dns=dns, evidence=evidence)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 
 
 def connection_json(c: Connection, summary: str = "") -> dict[str, Any]:

@@ -8,11 +8,13 @@ Pure: takes a `Path`, returns a string.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from tabulate import tabulate
 
+from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.model import ClockEstimate, Hop, Latency, Path, Translation, Tuple5
 
 ARROW = "→"
@@ -24,6 +26,32 @@ NEGATIVE_NOTE = (
 # Which endpoint each NAT kind rewrites: DNAT the destination, SNAT the source; on replies the
 # reverse (conntrack's reply tuple), so un-DNAT rewrites the source and un-SNAT the destination.
 _REWRITES = {"DNAT": "dst", "SNAT": "src", "un-DNAT": "src", "un-SNAT": "dst"}
+
+# Warnings that describe the capture rather than a problem with the request: an `any` capture
+# always holds ARP and other non-IP frames. They are shown with --verbose and kept in the JSON
+# (under "notes"), never among the warnings a person has to read.
+_INFORMATIONAL = (
+    re.compile(r"point \S+: \d+ frames were not IP\Z"),
+    re.compile(r"point \S+: \d+ IP frames were not TCP, UDP or ICMP\Z"),
+)
+_MAX_ANSWERS_SHOWN = 3
+# Messages from the correlator give durations in integer nanoseconds (exact, for JSON); the text
+# report shows them in milliseconds like every other time in it.
+_NS = re.compile(r"(?<![\w.])(-?\d+) ns\b")
+
+
+def split_warnings(warnings: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(warnings, notes): the informational messages about the captures moved to the notes."""
+    keep: list[str] = []
+    notes: list[str] = []
+    for w in warnings:
+        (notes if any(p.match(w) for p in _INFORMATIONAL) else keep).append(w)
+    return tuple(keep), tuple(notes)
+
+
+def ms_words(text: str) -> str:
+    """A message with every "<integer> ns" written as milliseconds ("246000 ns" -> "0.246 ms")."""
+    return _NS.sub(lambda m: f"{int(m.group(1)) / 1e6:.3f} ms", text)
 
 
 def ms(ns: int | None, *, signed: bool = False) -> str:
@@ -160,17 +188,100 @@ def _latency_section(lat: Latency, tcp: bool) -> list[str]:
 
 
 def clock_text(c: ClockEstimate) -> str:
+    # The correlator gives a negative bound when it has none (packets seen one way only).
+    bound = f"± {ms(c.error_bound_ns)} ms" if c.error_bound_ns >= 0 else "(error bound unknown)"
     text = (
         f"{c.node} against {c.reference}: offset {ms(c.offset_ns, signed=True).rstrip(' !')} ms"
-        f" ± {ms(c.error_bound_ns)} ms ({c.samples} sample{'s' if c.samples != 1 else ''}"
+        f" {bound} ({c.samples} sample{'s' if c.samples != 1 else ''}"
     )
     if c.drift_ppm is not None:
         text += f", drift {c.drift_ppm:+.2f} ppm"
     return text + ")"
 
 
-def render_table(path: Path) -> str:
-    """The whole report as text, ending with a newline."""
+def _named(endpoint: object, name: str | None) -> str:
+    return f"{endpoint} ({name})" if name else str(endpoint)
+
+
+def _answer_text(q: DnsQuery) -> str:
+    if q.rcode is None:
+        return "no reply"
+    if not q.answers:
+        return "(no records)" if q.rcode == "NOERROR" else ""
+    shown = ", ".join(q.answers[:_MAX_ANSWERS_SHOWN])
+    return shown + (", …" if len(q.answers) > _MAX_ANSWERS_SHOWN else "")
+
+
+def dns_section(lookup: DnsLookup) -> list[str]:
+    """The "DNS lookup" block: what the client asked before the request, and who answered."""
+    qs = lookup.queries
+    n = len(qs)
+    counts = f"{n} quer{'y' if n == 1 else 'ies'}"
+    if lookup.expansions:
+        counts += f", {lookup.expansions} of them search-list expansions"
+    if lookup.address is not None and lookup.answered_by is not None:
+        head = f"DNS lookup  {lookup.name} {ARROW} {lookup.address}"
+        if lookup.elapsed_ns is not None:
+            head += f" in {ms(lookup.elapsed_ns)} ms"
+    else:
+        rcodes = sorted({q.rcode or "no reply" for q in qs})
+        head = f"DNS lookup  {lookup.name}: not resolved ({', '.join(rcodes)})"
+    lines = [f"{head}  ({counts})"]
+    pairs = {(str(q.asked), q.asked_name, str(q.server), q.server_name, q.point) for q in qs}
+    one_server = len(pairs) == 1
+    if one_server:
+        q0 = qs[0]
+        where = f"asked by {q0.point} {ARROW} {_named(q0.asked, q0.asked_name)}"
+        if q0.server != q0.asked:
+            where += f", answered by {_named(q0.server, q0.server_name)}"
+        lines.append(f"  {where}")
+    if lookup.search:
+        lines.append(f"  search list (from the names asked): {' '.join(lookup.search)}")
+    start = qs[0].start_ns
+    rows = []
+    for i, q in enumerate(qs, 1):
+        mark = " *" if q is lookup.answered_by else ""
+        row = [
+            str(i),
+            ms(q.start_ns - start),
+            q.name + mark,
+            q.qtype,
+            q.rcode or "—",
+            _answer_text(q),
+            ms(q.latency_ns),
+        ]
+        if not one_server:
+            row.append(f"{q.asked} {ARROW} {_named(q.server, q.server_name)}")
+        rows.append(row)
+    headers = ["#", "at (ms)", "query", "type", "rcode", "answer", "latency (ms)"]
+    align = ["right", "right", "left", "left", "left", "left", "right"]
+    if not one_server:
+        headers.append("asked → answered by")
+        align.append("left")
+    table = tabulate(
+        rows, headers=headers, tablefmt="simple", colalign=align, disable_numparse=True
+    )
+    lines += ["  " + line for line in table.splitlines()]
+    notes = ["at: since the first query; latency: query out to answer in, at the asking point"]
+    if lookup.answered_by is not None:
+        notes.append("* the answer that resolved the name")
+    lines += [f"  ({'; '.join(notes)})"]
+    return lines
+
+
+def render_table(
+    path: Path,
+    *,
+    dns: DnsLookup | None = None,
+    evidence: str = "",
+    verbose: bool = False,
+) -> str:
+    """The whole report as text, ending with a newline.
+
+    `dns` adds the lookup that gave the client its destination (above the forward path);
+    `evidence` is the already rendered "Rule evidence" section (tracer.explain.evidence);
+    `verbose` shows the informational notes about the captures as well as the warnings.
+    """
     r = path.request
     head = f"Request #{r.index}  {r.protocol}  {r.client} {ARROW} {r.destination}"
     if r.backend and r.backend != r.destination:
@@ -181,6 +292,9 @@ def render_table(path: Path) -> str:
     if r.start_ns:
         lines.append(f"  started {utc(r.start_ns)}")
     tcp = r.protocol.lower() == "tcp"
+    if dns is not None and dns.queries:
+        lines.append("")
+        lines += dns_section(dns)
     lines.append("")
     lines += _hops_section(
         "Forward path" + (" (SYN)" if tcp else " (first request packet)"),
@@ -200,7 +314,13 @@ def render_table(path: Path) -> str:
     if path.clocks:
         lines += ["", "Clocks (reference time = node time - offset)"]
         lines += [f"  {clock_text(c)}" for c in path.clocks]
-    if path.warnings:
+    if evidence.strip():
+        lines += ["", *evidence.rstrip("\n").splitlines()]
+    warnings, notes = split_warnings(path.warnings)
+    if warnings:
         lines += ["", "Warnings"]
-        lines += [f"  - {w}" for w in path.warnings]
+        lines += [f"  - {ms_words(w)}" for w in warnings]
+    if verbose and notes:
+        lines += ["", "Notes"]
+        lines += [f"  - {w}" for w in notes]
     return "\n".join(line.rstrip() for line in lines) + "\n"
