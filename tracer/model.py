@@ -129,6 +129,7 @@ class Hop:
     ttl: int | None = None
     translation: Translation | None = None
     frame: int | None = None
+    kind: str = "packet"  # "packet", or "proxy": an L7 proxy's own time between two connections
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class Latency:
     connect_ns: int | None
     server_ns: int | None
     segments: tuple[Segment, ...] = ()
+    proxy_ns: int | None = None  # time spent inside L7 proxies (see Path.stitches)
 
 
 @dataclass(frozen=True)
@@ -198,6 +200,23 @@ class Request:
 
 
 @dataclass(frozen=True)
+class Stitch:
+    """Two connections joined by an L7 proxy: the request of `client_leg` goes on as `server_leg`.
+
+    `confidence` is "high", "medium" or "low"; `reasons` says what agreed (the HTTP request,
+    X-Request-ID, traceparent, time). `proxy_ns` is the proxy's own time: request in to request
+    out plus response in to response out, at the proxy's point (None when a side is missing).
+    """
+
+    client_leg: int
+    server_leg: int
+    proxy: str
+    confidence: str
+    reasons: tuple[str, ...]
+    proxy_ns: int | None = None
+
+
+@dataclass(frozen=True)
 class Path:
     """The answer: one request's path out and back, its latency, and how far to trust it."""
 
@@ -208,3 +227,6 @@ class Path:
     clocks: tuple[ClockEstimate, ...] = ()
     warnings: tuple[str, ...] = ()
     points: tuple[CapturePoint, ...] = field(default=())
+    # Set when the request crossed an L7 proxy: then `forward`/`reverse` follow the request's
+    # first data packet and its response through every leg, with a "proxy" hop between legs.
+    stitches: tuple[Stitch, ...] = ()

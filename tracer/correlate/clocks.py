@@ -63,9 +63,11 @@ def pair_bounds(
 
     `tmin`/`tmax`/`present` are (journeys × domains): the first and last raw time of each packet
     in each domain. `conn_rank` (connections × domains) is the smallest role rank of the points
-    of that domain that saw the connection (client 0 … server 3): a forward packet crosses a
-    lower rank first. Where ranks tie (two nodes), the order that leaves a non-empty interval
-    for that connection wins; connections where both or neither do are left out.
+    of that domain that saw the connection (the client's side 0, the middle 1, the server 2): a
+    forward packet crosses a lower rank first. Where ranks tie (two nodes, a node and a point on
+    the underlay) the data decides: with packets both ways only the true order leaves a
+    non-empty interval for θ (the other would need negative delays in both directions).
+    Connections where neither ranks nor data decide are left out.
     """
     out: list[PairBounds] = []
     n_dom = present.shape[1]
@@ -79,26 +81,22 @@ def pair_bounds(
             fwd = forward[idx]
             up = tmin[idx, b] - tmax[idx, a]  # a packet a→b: θ ≤ up
             lo = tmax[idx, b] - tmin[idx, a]  # a packet b→a: θ ≥ lo
-            # Per connection: does its forward direction go a→b?
-            a_first = conn_rank[:, a] < conn_rank[:, b]
+            hi1 = _reduce_min(up, c, fwd, n_conn)  # hypothesis 1: forward goes a→b
+            lo1 = _reduce_max(lo, c, ~fwd, n_conn)
+            hi2 = _reduce_min(up, c, ~fwd, n_conn)  # hypothesis 2: forward goes b→a
+            lo2 = _reduce_max(lo, c, fwd, n_conn)
+            ok1 = hi1 >= lo1
+            ok2 = hi2 >= lo2
+            decided = ok1 != ok2
+            # Neither fits (a wrong match, drift or a step): take the smaller contradiction.
+            viol1 = np.where(ok1, 0, lo1 - hi1)
+            viol2 = np.where(ok2, 0, lo2 - hi2)
+            neither = ~ok1 & ~ok2
+            by_rank = conn_rank[:, a] < conn_rank[:, b]
             tie = conn_rank[:, a] == conn_rank[:, b]
-            if tie[c].any():
-                hi1 = _reduce_min(up, c, fwd, n_conn)
-                lo1 = _reduce_max(lo, c, ~fwd, n_conn)
-                hi2 = _reduce_min(up, c, ~fwd, n_conn)
-                lo2 = _reduce_max(lo, c, fwd, n_conn)
-                ok1 = hi1 >= lo1
-                ok2 = hi2 >= lo2
-                # Both hypotheses open: one direction is missing, nothing to learn from it.
-                decided = ok1 != ok2
-                viol1 = np.where(ok1, 0, lo1 - hi1)
-                viol2 = np.where(ok2, 0, lo2 - hi2)
-                neither = ~ok1 & ~ok2
-                choose1 = np.where(decided, ok1, viol1 <= viol2)
-                a_first = np.where(tie, choose1, a_first)
-                usable = ~tie | decided | neither
-            else:
-                usable = np.ones(a_first.shape[0], dtype=bool)
+            by_data = np.where(decided, ok1, viol1 <= viol2)
+            a_first = np.where(tie, by_data, by_rank)
+            usable = ~tie | decided | neither
             keep = usable[c]
             goes_ab = (fwd == a_first[c]) & keep
             goes_ba = (fwd != a_first[c]) & keep

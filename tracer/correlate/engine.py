@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tracer.correlate import clocks as clk
-from tracer.correlate.keys import mix, partial_hash, seed, signature, with_ip_id
+from tracer.correlate.keys import mix, packet_key, partial_hash, seed
 from tracer.errors import InputError
 from tracer.model import (
     CapturePoint,
@@ -61,14 +61,17 @@ Col = npt.NDArray[Any]  # an integer column in the dtype the reader gave it
 # minimum RTO is 200 ms, a tail-loss probe at least 10 ms, and each gets a new IP ID and TSval).
 SAME_SEND_WINDOW_NS = 10_000_000
 
-# Path order of roles for a forward packet (a reply crosses them backwards).
+# Path order of roles for a forward packet (a reply crosses them backwards). Only the two ends
+# are fixed by role: the client sends, the server receives. Everything between them (nodes, an
+# ingress pod, a capture on a shared underlay bridge) is ordered by time, because a role says
+# nothing about where a point sits on one particular packet's way.
 ROLE_RANK: Mapping[str, int] = {
     "external": 0,
     "client": 0,
     "ingress": 1,
-    "node": 2,
-    "dns": 3,
-    "server": 3,
+    "node": 1,
+    "dns": 1,
+    "server": 2,
 }
 PROTO_NAMES: Mapping[int, str] = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmpv6"}
 _ICMP_ECHO_REQUEST = (8, 128)
@@ -141,6 +144,22 @@ class Correlation:
         if not 0 <= index < len(self):
             raise IndexError(index)
         return _materialise(self, index)
+
+    @cached_property
+    def leg_ends(self) -> tuple[I64, I64]:
+        """Per connection: the point index where its first forward packet was first and last
+        seen (where the client side starts and where the server side ends)."""
+        tb = self.table
+        n_c = len(self)
+        if n_c == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        n_j = int(tb.jforward.shape[0])
+        jconn = np.repeat(np.arange(n_c), np.diff(tb.cstart))
+        big = np.iinfo(np.int64).max
+        first = np.full(n_c, big, dtype=np.int64)
+        np.minimum.at(first, jconn, np.where(tb.jforward, np.arange(n_j), big))
+        first = np.where(first == big, tb.cstart[:-1], first)
+        return tb.pidx[tb.jstart[first]], tb.pidx[tb.jstart[first + 1] - 1]
 
     def corrected(self, obs: Observation) -> int:
         """An observation's time on the reference clock."""
@@ -248,6 +267,52 @@ def _gather(points: Sequence[PointFrames], warnings: list[str]) -> _Rows:
     return _Rows(cat(pidx_parts), cat(row_parts), cat(t_parts), cols, list(addr_ids))
 
 
+# ICMP errors (RFC 792, RFC 4443): they quote the packet that caused them.
+_ICMP_ERRORS = {1: (3, 4, 5, 11, 12), 58: (1, 2, 3, 4)}
+
+
+def icmp_error_rows(proto: Col, icmp_type: Col) -> Bools:
+    """Rows that are ICMP or ICMPv6 errors (they quote another packet; they are not requests)."""
+    out = np.zeros(proto.shape[0], dtype=bool)
+    for p, types in _ICMP_ERRORS.items():
+        out |= (proto == p) & np.isin(icmp_type, types)
+    return out
+
+
+def _drop_stray_icmp(rows: _Rows, points: Sequence[PointFrames], warnings: list[str]) -> _Rows:
+    """Leave out ICMP errors about traffic the captures never saw.
+
+    An ICMP error goes back to the sender of the packet it quotes, so that sender shows as a
+    source somewhere in the captures when the quoted packet was captured. One whose
+    destination never sent anything captured is a late answer to earlier traffic (a host
+    unreachable arrives seconds after the ARP timeout): it is no request of this run.
+    """
+    cols = rows.cols
+    err = icmp_error_rows(cols["proto"], cols["icmp_type"])
+    if not err.any():
+        return rows
+    senders = np.unique(cols["src"][~err])
+    stray = err & ~np.isin(cols["dst"], senders)
+    if not stray.any():
+        return rows
+    first = int(np.flatnonzero(stray)[0])
+    pname = points[int(rows.pidx[first])].point.name
+    warnings.append(
+        f"{int(stray.sum())} ICMP error frames (first at point {pname}, frame "
+        f"{int(rows.row[first]) + 1}: {rows.addresses[int(cols['src'][first])]} -> "
+        f"{rows.addresses[int(cols['dst'][first])]}) answer traffic the captures did not see "
+        f"and were left out"
+    )
+    keep = ~stray
+    return _Rows(
+        rows.pidx[keep],
+        rows.row[keep],
+        rows.t[keep],
+        {k: v[keep] for k, v in cols.items()},
+        rows.addresses,
+    )
+
+
 # ----------------------------------------------------------------------------- union-find
 
 
@@ -270,15 +335,53 @@ def components(n: int, a: I64, b: I64) -> I64:
             lab = nxt
 
 
+def packed_order(key: npt.NDArray[Any]) -> I64:
+    """The permutation that sorts rows by `key` (64-bit), ties in row order: a stable argsort.
+
+    numpy sorts plain 64-bit values about ten times faster than it argsorts them, so the row
+    index is packed into the key's low bits and the values are sorted. Rows whose keys share
+    the remaining high bits but differ below them (rare: a 40-bit collision) are put right
+    afterwards with an exact sort of just those rows.
+    """
+    n = int(key.shape[0])
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    k = np.ascontiguousarray(key).view(np.uint64) if key.dtype != np.uint64 else key
+    ib = np.uint64(max(1, (n - 1).bit_length()))
+    low = (np.uint64(1) << ib) - np.uint64(1)
+    idx = np.arange(n, dtype=np.uint64)
+    if int(k.max()) >> (64 - int(ib)) == 0:
+        # Small keys (ids, positions): key and row index fit side by side, exactly.
+        packed = (k << ib) | idx
+        packed.sort()
+        return (packed & low).astype(np.int64)
+    packed = (k >> ib) << ib
+    packed |= idx
+    packed.sort()
+    order = (packed & low).astype(np.int64)
+    sk = k[order]
+    top = packed >> ib
+    same_top = top[1:] == top[:-1]
+    bad = same_top & (sk[1:] != sk[:-1])
+    if bad.any():
+        run = np.cumsum(np.r_[True, ~same_top]) - 1
+        bad_run = np.zeros(int(run[-1]) + 1, dtype=bool)
+        bad_run[run[1:][bad]] = True
+        rows = np.flatnonzero(bad_run[run])
+        sub = np.lexsort((order[rows], sk[rows], run[rows]))
+        order[rows] = order[rows][sub]
+    return order
+
+
 def _dense(values: I64) -> tuple[I64, int]:
-    """Renumber arbitrary int64 ids to 0..k-1 (in sorted order of the ids).
+    """Renumber arbitrary 64-bit ids to 0..k-1 (in sorted order of the ids as unsigned).
 
     Sort-based: several times faster than np.unique(return_inverse=True) on millions of rows.
     """
     n = values.shape[0]
     if n == 0:
         return np.zeros(0, np.int64), 0
-    o = np.argsort(values)
+    o = packed_order(values)
     sv = values[o]
     new = np.empty(n, dtype=bool)
     new[0] = True
@@ -328,7 +431,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     if len(set(names)) != len(names):
         raise InputError(f"capture point names repeat: {', '.join(names)}")
     warnings: list[str] = []
-    rows = _gather(points, warnings)
+    rows = _drop_stray_icmp(_gather(points, warnings), points, warnings)
     cols = rows.cols
     n = int(rows.t.shape[0])
     n_points = len(points)
@@ -344,17 +447,17 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             "some TCP payloads were captured too short for the payload hash (small snaplen): "
             "TCP segments are matched on seq/ack/flags/length/timestamps only"
         )
-    key = with_ip_id(signature(proto, cols, tcp_phash=tcp_phash), cols["ip_id"])
-    pbits = max(1, (n_points - 1).bit_length())
-    comb = ((key >> np.uint64(pbits)) << np.uint64(pbits)) | rows.pidx.astype(np.uint64)
-    order = np.argsort(comb, kind="stable")  # rows were time-sorted within each point
-    s_comb = comb[order]
+    key = packet_key(proto, cols, tcp_phash=tcp_phash)
+    # Rows are concatenated point by point, each in time order: ordering by (key, row) gives
+    # (key, point, time).
+    order = packed_order(key)
+    s_key = key[order]
+    s_pidx = rows.pidx[order]
     s_t = rows.t[order]
-    new_pt = np.ones(n, dtype=bool)
-    new_pt[1:] = s_comb[1:] != s_comb[:-1]
-    hi = s_comb >> np.uint64(pbits)
     new_key = np.ones(n, dtype=bool)
-    new_key[1:] = hi[1:] != hi[:-1]
+    new_key[1:] = s_key[1:] != s_key[:-1]
+    new_pt = new_key.copy()
+    new_pt[1:] |= s_pidx[1:] != s_pidx[:-1]
     gap = np.zeros(n, dtype=bool)
     gap[1:] = (s_t[1:] - s_t[:-1]) > SAME_SEND_WINDOW_NS
     new_send = new_pt | gap
@@ -364,8 +467,8 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     k = cs - cs[pt_start][pt_id]  # ordinal of the send at this point (0 = first)
     key_id = np.cumsum(new_key) - 1
     n_keys = int(key_id[-1]) + 1 if n else 0
-    kmax = np.zeros(n_keys, dtype=np.int64)
-    np.maximum.at(kmax, key_id, k)
+    # Rows are sorted by key: a segmented maximum, no scatter.
+    kmax = np.maximum.reduceat(k, np.flatnonzero(new_key)) if n else np.zeros(0, np.int64)
     jbase = np.zeros(n_keys, dtype=np.int64)
     if n_keys:
         jbase[1:] = np.cumsum(kmax + 1)[:-1]
@@ -449,8 +552,12 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             dom_names.append(dname)
         dom_of_point[i] = dom_names.index(dname)
     rank_of_point = np.array(
-        [ROLE_RANK.get(pf.point.role, 2) for pf in points] or [0], dtype=np.int64
+        [ROLE_RANK.get(pf.point.role, 1) for pf in points] or [0], dtype=np.int64
     )
+    # An ICMP error travels back to the sender of the packet it quotes: towards the client.
+    max_rank = int(rank_of_point.max())
+    rank = rank_of_point[rows.pidx]
+    rank = np.where(icmp_error_rows(proto, cols["icmp_type"]), max_rank - rank, rank)
     ref = _reference_domain(points, dom_names)
     n_dom = max(len(dom_names), 1)
     dom = dom_of_point[rows.pidx]
@@ -465,7 +572,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         np.maximum.at(tmax, cell, rows.t)
         present = (tmax != np.iinfo(np.int64).min).reshape(n_j, n_dom)
         crank = np.full(n_c * n_dom, 99, dtype=np.int64)
-        np.minimum.at(crank, conn_of_row * n_dom + dom, rank_of_point[rows.pidx])
+        np.minimum.at(crank, conn_of_row * n_dom + dom, rank)
         pairs = clk.pair_bounds(
             tmin.reshape(n_j, n_dom),
             tmax.reshape(n_j, n_dom),
@@ -481,12 +588,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     tc = rows.t - dom_off[dom]
 
     # --- 4c. path order
-    max_rank = int(rank_of_point.max())
-    rank = rank_of_point[rows.pidx]
     rank_dir = np.where(jfwd[jid], rank, max_rank - rank)
-    jp = jid * max(n_points, 1) + rows.pidx
-    ptmin = np.full(n_j * max(n_points, 1), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(ptmin, jp, tc)
     jstart_t = np.full(n_j, np.iinfo(np.int64).max, dtype=np.int64)
     np.minimum.at(jstart_t, jid, tc)
     cstart_t = np.full(n_c, np.iinfo(np.int64).max, dtype=np.int64)
@@ -497,13 +599,18 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     jorder = np.lexsort((np.arange(n_j), jstart_t, crank_of[jconn]))
     jpos = np.empty(n_j, dtype=np.int64)
     jpos[jorder] = np.arange(n_j)
-    # Rows are already in (point, time) order and lexsort is stable: sightings of one packet at
-    # one point stay in time order.
-    # One sort key: journey, role rank, then when the packet reached the point (relative to the
-    # journey's first sighting; it cannot be negative, and past 4 s only the order of
-    # equal-rank points of one packet could suffer).
-    rel = np.clip(ptmin[jp] - jstart_t[jid], 0, 0xFFFFFFFF)
-    final = np.argsort(((jpos[jid] * 8 + rank_dir) << 32) | rel, kind="stable")
+    # Path order is causal order. The ends are fixed by role (the client sends first, the server
+    # receives last: a clock estimate that says otherwise is wrong, and shows as a flagged
+    # negative delay rather than a silently reordered path). Between them, within one clock
+    # domain the timestamps are exact and across domains the corrected times are the best
+    # estimate. One sort key: journey, end rank, time since the journey's first sighting
+    # (never negative; clipped at 4.3 s, far beyond one send). Rows are already in (point,
+    # time) order and the sort is stable, so equal times keep the points' order.
+    rel = np.clip(tc - jstart_t[jid], 0, 0xFFFFFFFF)
+    # Sorting by journey first (fast, packed) leaves the full key nearly sorted, where a stable
+    # argsort only has to fix each journey's few rows.
+    by_j = packed_order(jpos[jid])
+    final = by_j[np.argsort((((jpos[jid] * 4 + rank_dir) << 32) | rel)[by_j], kind="stable")]
 
     sj = jpos[jid][final]
     jstart = np.flatnonzero(np.r_[True, sj[1:] != sj[:-1]]) if n else np.zeros(0, np.int64)

@@ -89,6 +89,58 @@ def signature(
     return h
 
 
+def packet_key(
+    proto: npt.NDArray[np.generic],
+    cols: Mapping[str, npt.NDArray[np.generic]],
+    *,
+    tcp_phash: bool = True,
+) -> U64:
+    """`with_ip_id(signature(...), ip_id)` in four mixing rounds instead of nine.
+
+    The same fields, packed into four 64-bit words before hashing (the bits do not overlap), so
+    it tells apart exactly what the two-step key tells apart; the values differ.
+    """
+    n = int(np.asarray(proto).shape[0])
+    p = np.asarray(proto).astype(np.uint64)
+    tcp = p == 6
+    icmp = (p == 1) | (p == 58)
+    opts = np.asarray(cols["opts"])
+    has_ts = tcp & ((opts & OPT_TS) != 0)
+    u = np.uint64
+    seq = np.asarray(cols["seq"]).astype(np.uint64)
+    ack = np.asarray(cols["ack"]).astype(np.uint64)
+    w1 = np.where(tcp, (seq << u(32)) | ack, u(0))
+    tsv = np.asarray(cols["tsval"]).astype(np.uint64)
+    tse = np.asarray(cols["tsecr"]).astype(np.uint64)
+    w2 = np.where(has_ts, (tsv << u(32)) | tse, u(0))
+    flags = np.asarray(cols["tcp_flags"]).astype(np.uint64) & u(KEY_FLAGS)
+    plen = np.asarray(cols["payload_len"]).astype(np.int64).view(np.uint64) & u(0xFFFFFF)
+    ip_id = (np.asarray(cols["ip_id"]).astype(np.int64) + 1).view(np.uint64) & u(0x1FFFF)
+    w3 = p | (np.where(tcp, flags, u(0)) << u(8)) | (has_ts.astype(np.uint64) << u(14))
+    w3 |= (plen << u(15)) | (ip_id << u(39))
+    phash = np.asarray(cols["phash"]).astype(np.uint64)
+    if not tcp_phash:
+        phash = np.where(tcp, u(0), phash)
+    itype = np.asarray(cols["icmp_type"]).astype(np.int64).view(np.uint64) & u(0xFF)
+    icode = np.asarray(cols["icmp_code"]).astype(np.int64).view(np.uint64) & u(0xFF)
+    iseq = np.asarray(cols["icmp_seq"]).astype(np.int64).view(np.uint64) & u(0xFFFF)
+    w4 = (phash << u(32)) | np.where(icmp, (itype << u(24)) | (icode << u(16)) | iseq, u(0))
+    h = seed(n, 0x50A7_4CE1)
+    for w in (w1, w2, w3, w4):
+        h = _mix_u64(h, w)
+    return h
+
+
+def _mix_u64(h: U64, x: U64) -> U64:
+    with np.errstate(over="ignore"):
+        v = h ^ x
+        v *= _M1
+        v ^= v >> _S31
+        v *= _M2
+        v ^= v >> _S29
+    return v
+
+
 def with_ip_id(key: U64, ip_id: npt.NDArray[np.generic]) -> U64:
     """The signature refined by the IPv4 ID: the tie-breaker between two sends of one segment.
 

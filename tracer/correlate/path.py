@@ -9,9 +9,11 @@ between consecutive points). Pure: no I/O; negative delays are kept, flagged and
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from tracer.correlate.engine import Correlation, translation_kind
+from tracer.correlate.proxy import HttpRequestInfo, stitch
 from tracer.model import (
     CapturePoint,
     Connection,
@@ -22,6 +24,7 @@ from tracer.model import (
     Path,
     Request,
     Segment,
+    Stitch,
     Translation,
 )
 
@@ -156,8 +159,22 @@ def _latency(
     return Latency(total, connect, server_ns, _segments(corr, conn, first, warnings))
 
 
-def build_path(correlation: Correlation, connection: Connection) -> Path:
-    """The path of the connection's first request packet and its first reply."""
+def build_path(
+    correlation: Correlation,
+    connection: Connection,
+    *,
+    l7: Mapping[int, HttpRequestInfo] | None = None,
+) -> Path:
+    """The path of the connection's first request packet and its first reply.
+
+    With `l7` (the decoded first HTTP request per connection index, see
+    `proxy.l7_requests`), a connection that an L7 proxy joins to another is traced as one
+    request across every leg (see `Path.stitches`); without it, connections stay separate.
+    """
+    if l7 is not None and connection.protocol == "tcp":
+        chain, stitches = stitch(correlation, connection, l7)
+        if stitches:
+            return _stitched(correlation, connection, chain, stitches)
     js = connection.journeys
     proto = connection.protocol
     first = _first(js, "forward", _REQUEST_KIND.get(proto)) or _first(js, "forward", None) or js[0]
@@ -192,3 +209,101 @@ def build_path(correlation: Correlation, connection: Connection) -> Path:
         warnings=tuple(dict.fromkeys(warnings)),
         points=correlation.points,
     )
+
+
+# ----------------------------------------------------------------------------- L7 proxies
+
+
+def _data_journeys(conn: Connection) -> tuple[Journey, Journey | None]:
+    js = conn.journeys
+    req = next(
+        (j for j in js if j.direction == "forward" and j.kind == "data" and not j.retransmission),
+        None,
+    ) or (_first(js, "forward", None) or js[0])
+    after = js[js.index(req) + 1 :]
+    resp = _first(after, "reverse", "data") or _first(after, "reverse", None)
+    return req, resp
+
+
+def _as_proxy(hops: tuple[Hop, ...]) -> tuple[Hop, ...]:
+    """The leg's first hop is the proxy sending: it shows as the proxy's own hop."""
+    if not hops:
+        return hops
+    return (replace(hops[0], kind="proxy", translation=None), *hops[1:])
+
+
+def _stitched(
+    corr: Correlation, selected: Connection, chain: Sequence[int], stitches: Sequence[Stitch]
+) -> Path:
+    """One request through every leg: the request's data packet out, the response back."""
+    conns = [selected if k == selected.index else corr.connection(k) for k in chain]
+    points = {p.name: p for p in corr.points}
+    pairs = [_data_journeys(c) for c in conns]
+    t0 = corr.corrected(pairs[0][0].observations[0])
+    forward: list[Hop] = []
+    for i, (req, _) in enumerate(pairs):
+        hops = _hops(corr, req, t0, points)
+        forward.extend(_as_proxy(hops) if i else hops)
+    reverse: list[Hop] = []
+    last = len(pairs) - 1
+    for i in range(last, -1, -1):
+        resp = pairs[i][1]
+        if resp is None:
+            break  # the answer stopped here: nothing further back was seen
+        hops = _hops(corr, resp, t0, points)
+        reverse.extend(_as_proxy(hops) if i < last and reverse else hops)
+    warnings: list[str] = list(corr.warnings)
+    for s in stitches:
+        warnings.append(
+            f"an L7 proxy at {s.proxy} carries the request from connection #{s.client_leg} on "
+            f"as connection #{s.server_leg} (confidence {s.confidence}: {'; '.join(s.reasons)})"
+        )
+    if pairs[-1][1] is None:
+        warnings.append("no response was captured on the last leg")
+    first_lat = _latency(corr, conns[0], _syn_or_first(conns[0]), _reply_of(conns[0]), warnings)
+    last_lat = _latency(corr, conns[-1], _syn_or_first(conns[-1]), _reply_of(conns[-1]), warnings)
+    segs: list[Segment] = []
+    for c in conns:
+        segs.extend(_segments(corr, c, _syn_or_first(c), warnings))
+    proxy_times = [s.proxy_ns for s in stitches]
+    proxy_ns = (
+        sum(p for p in proxy_times if p is not None)
+        if any(p is not None for p in proxy_times)
+        else None
+    )
+    latency = Latency(
+        first_lat.total_ns, first_lat.connect_ns, last_lat.server_ns, tuple(segs), proxy_ns
+    )
+    backend = conns[-1].backend or conns[-1].client.dst
+    head = conns[0]
+    request = Request(
+        index=selected.index,
+        protocol="tcp",
+        client=str(head.client.src),
+        destination=str(head.client.dst),
+        backend=str(backend),
+        summary=selected.summary,
+        start_ns=head.start_ns,
+    )
+    return Path(
+        request=request,
+        forward=tuple(forward),
+        reverse=tuple(reverse),
+        latency=latency,
+        clocks=corr.clocks,
+        warnings=tuple(dict.fromkeys(warnings)),
+        points=corr.points,
+        stitches=tuple(stitches),
+    )
+
+
+def _syn_or_first(conn: Connection) -> Journey:
+    js = conn.journeys
+    return _first(js, "forward", "syn") or _first(js, "forward", None) or js[0]
+
+
+def _reply_of(conn: Connection) -> Journey | None:
+    js = conn.journeys
+    first = _syn_or_first(conn)
+    after = js[js.index(first) + 1 :]
+    return _first(after, "reverse", "syn-ack") or _first(after, "reverse", None)

@@ -82,8 +82,7 @@ def backend_of(c: Connection) -> Endpoint | None:
     """Where the request went after the last DNAT, or None when it was never translated."""
     if c.backend is not None and c.backend != c.client.dst:
         return c.backend
-    changed = [t.dst for _, t in c.tuples if t.dst != c.client.dst]
-    return changed[-1] if changed else None
+    return None
 
 
 def forward_journeys(c: Connection, kind: str | None = None) -> list[Journey]:

@@ -14,10 +14,9 @@ does), the tuple, the rule text, the conntrack entry. Pure: takes a `StoryInput`
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from tracer.correlate.engine import translation_kind
 from tracer.explain.evidence import PathEvidence, RewriteEvidence
 from tracer.explain.facts import NodeFacts
 from tracer.model import (
@@ -27,7 +26,6 @@ from tracer.model import (
     Journey,
     Observation,
     Path,
-    Translation,
 )
 from tracer.rules.result import fraction_text
 from tracer.rundir import Service
@@ -96,37 +94,15 @@ class Story:
 # --- the path as a story tells it ----------------------------------------------------------
 
 
-def _retranslate(hops: Sequence[Hop], reply: bool) -> tuple[Hop, ...]:
-    out: list[Hop] = []
-    for i, h in enumerate(hops):
-        tr = None
-        if i > 0:
-            before = hops[i - 1].tuple5
-            kind = translation_kind(before, h.tuple5, reply)
-            if kind is not None:
-                tr = Translation(kind, before, h.tuple5)
-        out.append(replace(h, translation=tr))
-    return tuple(out)
-
-
 def tidy_path(path: Path, *, dns: bool) -> Path:
-    """The path as the story tells it: in time order, without DNS-server points on other traffic.
+    """The path as the story tells it: the correlator's path, unchanged.
 
-    A point with role "dns" that captures a shared segment (an underlay bridge) sees every
-    packet crossing it; for anything but a lookup it is a bystander, not a hop. When the hops
-    are out of time order (a point ranked before the node it sits behind), they are put back in
-    corrected-time order and the rewrites between them are recomputed.
+    The correlator orders hops causally and keeps every real sighting (a point on a shared
+    underlay bridge is a hop where the packet crossed it), so there is nothing left to tidy.
+    Kept only so that callers need not change; `dns` is ignored.
     """
-
-    def fix(hops: tuple[Hop, ...], reply: bool) -> tuple[Hop, ...]:
-        kept = [h for h in hops if dns or h.role != "dns"] or list(hops)
-        if any(b.t_ns < a.t_ns for a, b in zip(kept, kept[1:], strict=False)):
-            kept.sort(key=lambda h: h.t_ns)
-        if len(kept) == len(hops) and all(a is b for a, b in zip(kept, hops, strict=True)):
-            return hops
-        return _retranslate(kept, reply)
-
-    return replace(path, forward=fix(path.forward, False), reverse=fix(path.reverse, True))
+    del dns
+    return path
 
 
 # --- small helpers -------------------------------------------------------------------------------
