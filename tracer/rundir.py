@@ -5,7 +5,9 @@
       points/<point>.pcap|.pcapng    one capture per point
       nodes/<node>/iptables-save.txt nft.txt ipvsadm.txt conntrack.txt links.json
 
-This module reads and writes the manifest and the node facts; it does not read captures.
+This module reads and writes the manifest and the node facts, and owns how anything of a run (or
+the lab's private state) is written: `write_private`, atomic and owner-readable only. It does not
+read captures.
 """
 
 from __future__ import annotations
@@ -151,17 +153,28 @@ def load_manifest(run: str | os.PathLike[str]) -> Manifest:
     return manifest_from_json(data, str(path))
 
 
-def write_manifest(run: str | os.PathLike[str], manifest: Manifest) -> Path:
-    """Write RUN/manifest.json (owner-readable only, like the captures)."""
-    path = Path(run) / "manifest.json"
+def write_private(path: str | os.PathLike[str], data: str | bytes) -> Path:
+    """Write `path` whole or not at all (a temporary file renamed over it), readable by its owner
+    only: captures, rules and tokens are nobody else's business. Creates the parent directory."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
+    tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(manifest_to_json(manifest), f, indent=2, sort_keys=False)
-        f.write("\n")
+    os.fchmod(fd, 0o600)  # a temporary file left by a crash keeps its mode through O_TRUNC
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
     return path
+
+
+def write_json_private(path: str | os.PathLike[str], data: Any) -> Path:
+    """`data` as indented JSON, through `write_private`."""
+    return write_private(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_manifest(run: str | os.PathLike[str], manifest: Manifest) -> Path:
+    """Write RUN/manifest.json (owner-readable only, like the captures)."""
+    return write_json_private(Path(run) / "manifest.json", manifest_to_json(manifest))
 
 
 def point_file(run: str | os.PathLike[str], point: CapturePoint) -> Path:

@@ -171,10 +171,18 @@ def test_serves_the_labs_objects(lab_api: dict[str, Any]) -> None:
         slices = discovery.list_namespaced_endpoint_slice(
             truth.namespace, label_selector=f"kubernetes.io/service-name={truth.name}"
         )
-        served = {a for s in slices.items for e in s.endpoints or [] for a in e.addresses}
-        # The stale endpoint's pod does not exist: only endpoints with a live pod are served.
-        live = {e.ip for e in truth.endpoints if e.pod and e.pod.split("/")[1] in topo_names(topo)}
-        assert served == live
+        served = {
+            (a, e.node_name, e.conditions.ready)
+            for s in slices.items
+            for e in s.endpoints or []
+            for a in e.addresses
+        }
+        # Every configured endpoint, as a real API server lists it: also web-stale's, whose pod
+        # does not exist.
+        assert served == {(e.ip, e.node, e.ready) for e in truth.endpoints}
+        if truth.name == "web-stale":
+            gone = {e.pod.split("/")[1] for e in truth.endpoints if e.pod} - topo_names(topo)
+            assert served and gone
 
     ing = networking.read_namespaced_ingress("web", "default")
     assert ing.spec.rules[0].host == INGRESS_HOST

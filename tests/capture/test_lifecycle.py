@@ -141,3 +141,12 @@ def test_tcpdump_failure_names_the_point(
         run_capture(plan, KubernetesBackend(api, poll=0.05), tmp_path, SETTINGS)
     api.close()
     assert _managed_pods(server) == []
+
+
+def test_request_here_reports_a_missing_command_and_a_timeout(tmp_path: Path) -> None:
+    from tracer.capture.lifecycle import run_here
+
+    code, _, _, msg = run_here([str(tmp_path / "no-such-program"), "x"], 5.0)
+    assert code is None and msg.endswith("no-such-program: command not found")
+    code, out, _, msg = run_here(["sh", "-c", "echo started; exec sleep 30"], 0.5)
+    assert code is None and msg == "timed out after 0.5s" and out == b"started\n"

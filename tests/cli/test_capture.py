@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
+import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +61,31 @@ def test_capture_with_request(
     assert {p["role"] for p in m["points"]} == {"client", "dns", "server", "node"}
     assert m["request"]["argv"] == ["curl", "-s", "http://web/"]
     assert "cannot be removed" in err
+    assert _managed_pods(server) == []
+
+
+def test_external_request_runs_on_this_machine(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    marker = tmp_path / "ran-here"
+    script = f"open({str(marker)!r}, 'w').write('x'); print('from outside'); raise SystemExit(3)"
+    request = shlex.join([sys.executable, "-c", script])
+    args = _capture(server, tmp_path, "--request", request)
+    args[args.index("pod/client")] = "external"
+    code, _, err = _run(args, capsys)
+    assert code == 0, err
+    assert marker.read_text() == "x"  # the file exists here: it did not run in a pod
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert "client" not in {p["role"] for p in m["points"]}
+    req = m["request"]
+    assert req["argv"] == [sys.executable, "-c", script]
+    assert (req["host"], req["exit_code"], req["stdout"]) == (
+        socket.gethostname(),
+        3,
+        "from outside\n",
+    )
+    assert "point" not in req
+    assert "the request exited with 3" in err
     assert _managed_pods(server) == []
 
 

@@ -241,6 +241,40 @@ def test_nodeport_from_outside(lab: dict[str, Any], tmp_path: Path) -> None:
     assert managed_pods(lab["kubeconfig"]) == []
 
 
+def test_external_request_runs_here(lab: dict[str, Any], tmp_path: Path) -> None:
+    from tracer.lab.scenarios import NODEPORT_CLUSTER, cluster_services
+    from tracer.lab.topology import EXTERNAL_NS
+
+    topo = lab["topo"]
+    svc = next(s for s in cluster_services(topo) if s.name == "web-np")
+    backend = topo.pod(svc.endpoints[0].pod.split("/")[1])  # type: ignore[union-attr]
+    entry = topo.nodes[0]
+    argv = ["ip", "netns", "exec", EXTERNAL_NS, "curl", "-s", "--max-time", "4"]
+    argv.append(f"http://{entry.underlay_ip}:{NODEPORT_CLUSTER}/")
+    conntrack_flush(topo)
+    run = tmp_path / "run"
+    code, _, err = run_cli(
+        [
+            "capture", "--kubeconfig", lab["kubeconfig"], "--from", "external",
+            "--to", "svc/web-np", "--request", " ".join(argv), "-o", str(run), "--no-analyze",
+        ]
+    )  # fmt: skip
+    assert code == 0, err
+    req = _manifest(run)["request"]
+    assert req["argv"] == argv and req["exit_code"] == 0, req
+    assert f"hello from {backend.name}" in req["stdout"]
+    # The kernel of the entry node saw the request arrive from outside and DNATed it.
+    entries = [
+        e
+        for e in conntrack_entries(entry.netns)
+        if e["odst"] == entry.underlay_ip and e["odport"] == str(NODEPORT_CLUSTER)
+    ]
+    assert entries and entries[0]["rsrc"] == backend.ip
+    records = pcap_records(run / "points" / f"node-{entry.name}.pcap")
+    assert records, "the entry node's capture is empty"
+    assert managed_pods(lab["kubeconfig"]) == []
+
+
 def test_ctrl_c_during_capture(lab: dict[str, Any], tmp_path: Path) -> None:
     topo = lab["topo"]
     run = tmp_path / "run"

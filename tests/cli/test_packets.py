@@ -50,7 +50,7 @@ def test_jsonl_one_object_per_frame(capsys: pytest.CaptureFixture[str], sll2_fil
     code, out, err = run(capsys, str(sll2_file), "--format", "jsonl")
     assert code == 0 and err == ""
     docs = [json.loads(line) for line in out.splitlines()]
-    assert [d["index"] for d in docs] == [0, 1, 2]
+    assert [d["frame"] for d in docs] == [1, 2, 3]  # numbered as Wireshark numbers them
     syn, synack, echo = docs
     assert (syn["interface"], syn["direction"], syn["flags"], syn["seq"]) == ("7", "out", "S", 100)
     assert (syn["src"], syn["dst"], syn["dport"]) == ("10.244.0.5", "10.96.0.10", 80)
@@ -144,4 +144,4 @@ def test_closing_the_pipe_early_is_not_an_error(tmp_path: Path) -> None:
     proc.stdout.close()  # what `| head -1` does
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0
-    assert first.split()[:2] == [b"#", b"time"] and b"Traceback" not in err
+    assert first.split()[:2] == [b"frame", b"time"] and b"Traceback" not in err

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracer.apiserver import IngressSpec, PodSpec, serve
+from tracer.apiserver import (
+    EndpointSpec,
+    IngressSpec,
+    PodSpec,
+    ServicePortSpec,
+    ServiceSpec,
+    serve,
+)
 from tracer.apiserver.fakes import fake_exec_backend, sample_state
 from tracer.errors import ClusterError, UsageError
 from tracer.kube.client import KubeApi
@@ -30,7 +37,17 @@ def api() -> Iterator[KubeApi]:
                 labels={"app.kubernetes.io/name": "ingress-nginx"},
             ),
         ),
-        services=base.services,
+        services=(
+            *base.services,
+            # The endpoint controller still lists web-0, a pod that is gone, on node n1.
+            ServiceSpec(
+                "default",
+                "web-stale",
+                "10.96.0.21",
+                (ServicePortSpec(80, 8080),),
+                (EndpointSpec("10.244.1.99", "n1", "web-0"),),
+            ),
+        ),
         ingresses=(IngressSpec("default", "shop", "shop.local", "web", 80),),
     )
     with serve(state, fake_exec_backend()) as s:
@@ -51,6 +68,20 @@ def test_service_resolves_to_endpoints_pods_and_nodes(api: KubeApi) -> None:
     assert [(s.name, s.ip, s.node) for s in t.servers] == [("web-1", "10.244.2.3", "n2")]
     assert [n.name for n in t.nodes] == ["n1", "n2"]
     assert t.dns is None and warnings == []
+
+
+def test_stale_endpoint_is_a_warning_and_its_node_is_captured(api: KubeApi) -> None:
+    t, warnings = resolve(api, FromSpec("pod", "client"), ToSpec("svc", "web-stale"))
+    (svc,) = t.services
+    assert [(e.address, e.pod, e.node, e.ready) for e in svc.endpoints] == [
+        ("10.244.1.99", "web-0", "n1", True)
+    ]
+    assert list(t.servers) == []
+    assert [n.name for n in t.nodes] == ["n1"]
+    assert warnings == [
+        "endpoint 10.244.1.99 of default/web-stale names pod web-0, which does not exist"
+        " (a stale endpoint: packets sent to it go nowhere)"
+    ]
 
 
 def test_url_by_name_adds_cluster_dns(api: KubeApi) -> None:

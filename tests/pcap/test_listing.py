@@ -59,7 +59,7 @@ def test_records_and_table_for_a_vxlan_frame(tmp_path: Path) -> None:
     frames = read_both(write(tmp_path, blob))
     first, arp = records(frames)
     assert first == {
-        "index": 0,
+        "frame": 1,  # Wireshark's number for the first frame
         "t_ns": 1_700_000_000_123_456_000,
         "interface": "-",
         "direction": None,
@@ -84,7 +84,8 @@ def test_records_and_table_for_a_vxlan_frame(tmp_path: Path) -> None:
     )
     text = "".join(table_chunks(frames))
     lines = text.splitlines()
-    assert len(lines) == 3 and lines[0].split()[:2] == ["#", "time"]
+    assert len(lines) == 3 and lines[0].split()[:2] == ["frame", "time"]
+    assert [line.split()[0] for line in lines[1:]] == ["1", "2"]
     assert "10.244.1.2:1234" in lines[1] and "10.96.0.10:80" in lines[1] and " P. " in lines[1]
     assert len(list(records(frames, limit=1))) == 1
 

@@ -1,7 +1,8 @@
 """Regenerate the rule dumps in tests/rules/data/ from real tools (run as root).
 
 Writes kube-proxy's iptables-restore payload and nftables transaction for a small set of Services
-(following kube-proxy's own rule templates and chain-name hashes), loads each into a scratch network
+(following kube-proxy's own rule templates; chain names come from the lab's generator,
+tracer.lab.kubeproxy, whose hashes are checked against the reference), loads each into a scratch network
 namespace with the real `iptables-restore` (nf_tables and legacy backends) and `nft -f`, and saves
 what the kernel hands back (`iptables-save`, `iptables-legacy-save`, `nft list ruleset`). The golden
 tests read only those dumps. The namespace is deleted on every exit path.
@@ -12,13 +13,16 @@ Usage: python tests/rules/make_data.py
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# Run as a script from anywhere: the repository root holds the tracer package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tracer.lab import kubeproxy as kp  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data"
 NETNS = "pt-rules-data"
@@ -49,9 +53,16 @@ class Svc:
     external_ips: tuple[str, ...] = field(default=())
 
     @property
+    def kube(self) -> tuple[kp.Service, kp.ServicePort]:
+        """This Service and its one port in the lab generator's model."""
+        targets = {int(ep.rsplit(":", 1)[1]) for ep in self.endpoints} or {self.port}
+        assert len(targets) == 1, f"{self.name}: endpoints on different ports"
+        port = kp.ServicePort(self.port, targets.pop(), self.proto.upper(), self.port_name)
+        return kp.Service(self.ns, self.name, self.cluster_ip, (port,)), port
+
+    @property
     def spn(self) -> str:
-        base = f"{self.ns}/{self.name}"
-        return f"{base}:{self.port_name}" if self.port_name else base
+        return kp.port_name(*self.kube)
 
     @property
     def local_endpoints(self) -> tuple[str, ...]:
@@ -124,25 +135,18 @@ SERVICES: tuple[Svc, ...] = (
 )
 
 
-def _b32(s: str) -> str:
-    return base64.b32encode(hashlib.sha256(s.encode()).digest()).decode()
-
-
 def ipt_hash(svc: Svc) -> str:
-    return _b32(svc.spn + svc.proto)[:16]
+    return kp.svc_chain(*svc.kube).removeprefix("KUBE-SVC-")
 
 
 def ipt_sep(svc: Svc, ep: str) -> str:
-    return "KUBE-SEP-" + _b32(svc.spn + svc.proto + ep)[:16]
+    service, port = svc.kube
+    return kp.sep_chain(service, port, ep.rsplit(":", 1)[0])
 
 
 def _c(text: str) -> str:
     """Quote a comment the way kube-proxy does: only when it has spaces."""
     return f'"{text}"' if " " in text else text
-
-
-def _probability(n: int) -> str:
-    return f"{1.0 / n:0.10f}"
 
 
 def iptables_payload(large_cluster: bool = False) -> str:
@@ -297,7 +301,7 @@ def iptables_payload(large_cluster: bool = False) -> str:
                     args += f' -m comment --comment "{spn} -> {ep}"'
                 if i < len(eps) - 1:
                     args += (
-                        f" -m statistic --mode random --probability {_probability(len(eps) - i)}"
+                        f" -m statistic --mode random --probability {kp.probability(len(eps) - i)}"
                     )
                 n.append(f"{args} -j {sep}")
 
@@ -327,16 +331,9 @@ def iptables_payload(large_cluster: bool = False) -> str:
     return "\n".join(out)
 
 
-def nft_names(s: Svc) -> tuple[str, str]:
-    base = f"{s.ns}/{s.name}/{s.proto}/{s.port_name}"
-    return base, _b32(base)[:8]
-
-
 def nft_ep(s: Svc, ep: str) -> str:
-    base, _ = nft_names(s)
-    ip, port = ep.split(":")
-    name = f"{base}__{ip}/{port}"
-    return f"endpoint-{_b32(name)[:8]}-{name}"
+    service, port = s.kube
+    return kp.nft_endpoint_chain(service, port, ep.rsplit(":", 1)[0])
 
 
 def nft_payload() -> str:
@@ -400,10 +397,10 @@ def nft_payload() -> str:
     decls: list[str] = []
     body: list[str] = []
     for s in SERVICES:
-        base, h = nft_names(s)
+        base = kp.nft_port_base(*s.kube)
         p = s.proto
         svc, ext, loc, fw = (
-            f"{k}-{h}-{base}" for k in ("service", "external", "local", "firewall")
+            kp.nft_hashed(k, base) for k in ("service", "external", "local", "firewall")
         )
         spn = s.spn
         body.append(f"add element {t} cluster-ips {{ {s.cluster_ip} }}")

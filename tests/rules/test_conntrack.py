@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracer.model import Endpoint
+from tracer.model import Endpoint, Tuple5
 from tracer.rules.conntrack import parse_conntrack, parse_conntrack_line
 
 POD_TO_CLUSTERIP = "tcp      6 86383 ESTABLISHED src=10.244.0.3 dst=10.96.0.1 sport=48242 dport=443 src=192.168.10.100 dst=10.244.0.3 sport=6443 dport=48242 [ASSURED] mark=0"
@@ -54,6 +54,17 @@ def test_table_keeps_good_lines_and_warns_on_the_rest() -> None:
     t = parse_conntrack(text, source="ct.txt")
     assert len(t.entries) == 2
     assert t.warnings == ("ct.txt:2: ignored (not a conntrack entry): garbage",)
+
+
+def test_table_finds_an_entry_by_either_tuple() -> None:
+    t = parse_conntrack("\n".join([POD_TO_CLUSTERIP, NODEPORT]))
+    sent = Tuple5("tcp", Endpoint("203.0.113.2", 45752), Endpoint("192.168.0.2", 3003))
+    reply = Tuple5("tcp", Endpoint("10.180.0.3", 80), Endpoint("10.180.0.254", 16903))
+    by_sent, by_reply = t.by_original(sent), t.by_reply(reply)
+    assert by_sent is not None and by_sent.text == NODEPORT
+    assert by_reply is not None and by_reply.text == NODEPORT
+    # The reply tuple is not an original one, nor the other way round.
+    assert t.by_original(reply) is None and t.by_reply(sent) is None
 
 
 @settings(max_examples=300)

@@ -7,6 +7,7 @@ kubeconfig for it; the real kubernetes client talks to it over HTTP and WebSocke
 from tracer.apiserver.server import Server, serve
 from tracer.apiserver.state import (
     ClusterState,
+    EndpointSpec,
     ExecBackend,
     ExecTarget,
     IngressSpec,
@@ -20,6 +21,7 @@ from tracer.apiserver.state import (
 
 __all__ = [
     "ClusterState",
+    "EndpointSpec",
     "ExecBackend",
     "ExecTarget",
     "IngressSpec",

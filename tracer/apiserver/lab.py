@@ -12,6 +12,7 @@ from typing import Any
 
 from tracer.apiserver.state import (
     ClusterState,
+    EndpointSpec,
     IngressSpec,
     NodeSpec,
     PodSpec,
@@ -56,10 +57,16 @@ def lab_cluster_state(topology: Any = None) -> ClusterState:
     )
     services = []
     for s in cluster_services(topology):
-        names = tuple(
-            e.pod.split("/", 1)[-1]
+        # Every endpoint the lab's configuration lists, as the endpoint controller wrote it, even
+        # one whose pod is gone (web-stale): kube-proxy's rules are made from this same list.
+        endpoints = tuple(
+            EndpointSpec(
+                e.ip,
+                e.node,
+                e.pod.split("/", 1)[1] if e.pod and e.pod.startswith(f"{s.namespace}/") else None,
+                e.ready,
+            )
             for e in s.endpoints
-            if e.pod and e.pod.startswith(f"{s.namespace}/")
         )
         ports = tuple(
             ServicePortSpec(p.port, p.target_port, p.protocol, p.name, p.node_port) for p in s.ports
@@ -70,7 +77,7 @@ def lab_cluster_state(topology: Any = None) -> ClusterState:
                 s.name,
                 s.cluster_ip,
                 ports,
-                names,
+                endpoints,
                 type="NodePort" if any(p.node_port for p in s.ports) else "ClusterIP",
                 external_traffic_policy=s.external_traffic_policy,
             )

@@ -11,7 +11,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tracer.apiserver.state import ClusterState, IngressSpec, NodeSpec, PodSpec, ServiceSpec
+from tracer.apiserver.state import (
+    ClusterState,
+    EndpointSpec,
+    IngressSpec,
+    NodeSpec,
+    PodSpec,
+    ServiceSpec,
+)
 
 CREATED = "2024-01-01T00:00:00Z"
 JSON = dict[str, Any]
@@ -136,18 +143,21 @@ def service(s: ServiceSpec) -> JSON:
 
 def endpoint_slice(s: ServiceSpec, pods: Mapping[tuple[str, str], PodSpec]) -> JSON:
     endpoints = []
-    for name in s.endpoints:
-        p = pods.get((s.namespace, name))
-        if p is None:
-            continue
-        endpoints.append(
-            {
-                "addresses": [p.ip],
-                "conditions": {"ready": True, "serving": True, "terminating": False},
-                "nodeName": p.node,
-                "targetRef": {"kind": "Pod", "name": p.name, "namespace": p.namespace},
-            }
-        )
+    for e in s.endpoints:
+        if isinstance(e, str):
+            p = pods.get((s.namespace, e))
+            if p is None:
+                continue
+            e = EndpointSpec(p.ip, p.node, p.name)
+        ep: JSON = {
+            "addresses": [e.ip],
+            "conditions": {"ready": e.ready, "serving": e.ready, "terminating": False},
+        }
+        if e.node is not None:
+            ep["nodeName"] = e.node
+        if e.pod is not None:
+            ep["targetRef"] = {"kind": "Pod", "name": e.pod, "namespace": s.namespace}
+        endpoints.append(ep)
     ports = []
     for sp in s.ports:
         port: JSON = {"port": sp.target_port, "protocol": sp.protocol}

@@ -38,6 +38,7 @@ from tracer.apiserver.websocket import (
     accept_key,
     choose_subprotocol,
 )
+from tracer.rundir import write_json_private
 
 V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
@@ -183,11 +184,7 @@ class Server:
             ],
             "current-context": "pathtrace-lab",
         }
-        path = self.dir / "kubeconfig"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(cfg, f, indent=2)
-        return path
+        return write_json_private(self.dir / "kubeconfig", cfg)
 
     def close(self) -> None:
         self._httpd.shutdown()
@@ -347,6 +344,14 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.details = details
+
+
+def _not_found(resource: str, name: str, group: str = "") -> ApiError:
+    """The 404 Status a real API server returns for a missing object."""
+    qualified = f"{resource}.{group}" if group else resource
+    return ApiError(
+        404, "NotFound", f'{qualified} "{name}" not found', {"name": name, "kind": resource}
+    )
 
 
 # Collections the handler serves: resource -> (API group path prefix, group, namespaced).
@@ -556,13 +561,7 @@ def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
             with store.lock:
                 o = store.kinds[r.resource].get((r.namespace, r.name))
                 if o is None:
-                    group = f".{r.group}" if r.group else ""
-                    raise ApiError(
-                        404,
-                        "NotFound",
-                        f'{r.resource}{group} "{r.name}" not found',
-                        {"name": r.name, "kind": r.resource},
-                    )
+                    raise _not_found(r.resource, r.name, r.group)
                 return copy.deepcopy(o)
 
         def _review(self, body: Any) -> JSON:
@@ -665,9 +664,7 @@ def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
             with store.lock:
                 pod = store.kinds["pods"].pop((r.namespace, r.name), None)
             if pod is None:
-                raise ApiError(
-                    404, "NotFound", f'pods "{r.name}" not found', {"name": r.name, "kind": "pods"}
-                )
+                raise _not_found("pods", r.name)
             server.kill_container(r.namespace, r.name, None)
             pod["metadata"]["deletionTimestamp"] = objects.CREATED
             return pod
@@ -684,12 +681,7 @@ def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
             with store.lock:
                 pod = store.kinds["pods"].get((r.namespace, r.name))
                 if pod is None:
-                    raise ApiError(
-                        404,
-                        "NotFound",
-                        f'pods "{r.name}" not found',
-                        {"name": r.name, "kind": "pods"},
-                    )
+                    raise _not_found("pods", r.name)
                 pod = copy.deepcopy(pod)
             spec = pod["spec"]
             existing = {c["name"]: c for c in spec.get("ephemeralContainers") or []}
@@ -742,12 +734,7 @@ def _make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
             with store.lock:
                 pod = store.kinds["pods"].get((r.namespace, r.name))
                 if pod is None:
-                    raise ApiError(
-                        404,
-                        "NotFound",
-                        f'pods "{r.name}" not found',
-                        {"name": r.name, "kind": "pods"},
-                    )
+                    raise _not_found("pods", r.name)
                 spec = pod["spec"]
                 names = [c["name"] for c in spec.get("containers") or []]
                 eph = [c["name"] for c in spec.get("ephemeralContainers") or []]

@@ -47,12 +47,24 @@ class ServicePortSpec:
 
 
 @dataclass(frozen=True)
+class EndpointSpec:
+    """An EndpointSlice endpoint given by its address, as the endpoint controller last wrote it:
+    its pod may be gone (a stale endpoint) and it is listed all the same."""
+
+    ip: str
+    node: str | None = None
+    pod: str | None = None  # pod name in the Service's namespace (targetRef)
+    ready: bool = True
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     namespace: str
     name: str
     cluster_ip: str
     ports: tuple[ServicePortSpec, ...]
-    endpoints: tuple[str, ...] = ()  # pod names in the same namespace
+    # Pod names in the same namespace (address and node from the pod), or endpoints by address.
+    endpoints: tuple[str | EndpointSpec, ...] = ()
     type: str = "ClusterIP"
     selector: Mapping[str, str] = field(default_factory=dict)
     external_traffic_policy: str = "Cluster"

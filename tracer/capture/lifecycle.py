@@ -8,8 +8,9 @@ prints: progress goes to a callback.
 
 from __future__ import annotations
 
-import os
 import re
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ from tracer.capture.plan import CapturePlan, PlannedPoint
 from tracer.capture.writer import PcapSink
 from tracer.errors import ClusterError, PathtraceError
 from tracer.model import CapturePoint
-from tracer.rundir import Manifest, Service, write_manifest
+from tracer.rundir import Manifest, Service, write_manifest, write_private
 
 _DROPPED = re.compile(rb"(\d+) packets? dropped by kernel")
 
@@ -65,6 +66,8 @@ Progress = Callable[[Mapping[str, tuple[int, int]]], None]
 @dataclass(frozen=True)
 class CaptureSettings:
     request: tuple[str, ...] | None = None
+    # Run `request` on this machine (where an external client is), not in the client pod.
+    request_here: bool = False
     duration: float = 0.0
     grace: float = 1.0
     listen_timeout: float = 30.0
@@ -141,16 +144,22 @@ def run_capture(
             ).start()
         _wait_listening(states, settings.listen_timeout)
         if settings.request is not None:
-            point = next((p for p in plan.points if p.name == plan.request_point), None)
-            if point is None:
-                raise ClusterError(
-                    "--request needs a capture in the client pod, and there is none "
-                    "(--from external, or pod capture refused)"
-                )
-            code, out, err, msg = backend.run(point, settings.request, settings.request_timeout)
+            where: dict[str, str]
+            if settings.request_here:
+                where = {"host": socket.gethostname()}
+                code, out, err, msg = run_here(settings.request, settings.request_timeout)
+            else:
+                point = next((p for p in plan.points if p.name == plan.request_point), None)
+                if point is None:
+                    raise ClusterError(
+                        "--request needs a capture in the client pod, and there is none "
+                        "(pod capture refused)"
+                    )
+                where = {"point": point.name}
+                code, out, err, msg = backend.run(point, settings.request, settings.request_timeout)
             request = {
                 "argv": list(settings.request),
-                "point": point.name,
+                **where,
                 "exit_code": code,
                 "stdout": out.decode("utf-8", "replace")[:4096],
                 "stderr": err.decode("utf-8", "replace")[:4096],
@@ -188,6 +197,20 @@ def run_capture(
             )
             write_manifest(run, manifest)
     return manifest
+
+
+def run_here(argv: Sequence[str], timeout: float) -> tuple[int | None, bytes, bytes, str]:
+    """Run `argv` on this machine (no shell): (exit code or None, stdout, stderr, message)."""
+    try:
+        r = subprocess.run(list(argv), capture_output=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        return None, b"", b"", f"{argv[0]}: command not found"
+    except PermissionError:
+        return None, b"", b"", f"{argv[0]}: permission denied"
+    except subprocess.TimeoutExpired as e:
+        # subprocess.run has killed it; keep what it wrote before the timeout.
+        return None, e.stdout or b"", e.stderr or b"", f"timed out after {timeout:g}s"
+    return r.returncode, r.stdout, r.stderr, ""
 
 
 def _report(states: Mapping[str, PointState], progress: Progress, stop: threading.Event) -> None:
@@ -266,17 +289,11 @@ def _collect_facts(plan: CapturePlan, backend: CaptureBackend, run: Path, notes:
                 notes.append(f"node {p.node}: {' '.join(argv)} failed: {e.message}")
                 continue
             if code == 0:
-                _write_private(d / name, out)
+                write_private(d / name, out)
             elif name not in ("iptables-legacy-save.txt", "ipvsadm.txt", "proxy-mode.txt"):
                 # Those three are often absent by design; the others say something is off.
                 why = err.decode("utf-8", "replace").strip() or msg or f"exit {code}"
                 notes.append(f"node {p.node}: {' '.join(argv)}: {why}")
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
 
 
 def _manifest(

@@ -27,8 +27,15 @@ conntrack, deletes its node pods and prints the path as `pathtrace analyze RUN` 
 Examples:
   pathtrace capture --from pod/client --to svc/web --request 'curl -s http://web/'
   pathtrace capture --from external --to svc/web:80 --duration 30
+  pathtrace capture --from external --to svc/web-np \\
+      --request 'curl -s http://192.168.50.11:30080/'
   pathtrace capture --from pod/client --to ingress/shop --request 'curl -s http://shop.local/'
   pathtrace capture --from pod/client --to svc/web --dry-run     # print the plan, create nothing
+
+\b
+--request CMD is split like a shell command line (quotes, no expansion) and run without a shell:
+in the client pod's debug container for --from pod/NAME, and on this machine for --from external
+(this machine is the outside client; in the lab, prefix it with `ip netns exec pt-external`).
 
 \b
 Ephemeral containers cannot be removed from a pod (Kubernetes forbids it); the run's manifest lists
@@ -66,7 +73,8 @@ def _progress_printer() -> Any:
     "--request",
     "request",
     metavar="'CMD ARGS'",
-    help="Command run in the client pod's debug container.",
+    help="Command that makes the request: run in the client pod's debug container, or on this "
+    "machine for --from external.",
 )
 @click.option(
     "--duration",
@@ -146,14 +154,13 @@ def command(
         argv = planmod.request_argv(request) if request is not None else None
     except ValueError as e:
         raise UsageError(str(e)) from None
-    if argv is not None and source.kind == "external":
-        raise UsageError("--request runs in the client pod; with --from external use --duration")
 
     api = KubeApi(kubeconfig, kube_context, namespace)
     try:
-        targets, notes = resolve(
-            api, source, dest, uses_name=bool(argv and request_uses_name(argv))
-        )
+        # An external client asks its own resolver, not the cluster DNS: nothing to capture there.
+        in_cluster = source.kind != "external"
+        uses_name = bool(argv and in_cluster and request_uses_name(argv))
+        targets, notes = resolve(api, source, dest, uses_name=uses_name)
         run_id = planmod.new_run_id()
         pod_ns = {p.namespace for p in (targets.client, *targets.servers) if p is not None}
         node_ns = node_namespace or api.namespace
@@ -205,6 +212,7 @@ def command(
             )
         settings = CaptureSettings(
             request=tuple(argv) if argv is not None else None,
+            request_here=source.kind == "external",
             duration=duration or 0.0,
             request_timeout=timeout,
         )

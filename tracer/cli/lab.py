@@ -57,12 +57,20 @@ Pod to Service (the request runs in the client pod):
   pathtrace capture --kubeconfig /run/pathtrace-lab/kubeconfig \\
       --from pod/client --to svc/web --request 'curl -s http://web/'
 \b
-From outside to a NodePort: `--from external` has no pod to run a request in, so capture
-for a while and send the request from the lab's external host meanwhile:
+From outside to a NodePort: with `--from external` the request runs on this machine, so
+send it from the lab's external host:
   pathtrace capture --kubeconfig /run/pathtrace-lab/kubeconfig \\
-      --from external --to svc/web-np --duration 10 &
-  sleep 3; ip netns exec pt-external curl -s http://192.168.50.11:30080/
+      --from external --to svc/web-np \\
+      --request 'ip netns exec pt-external curl -s http://192.168.50.11:30080/'
 """
+
+# `lab up --api` and `lab api` write the same kubeconfig.
+_KUBECONFIG_OUT = click.option(
+    "--kubeconfig-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Where to write the API's kubeconfig (default /run/pathtrace-lab/kubeconfig).",
+)
 
 
 @click.group("lab")
@@ -102,12 +110,7 @@ def command() -> None:
     show_default=True,
     help="Port of the API (0: a free one).",
 )
-@click.option(
-    "--kubeconfig-out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the API's kubeconfig (default /run/pathtrace-lab/kubeconfig).",
-)
+@_KUBECONFIG_OUT
 def up_cmd(
     mode: str, nodes: int, with_api: bool, api_port: int, kubeconfig_out: Path | None
 ) -> None:
@@ -226,12 +229,7 @@ def down_cmd() -> None:
     show_default=True,
     help="Port on 127.0.0.1 (0: a free one).",
 )
-@click.option(
-    "--kubeconfig-out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Where to write the kubeconfig (default /run/pathtrace-lab/kubeconfig).",
-)
+@_KUBECONFIG_OUT
 def api_cmd(port: int, kubeconfig_out: Path | None) -> None:
     from tracer.lab.api import ApiInfo, run_api
     from tracer.lab.lab import require_up

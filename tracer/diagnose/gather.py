@@ -10,19 +10,17 @@ surfaces as tracer.errors types from the modules it calls; a bad node fact file 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from tracer.diagnose.model import DnsEvent, HttpEvent, IcmpError, NodeInfo, RunFacts
-from tracer.errors import InputError, PathtraceError
+from tracer.diagnose.model import DnsEvent, HttpEvent, IcmpError, RunFacts
+from tracer.errors import InputError
+from tracer.explain.facts import read_node_facts
 from tracer.inputs import LoadedRun, load_run
 from tracer.kube.health import load_health
 from tracer.model import Connection, Endpoint, Journey, Observation, Path, Tuple5
 from tracer.pcap.columns import Frames
-from tracer.rules import ConntrackTable, Rules, load_rules, parse_conntrack
-from tracer.rundir import node_fact
 from tracer.summary import (
     DNS_PORTS,
     PayloadReader,
@@ -32,91 +30,8 @@ from tracer.summary import (
     icmp_name,
 )
 
-RULE_FILES = ("iptables-save.txt", "nft.txt", "ipvsadm.txt")
 MAX_PATHS = 64  # latency paths built for at most this many application connections
 _PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
-
-
-# --- node facts ----------------------------------------------------------------------------------
-
-
-def _links(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
-    """Addresses and (interface, CIDR) subnets from `ip -j addr` JSON; empty when unreadable."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return (), ()
-    addrs: list[str] = []
-    subnets: list[tuple[str, str]] = []
-    for item in data if isinstance(data, list) else ():
-        if not isinstance(item, dict):
-            continue
-        name = str(item.get("ifname", ""))
-        for info in item.get("addr_info") or ():
-            if not isinstance(info, dict) or not isinstance(info.get("local"), str):
-                continue
-            addrs.append(info["local"])
-            try:
-                net = ipaddress.ip_network(f"{info['local']}/{info.get('prefixlen')}", strict=False)
-            except ValueError:
-                continue
-            if net.prefixlen < net.max_prefixlen:
-                subnets.append((name, f"{info['local']}/{net.prefixlen}"))
-    return tuple(dict.fromkeys(addrs)), tuple(subnets)
-
-
-def node_info_from_text(node: str, texts: Mapping[str, str]) -> NodeInfo:
-    """Parse one node's fact files ({file name: text}); unreadable ones become warnings."""
-    warnings: list[str] = []
-    rules: Rules | None = None
-    source: str | None = None
-    for name in RULE_FILES:
-        text = texts.get(name)
-        # An iptables-mode node's nft.txt is the same rules seen through nf_tables: the first
-        # file that holds kube-proxy's chains wins.
-        if not text or not ("KUBE-" in text or "kube-proxy" in text or "->" in text):
-            continue
-        where = f"nodes/{node}/{name}"
-        try:
-            rules = load_rules(text, source=where)
-        except PathtraceError as e:
-            warnings.append(f"{where}: not readable as rules ({e.message})")
-            continue
-        source = where
-        break
-    conntrack: ConntrackTable | None = None
-    if texts.get("conntrack.txt") is not None:
-        conntrack = parse_conntrack(texts["conntrack.txt"], source=f"nodes/{node}/conntrack.txt")
-        warnings.extend(conntrack.warnings)
-    addresses, subnets = _links(texts.get("links.json") or "")
-    return NodeInfo(node, rules, source, conntrack, addresses, subnets, tuple(warnings))
-
-
-def read_nodes(run: str, nodes: Sequence[str]) -> dict[str, NodeInfo]:
-    out: dict[str, NodeInfo] = {}
-    for node in sorted(set(nodes)):
-        texts: dict[str, str] = {}
-        unread: list[str] = []
-        for name in (*RULE_FILES, "conntrack.txt", "links.json"):
-            try:
-                text = node_fact(run, node, name)
-            except PathtraceError as e:
-                unread.append(e.message)
-                continue
-            if text is not None:
-                texts[name] = text
-        if texts or unread:
-            info = node_info_from_text(node, texts)
-            out[node] = NodeInfo(
-                info.node,
-                info.rules,
-                info.rules_source,
-                info.conntrack,
-                info.addresses,
-                info.subnets,
-                (*info.warnings, *unread),
-            )
-    return out
 
 
 # --- payload decoding ----------------------------------------------------------------------------
@@ -335,7 +250,7 @@ def gather(
         wanted.append(correlation.connection(main))
     for c in wanted:
         paths[c.index] = build_path(correlation, c)
-    nodes = read_nodes(run, [p.node for p in manifest.points if p.role == "node" and p.node])
+    nodes = read_node_facts(run, [p.node for p in manifest.points if p.role == "node" and p.node])
     return RunFacts(
         run=run,
         manifest=manifest,

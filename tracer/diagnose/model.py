@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tracer.explain.facts import NodeFacts
 from tracer.kube.health import HealthFacts
 from tracer.model import Connection, Path, Tuple5
-from tracer.rules import ConntrackTable, Rules
 from tracer.rundir import Manifest
 from tracer.summary import DnsMessage
 
@@ -92,17 +92,8 @@ class IcmpError:
     seen: tuple[tuple[str, int], ...] = ()  # every (point, frame) that saw it
 
 
-@dataclass(frozen=True)
-class NodeInfo:
-    """One node's saved facts: kube-proxy rules, conntrack, its addresses and subnets."""
-
-    node: str
-    rules: Rules | None = None
-    rules_source: str | None = None
-    conntrack: ConntrackTable | None = None
-    addresses: tuple[str, ...] = ()
-    subnets: tuple[tuple[str, str], ...] = ()  # (interface, CIDR), e.g. ("cni0", "10.244.2.1/24")
-    warnings: tuple[str, ...] = ()
+# One node's saved facts (rules, conntrack, addresses, subnets): the same record explain reads.
+NodeInfo = NodeFacts
 
 
 @dataclass(frozen=True)

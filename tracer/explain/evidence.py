@@ -135,19 +135,13 @@ def _walk(facts: NodeFacts, packet: Tuple5, entry: Entry) -> tuple[WalkResult | 
 def _conntrack_for(facts: NodeFacts | None, original: Tuple5) -> ConntrackEntry | None:
     if facts is None or facts.conntrack is None:
         return None
-    for e in facts.conntrack.entries:
-        if e.original == original:
-            return e
-    return None
+    return facts.conntrack.by_original(original)
 
 
 def _conntrack_by_reply(facts: NodeFacts | None, reply: Tuple5) -> ConntrackEntry | None:
     if facts is None or facts.conntrack is None:
         return None
-    for e in facts.conntrack.entries:
-        if e.reply == reply:
-            return e
-    return None
+    return facts.conntrack.by_reply(reply)
 
 
 def _conntrack_half_undone(facts: NodeFacts | None, packet: Tuple5) -> ConntrackEntry | None:

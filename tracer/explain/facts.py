@@ -8,10 +8,11 @@ without the rules, only with less evidence. Nothing here walks a packet or corre
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 
 from tracer.errors import PathtraceError
 from tracer.rules import ConntrackTable, Rules, load_rules, parse_conntrack
@@ -34,24 +35,38 @@ class NodeFacts:
     addresses: tuple[str, ...] = ()
     pod_cidr: str | None = None  # kube-proxy's local-traffic CIDR, when the rules show it
     warnings: tuple[str, ...] = ()
+    subnets: tuple[tuple[str, str], ...] = ()  # (interface, CIDR), e.g. ("cni0", "10.244.2.1/24")
+
+
+def links_from_json(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """The node's own addresses and (interface, CIDR) subnets from `ip -j addr` JSON (links.json);
+    empty when unreadable. Host routes (/32, /128) are addresses, not subnets."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return (), ()
+    addrs: list[str] = []
+    subnets: list[tuple[str, str]] = []
+    for item in data if isinstance(data, list) else ():
+        if not isinstance(item, dict):
+            continue
+        name = str(item.get("ifname", ""))
+        for info in item.get("addr_info") or ():
+            if not isinstance(info, dict) or not isinstance(info.get("local"), str):
+                continue
+            addrs.append(info["local"])
+            try:
+                net = ipaddress.ip_network(f"{info['local']}/{info.get('prefixlen')}", strict=False)
+            except ValueError:
+                continue
+            if net.prefixlen < net.max_prefixlen:
+                subnets.append((name, f"{info['local']}/{net.prefixlen}"))
+    return tuple(dict.fromkeys(addrs)), tuple(subnets)
 
 
 def addresses_from_links(text: str) -> tuple[str, ...]:
     """The node's own addresses from `ip -j addr` JSON (links.json); () when there are none."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return ()
-    out: list[str] = []
-    if not isinstance(data, list):
-        return ()
-    for item in data:
-        if not isinstance(item, dict):
-            continue
-        for info in item.get("addr_info") or ():
-            if isinstance(info, dict) and isinstance(info.get("local"), str):
-                out.append(info["local"])
-    return tuple(dict.fromkeys(out))
+    return links_from_json(text)[0]
 
 
 def _is_kube(name: str, text: str) -> bool:
@@ -60,7 +75,7 @@ def _is_kube(name: str, text: str) -> bool:
     return "KUBE-" in text or "kube-proxy" in text
 
 
-def node_facts_from_text(node: str, texts: dict[str, str]) -> NodeFacts:
+def node_facts_from_text(node: str, texts: Mapping[str, str]) -> NodeFacts:
     """Parse one node's fact files, given as {file name: text}; bad files become warnings."""
     warnings: list[str] = []
     rules: Rules | None = None
@@ -82,8 +97,7 @@ def node_facts_from_text(node: str, texts: dict[str, str]) -> NodeFacts:
     if ct_text is not None:
         conntrack = parse_conntrack(ct_text, source=f"nodes/{node}/conntrack.txt")
         warnings.extend(conntrack.warnings)
-    links = texts.get("links.json")
-    addresses = addresses_from_links(links) if links else ()
+    addresses, subnets = links_from_json(texts.get("links.json") or "")
     return NodeFacts(
         node=node,
         rules=rules,
@@ -92,6 +106,7 @@ def node_facts_from_text(node: str, texts: dict[str, str]) -> NodeFacts:
         addresses=addresses,
         pod_cidr=local_traffic_cidr(rules) if rules is not None else None,
         warnings=tuple(warnings),
+        subnets=subnets,
     )
 
 
@@ -113,14 +128,6 @@ def read_node_facts(run: str | os.PathLike[str], nodes: Iterable[str]) -> dict[s
             continue
         facts = node_facts_from_text(node, texts)
         if unread:
-            facts = NodeFacts(
-                node=facts.node,
-                rules=facts.rules,
-                rules_source=facts.rules_source,
-                conntrack=facts.conntrack,
-                addresses=facts.addresses,
-                pod_cidr=facts.pod_cidr,
-                warnings=(*facts.warnings, *unread),
-            )
+            facts = replace(facts, warnings=(*facts.warnings, *unread))
         out[node] = facts
     return out

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tracer.errors import ClusterError, InputError
+from tracer.rundir import write_json_private
 
 SCHEMA = "pathtrace-health/v1"
 HEALTH_FILE = Path("cluster") / "health.json"
@@ -383,13 +384,7 @@ def health_from_json(data: Any, where: str = "cluster/health.json") -> HealthFac
 
 def save_health(run: str | os.PathLike[str], health: HealthFacts) -> Path:
     """Write RUN/cluster/health.json (owner-readable only, like the rest of the run)."""
-    path = Path(run) / HEALTH_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(health_to_json(health), f, indent=2)
-        f.write("\n")
-    return path
+    return write_json_private(Path(run) / HEALTH_FILE, health_to_json(health))
 
 
 def load_health(run: str | os.PathLike[str]) -> HealthFacts | None:

@@ -134,7 +134,16 @@ def _servers(api: ClusterReader, svc: Service, warnings: list[str]) -> list[PodT
             warnings.append(f"endpoint {ep.address} of {svc.namespace}/{svc.name} is not ready")
         if ep.pod is None:
             continue
-        out.append(api.get_pod(svc.namespace, ep.pod).target)
+        try:
+            out.append(api.get_pod(svc.namespace, ep.pod).target)
+        except ClusterError as e:
+            if getattr(e, "status", None) != 404:
+                raise
+            # The endpoint outlived its pod: kube-proxy still DNATs to it; its node is captured.
+            warnings.append(
+                f"endpoint {ep.address} of {svc.namespace}/{svc.name} names pod {ep.pod}, which"
+                " does not exist (a stale endpoint: packets sent to it go nowhere)"
+            )
     if not svc.endpoints:
         warnings.append(f"service {svc.namespace}/{svc.name} has no endpoints")
     return out
@@ -205,6 +214,7 @@ def resolve(
             warnings.append(f"cluster DNS not resolved, its lookup is not traced: {e}")
     node_ips = {n.name: n for n in api.list_nodes()}
     wanted = [p.node for p in (client, *servers, *ingress_pods) if p is not None and p.node]
+    wanted += [ep.node for svc in services for ep in svc.endpoints if ep.node]
     if uses_name:
         wanted += [p.node for p in dns_pods if p.node]
     nodes = tuple(node_ips[n] for n in dict.fromkeys(wanted) if n in node_ips)

@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from tracer.errors import LabError
+from tracer.lab.runner import process_alive
+from tracer.rundir import write_private
 
 Log = Callable[[str], None]
 
@@ -130,21 +132,6 @@ def find_api_pids() -> list[int]:
     return pids
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie (our own child not yet reaped) is as good as gone.
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat.rsplit(")", 1)[-1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 # ---------------------------------------------------------------------------------------------
 # The state record
 
@@ -159,7 +146,7 @@ def api_info() -> ApiInfo | None:
 def api_status() -> dict[str, Any]:
     """What `pathtrace lab status` shows: is an API running, where, with which kubeconfig."""
     info = api_info()
-    running = info is not None and _alive(info.pid) and _is_api_pid(info.pid)
+    running = info is not None and process_alive(info.pid) and _is_api_pid(info.pid)
     others = [p for p in find_api_pids() if info is None or p != info.pid]
     out: dict[str, Any] = {"running": running, "stray_pids": others}
     if info is not None:
@@ -186,16 +173,6 @@ def _record(info: ApiInfo | None, *, only_pid: int | None = None) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Serving
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)  # an existing file keeps its mode through O_CREAT
-    os.replace(tmp, path)
 
 
 @dataclass
@@ -238,7 +215,7 @@ def open_server(port: int = 0, kubeconfig_out: str | os.PathLike[str] | None = N
         ) from None
     out = Path(kubeconfig_out) if kubeconfig_out else default_kubeconfig()
     try:
-        _write_private(out, server.kubeconfig_path.read_text())
+        write_private(out, server.kubeconfig_path.read_text())
     except OSError as e:
         server.close()
         raise LabError(f"cannot write the kubeconfig {out}: {e.strerror or e}") from None
@@ -259,7 +236,7 @@ def run_api(
     """
     running = [p for p in find_api_pids() if p != os.getpid()]
     current = api_info()
-    if current is not None and current.pid != os.getpid() and _alive(current.pid):
+    if current is not None and current.pid != os.getpid() and process_alive(current.pid):
         running = sorted(set(running) | {current.pid})
     if running:
         raise LabError(
@@ -301,7 +278,7 @@ def start_api(
 
     require_up()
     current = api_info()
-    if current is not None and _alive(current.pid) and _is_api_pid(current.pid):
+    if current is not None and process_alive(current.pid) and _is_api_pid(current.pid):
         raise LabError(
             f"the lab API is already running (pid {current.pid}, kubeconfig {current.kubeconfig})",
             hint="`pathtrace lab down` removes the lab and its API",
@@ -346,7 +323,7 @@ def _end(pid: int, grace: float = STOP_GRACE_S) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not process_alive(pid):
             return
         time.sleep(0.05)
     try:
@@ -354,7 +331,7 @@ def _end(pid: int, grace: float = STOP_GRACE_S) -> None:
     except ProcessLookupError:
         return
     deadline = time.monotonic() + grace
-    while _alive(pid) and time.monotonic() < deadline:
+    while process_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from tracer.errors import LabError, MissingPrerequisiteError, UsageError
 from tracer.lab import kubeproxy as kp
-from tracer.lab.runner import Runner, SubprocessRunner
+from tracer.lab.runner import Runner, SubprocessRunner, process_alive
 from tracer.lab.scenarios import (
     INGRESS_HOST,
     SLOW_DELAY_S,
@@ -53,8 +53,9 @@ from tracer.lab.topology import (
     write_resolv,
     write_state,
 )
-from tracer.model import CapturePoint
-from tracer.rundir import Manifest
+from tracer.model import CapturePoint, Endpoint, Tuple5
+from tracer.rules.conntrack import parse_conntrack
+from tracer.rundir import Manifest, write_private
 from tracer.rundir import Service as RunService
 from tracer.rundir import ServiceEndpoint as RunEndpoint
 from tracer.rundir import ServicePort as RunPort
@@ -324,7 +325,7 @@ def status(runner: Runner | None = None) -> dict[str, Any]:
     namespaces = lab_namespaces(runner)
     procs = []
     for p in (state or {}).get("processes", []):
-        alive = _alive(int(p.get("pid", 0)))
+        alive = process_alive(int(p.get("pid", 0)))
         procs.append({**p, "alive": alive})
     if not namespaces and not state:
         condition = "down"
@@ -340,18 +341,6 @@ def status(runner: Runner | None = None) -> dict[str, Any]:
         "processes": procs,
         "created": (state or {}).get("created"),
     }
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def require_up() -> tuple[dict[str, Any], Topology]:
@@ -452,30 +441,23 @@ def stop_captures(caps: list[_Capture]) -> None:
 
 def parse_conntrack_entry(text: str, dst_ip: str, dport: int, proto: str) -> dict[str, Any] | None:
     """The first conntrack -L entry whose original tuple goes to dst_ip:dport (or None)."""
-    for line in text.splitlines():
-        words = line.split()
-        if not words or words[0] != proto:
-            continue
-        kv = [w.split("=", 1) for w in words if "=" in w]
-        tuples: list[dict[str, str]] = []
-        cur: dict[str, str] = {}
-        for k, v in kv:
-            if k in cur:
-                tuples.append(cur)
-                cur = {}
-            if k in ("src", "dst", "sport", "dport"):
-                cur[k] = v
-        tuples.append(cur)
-        if len(tuples) < 2:
-            continue
-        orig, reply = tuples[0], tuples[1]
-        if orig.get("dst") == dst_ip and orig.get("dport") == str(dport):
+
+    def words(t: Tuple5) -> dict[str, str]:
+        out = {"src": t.src.ip, "dst": t.dst.ip}
+        if t.src.port is not None:
+            out["sport"] = str(t.src.port)
+        if t.dst.port is not None:
+            out["dport"] = str(t.dst.port)
+        return out
+
+    for e in parse_conntrack(text).entries:
+        if e.proto == proto and e.original.dst == Endpoint(dst_ip, dport):
             return {
-                "line": line.strip(),
-                "original": orig,
-                "reply": reply,
-                "dnat_to": f"{reply.get('src')}:{reply.get('sport')}",
-                "snat_to": f"{reply.get('dst')}:{reply.get('dport')}",
+                "line": e.text,
+                "original": words(e.original),
+                "reply": words(e.reply),
+                "dnat_to": str(e.reply.src),
+                "snat_to": str(e.reply.dst),
             }
     return None
 
@@ -497,9 +479,7 @@ def _node_facts(runner: Runner, topo: Topology, run_dir: Path) -> dict[str, str]
             ).stdout,
         }
         for name, text in files.items():
-            fd = os.open(d / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                fh.write(text)
+            write_private(d / name, text)
     return conntrack
 
 

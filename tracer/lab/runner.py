@@ -6,9 +6,11 @@ calls subprocess directly, so the lab's command plans can be checked without roo
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Protocol
 
 from tracer.errors import LabError
@@ -79,3 +81,20 @@ class SubprocessRunner:
             stderr=stderr,
             start_new_session=True,
         )
+
+
+def process_alive(pid: int) -> bool:
+    """Is `pid` a running process? A zombie (a child not yet reaped) is as good as gone."""
+    if pid <= 0:
+        return False  # 0 and -1 would signal a whole process group, not one process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, and running
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False

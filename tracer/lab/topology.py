@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tracer.lab.runner import Runner
+from tracer.rundir import write_json_private
 
 PREFIX = "pt-"
 UNDERLAY_NS = "pt-underlay"
@@ -256,12 +257,7 @@ def state_path() -> Path:
 
 def write_state(state: dict[str, Any]) -> None:
     STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = state_path()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f, indent=2)
-    os.replace(tmp, path)
+    write_json_private(state_path(), state)
 
 
 def read_state() -> dict[str, Any] | None:

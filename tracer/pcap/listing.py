@@ -1,6 +1,7 @@
 """One record or one text line per frame of a `Frames`, for `pathtrace packets`.
 
-Pure: columns in, dicts/strings out, generated lazily in chunks so that a million-frame file
+Frames are numbered from 1, as Wireshark and `tcpdump -# -r` number them, under the name `frame`
+(the same number the path, explain and diagnose outputs give). Pure: columns in, dicts/strings out, generated lazily in chunks so that a million-frame file
 streams without one huge string. Never reads files or prints.
 """
 
@@ -28,7 +29,7 @@ _IP_LAYERS = ("ipv4", "ipv6")
 _CHUNK = 4096
 
 COLUMNS = (
-    ("#", 6, ">"),
+    ("frame", 6, ">"),
     ("time (UTC)", 30, "<"),
     ("iface", 10, "<"),
     ("dir", 3, "<"),
@@ -113,7 +114,7 @@ def records(
             src, dst = c["src"][k], c["dst"][k]
             direction = c["direction"][k]
             record: dict[str, Any] = {
-                "index": start + k,
+                "frame": start + k + 1,
                 "t_ns": t_ns or None,
                 "interface": interface_name(
                     frames, c["iface"][k], bool(stack) and stack[0] == "sll2", links
@@ -160,7 +161,7 @@ def table_line(r: Mapping[str, Any]) -> str:
     if "icmp_type" in r:
         proto = f"{proto}:{r['icmp_type']}/{r['icmp_code']}"
     values = (
-        r["index"],
+        r["frame"],
         format_time(r["t_ns"] or 0),
         r["interface"],
         r["direction"] or "-",

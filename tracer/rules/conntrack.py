@@ -57,6 +57,14 @@ class ConntrackTable:
     entries: tuple[ConntrackEntry, ...]
     warnings: tuple[str, ...] = ()
 
+    def by_original(self, original: Tuple5) -> ConntrackEntry | None:
+        """The entry whose original tuple is `original` (the packet as it left its sender)."""
+        return next((e for e in self.entries if e.original == original), None)
+
+    def by_reply(self, reply: Tuple5) -> ConntrackEntry | None:
+        """The entry whose reply tuple is `reply` (the reply as it arrives, before un-NAT)."""
+        return next((e for e in self.entries if e.reply == reply), None)
+
 
 class _BadLineError(ValueError):
     pass

@@ -11,7 +11,7 @@ Pure: data in, data out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from tracer.model import Endpoint
 from tracer.rules.iptables import IptablesRuleset, Option, Rule
@@ -22,9 +22,10 @@ from tracer.rules.model import (
     Packet,
     RuleHit,
     WalkResult,
+    WalkState,
     in_network,
 )
-from tracer.rules.result import assemble
+from tracer.rules.result import assemble, delivered
 
 MAX_DEPTH = 64
 MAX_BRANCHES = 5000
@@ -38,25 +39,8 @@ _NON_TERMINATING = frozenset(
 _HISTORY_STATES = frozenset({"ESTABLISHED", "RELATED", "INVALID", "UNTRACKED", "SNAT"})
 
 
-@dataclass(frozen=True)
-class _State:
-    prob: float
-    proto: str
-    src: str
-    sport: int | None
-    dst: str
-    dport: int | None
-    mark: int = 0
-    dnat: Endpoint | None = None
-    masq: bool = False
-    accepted: bool = False
-    hits: tuple[RuleHit, ...] = ()
-    notes: tuple[str, ...] = ()
-    ctstates: frozenset[str] = frozenset({"NEW"})
-
-
 # Outcome of running a chain on one state.
-_Outcome = tuple[_State, str]  # kind: return | accept | drop | reject | end
+_Outcome = tuple[WalkState, str]  # kind: return | accept | drop | reject | end
 
 
 def _parse_mark(text: str) -> tuple[int, int] | None:
@@ -130,7 +114,7 @@ class _Walker:
         return hit != o.negated
 
     # -- matches -------------------------------------------------------------------------
-    def match_probability(self, rule: Rule, st: _State) -> float:
+    def match_probability(self, rule: Rule, st: WalkState) -> float:
         """The probability that `rule` matches `st` (1 or 0, or P for a random match)."""
         p = 1.0
         for m in rule.matches:
@@ -147,7 +131,7 @@ class _Walker:
                     return 0.0
         return p
 
-    def _option(self, rule: Rule, module: str, o: Option, st: _State) -> float | None:
+    def _option(self, rule: Rule, module: str, o: Option, st: WalkState) -> float | None:
         b = self._bool_option(rule, module, o, st)
         if isinstance(b, float):
             return b
@@ -155,7 +139,9 @@ class _Walker:
             return None
         return 1.0 if b else 0.0
 
-    def _bool_option(self, rule: Rule, module: str, o: Option, st: _State) -> bool | float | None:
+    def _bool_option(
+        self, rule: Rule, module: str, o: Option, st: WalkState
+    ) -> bool | float | None:
         name = o.name
         neg = o.negated
         if name == "-s":
@@ -277,7 +263,7 @@ class _Walker:
         return None
 
     # -- chains --------------------------------------------------------------------------
-    def run_chain(self, table: str, chain: str, st: _State, depth: int = 0) -> list[_Outcome]:
+    def run_chain(self, table: str, chain: str, st: WalkState, depth: int = 0) -> list[_Outcome]:
         c = self.rs.chain(table, chain)
         if c is None:
             return [(st, "end")]
@@ -289,7 +275,7 @@ class _Walker:
         for rule in c.rules:
             if not active:
                 break
-            nxt: list[_State] = []
+            nxt: list[WalkState] = []
             for s in active:
                 p = self.match_probability(rule, s)
                 if p < 1.0:
@@ -312,13 +298,13 @@ class _Walker:
         done.extend((s, "end") for s in active)
         return done
 
-    def apply_target(self, rule: Rule, st: _State, depth: int) -> list[tuple[_State, str]]:
+    def apply_target(self, rule: Rule, st: WalkState, depth: int) -> list[tuple[WalkState, str]]:
         t = rule.target
         table = rule.table
         if t is None:
             return [(st, "continue")]
         if self.rs.chain(table, t) is not None and t not in ("ACCEPT", "DROP", "RETURN"):
-            out: list[tuple[_State, str]] = []
+            out: list[tuple[WalkState, str]] = []
             for ost, kind in self.run_chain(table, t, st, depth + 1):
                 if kind in ("return", "end"):
                     # A goto returns to the caller of this chain, a jump to the next rule here.
@@ -398,7 +384,7 @@ class _Walker:
         return mark
 
     def run_hook(
-        self, table: str, chain: str, st: _State, fallback: tuple[str, ...]
+        self, table: str, chain: str, st: WalkState, fallback: tuple[str, ...]
     ) -> list[_Outcome]:
         """Run a built-in chain; without one in the dump, run kube-proxy's chains in hook order."""
         c = self.rs.chain(table, chain)
@@ -478,40 +464,21 @@ def walk_iptables(
     """
     w = _Walker(ruleset, node, extra_local)
     w.warnings.extend(ruleset.warnings)
-    init = _State(
-        prob=1.0,
-        proto=packet.proto,
-        src=packet.src.ip,
-        sport=packet.src.port,
-        dst=packet.dst.ip,
-        dport=packet.dst.port,
-    )
+    init = WalkState.first(packet, "NEW")
     local = packet.entry == "local"
     if "nat" not in ruleset.tables:
         w.warn("the dump has no nat table: no DNAT or masquerade can be explained")
     pre = "OUTPUT" if local else "PREROUTING"
     nat_out = w.run_hook("nat", pre, init, ("KUBE-SERVICES",))
     branches: list[Branch] = []
-
-    def finish(s: _State, verdict: str) -> None:
-        branches.append(
-            Branch(
-                probability=s.prob,
-                verdict=verdict,
-                endpoint=s.dnat,
-                masquerade=s.masq,
-                rules=s.hits,
-            )
-        )
-
-    survivors: list[_State] = []
+    survivors: list[WalkState] = []
     for s, kind in nat_out:
         if kind in ("drop", "reject"):
-            finish(s, kind.upper())
+            branches.append(s.branch(kind.upper()))
         else:
             survivors.append(s)
     if post_dnat is not None:
-        expanded: list[_State] = []
+        expanded: list[WalkState] = []
         for s in survivors:
             for ep, weight in post_dnat:
                 expanded.append(
@@ -544,23 +511,13 @@ def walk_iptables(
             )
         for fs, kind in w.run_hook("filter", hook, s, fallback):
             if kind in ("drop", "reject"):
-                finish(fs, kind.upper())
-                continue
-            final = fs
-            if hook != "INPUT":
+                branches.append(fs.branch(kind.upper()))
+            elif hook == "INPUT":
+                branches.append(delivered(fs))
+            else:
                 w.phase = 2
                 post = w.run_hook("nat", "POSTROUTING", fs, ("KUBE-POSTROUTING",))
-                masq = [p for p, k in post if p.masq]
-                merged_hits: tuple[RuleHit, ...] = fs.hits
-                for p, _k in post:
-                    for h in p.hits:
-                        if h not in merged_hits:
-                            merged_hits = (*merged_hits, h)
-                final = replace(fs, masq=bool(masq), hits=merged_hits)
-            if final.dnat is not None:
-                finish(final, "DNAT")
-            else:
-                finish(final, "ACCEPT" if final.accepted else "NO-MATCH")
+                branches.append(delivered(fs, (p for p, _k in post)))
     service = None
     for b in branches:
         service = service or _service_of(b.rules)

@@ -89,6 +89,41 @@ class Branch:
 
 
 @dataclass(frozen=True)
+class WalkState:
+    """One way through the rules while it is walked: the packet as rewritten so far, its mark,
+    conntrack state words (iptables spells them NEW/DNAT, nftables new/dnat) and the rules hit."""
+
+    prob: float
+    proto: str
+    src: str
+    sport: int | None
+    dst: str
+    dport: int | None
+    ctstates: frozenset[str]
+    mark: int = 0
+    dnat: Endpoint | None = None
+    masq: bool = False
+    accepted: bool = False
+    hits: tuple[RuleHit, ...] = ()
+
+    @classmethod
+    def first(cls, packet: Packet, ctstate: str) -> WalkState:
+        """The packet before any hook: certain, unmarked, in conntrack state `ctstate`."""
+        return cls(
+            prob=1.0,
+            proto=packet.proto,
+            src=packet.src.ip,
+            sport=packet.src.port,
+            dst=packet.dst.ip,
+            dport=packet.dst.port,
+            ctstates=frozenset({ctstate}),
+        )
+
+    def branch(self, verdict: str) -> Branch:
+        return Branch(self.prob, verdict, self.dnat, self.masq, self.hits)
+
+
+@dataclass(frozen=True)
 class EndpointChoice:
     """An endpoint the packet can be DNATed to, with its overall probability."""
 

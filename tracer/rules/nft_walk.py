@@ -11,7 +11,7 @@ sets are never assumed to hold the client; they are noted. Pure: data in, data o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from tracer.model import Endpoint
 from tracer.rules.iptables_walk import parse_to_destination
@@ -21,6 +21,7 @@ from tracer.rules.model import (
     Packet,
     RuleHit,
     WalkResult,
+    WalkState,
     in_network,
     parse_ip,
     service_from_chain,
@@ -36,26 +37,10 @@ from tracer.rules.nft import (
     Selector,
     VmapStmt,
 )
-from tracer.rules.result import assemble
+from tracer.rules.result import assemble, delivered
 
 MAX_DEPTH = 64
 _PROTOS = {"6": "tcp", "17": "udp", "132": "sctp", "1": "icmp", "58": "ipv6-icmp"}
-
-
-@dataclass(frozen=True)
-class _State:
-    prob: float
-    proto: str
-    src: str
-    sport: int | None
-    dst: str
-    dport: int | None
-    mark: int = 0
-    dnat: Endpoint | None = None
-    masq: bool = False
-    accepted: bool = False
-    hits: tuple[RuleHit, ...] = ()
-    ctstates: frozenset[str] = frozenset({"new"})
 
 
 def endpoint_of_chain(name: str) -> str | None:
@@ -80,7 +65,7 @@ class _Walker:
             self.warnings.append(text)
 
     # -- values --------------------------------------------------------------------------
-    def _values(self, sel: Selector, st: _State) -> list[str] | None:
+    def _values(self, sel: Selector, st: WalkState) -> list[str] | None:
         out: list[str] = []
         for part in sel.parts:
             v: str | None
@@ -166,15 +151,15 @@ class _Walker:
 
     # -- rules ---------------------------------------------------------------------------
     def exec_rule(
-        self, table: NftTable, chain: NftChain, rule: NftRule, st: _State, depth: int
-    ) -> list[tuple[_State, str]]:
+        self, table: NftTable, chain: NftChain, rule: NftRule, st: WalkState, depth: int
+    ) -> list[tuple[WalkState, str]]:
         if rule.unknown:
             return [(st, "continue")]
         tname = f"{table.family} {table.name}"
         hit_comment = rule.comment
         recorded = False
 
-        def record(s: _State, comment: str | None = None) -> _State:
+        def record(s: WalkState, comment: str | None = None) -> WalkState:
             nonlocal recorded
             if recorded:
                 return s
@@ -187,10 +172,10 @@ class _Walker:
                 ),
             )
 
-        states: list[_State] = [st]
-        out: list[tuple[_State, str]] = []
+        states: list[WalkState] = [st]
+        out: list[tuple[WalkState, str]] = []
         for stmt in rule.statements:
-            nxt: list[_State] = []
+            nxt: list[WalkState] = []
             for s in states:
                 if isinstance(stmt, MatchStmt):
                     m = self._match(table, chain, rule, stmt, s)
@@ -227,7 +212,7 @@ class _Walker:
         return out
 
     def _match(
-        self, table: NftTable, chain: NftChain, rule: NftRule, m: MatchStmt, st: _State
+        self, table: NftTable, chain: NftChain, rule: NftRule, m: MatchStmt, st: WalkState
     ) -> bool:
         values = self._values(m.lhs, st)
         if values is None:
@@ -262,8 +247,8 @@ class _Walker:
         return found != (m.op == "!=")
 
     def _vmap(
-        self, table: NftTable, rule: NftRule, v: VmapStmt, st: _State
-    ) -> list[tuple[_State, tuple[str, ...] | None, str | None]]:
+        self, table: NftTable, rule: NftRule, v: VmapStmt, st: WalkState
+    ) -> list[tuple[WalkState, tuple[str, ...] | None, str | None]]:
         elements: tuple[Element, ...] | None
         if v.map_ref is not None:
             elements = self._set(table, v.map_ref)
@@ -277,7 +262,7 @@ class _Walker:
             picks = [e for e in elements if e.key and e.key[0].isdigit() and int(e.key[0]) < mod]
             if not picks:
                 return [(st, None, None)]
-            out: list[tuple[_State, tuple[str, ...] | None, str | None]] = []
+            out: list[tuple[WalkState, tuple[str, ...] | None, str | None]] = []
             covered = 0.0
             for e in picks:
                 out.append((replace(st, prob=st.prob / mod), e.verdict, e.comment))
@@ -297,8 +282,8 @@ class _Walker:
         return [(st, None, None)]
 
     def _verdict(
-        self, table: NftTable, verdict: tuple[str, ...], st: _State, depth: int
-    ) -> list[tuple[_State, str]]:
+        self, table: NftTable, verdict: tuple[str, ...], st: WalkState, depth: int
+    ) -> list[tuple[WalkState, str]]:
         kind = verdict[0] if verdict else ""
         if kind in ("goto", "jump") and len(verdict) > 1:
             return self._call(table, kind, verdict[1], st, depth)
@@ -308,13 +293,13 @@ class _Walker:
         return [(st, "continue")]
 
     def _call(
-        self, table: NftTable, kind: str, target: str, st: _State, depth: int
-    ) -> list[tuple[_State, str]]:
+        self, table: NftTable, kind: str, target: str, st: WalkState, depth: int
+    ) -> list[tuple[WalkState, str]]:
         chain = table.chains.get(target)
         if chain is None:
             self.warn(f"chain {target} is not in the dump; assumed to return")
             return [(st, "continue")]
-        out: list[tuple[_State, str]] = []
+        out: list[tuple[WalkState, str]] = []
         for ns, k in self.run_chain(table, chain, st, depth + 1):
             if k in ("return", "end"):
                 out.append((ns, "return" if kind == "goto" else "continue"))
@@ -323,8 +308,14 @@ class _Walker:
         return out
 
     def _action(
-        self, table: NftTable, chain: NftChain, rule: NftRule, a: ActionStmt, st: _State, depth: int
-    ) -> list[tuple[_State, str]]:
+        self,
+        table: NftTable,
+        chain: NftChain,
+        rule: NftRule,
+        a: ActionStmt,
+        st: WalkState,
+        depth: int,
+    ) -> list[tuple[WalkState, str]]:
         k = a.kind
         if k in ("jump", "goto"):
             return self._call(table, k, a.args[0], st, depth)
@@ -367,17 +358,17 @@ class _Walker:
         return [(st, "next-statement")]  # update, log: no effect on the path
 
     def run_chain(
-        self, table: NftTable, chain: NftChain, st: _State, depth: int = 0
-    ) -> list[tuple[_State, str]]:
+        self, table: NftTable, chain: NftChain, st: WalkState, depth: int = 0
+    ) -> list[tuple[WalkState, str]]:
         if depth > MAX_DEPTH:
             self.warn(f"chain {chain.name}: jumps nest deeper than {MAX_DEPTH} (a loop?); stopped")
             return [(st, "drop")]
         active = [st]
-        done: list[tuple[_State, str]] = []
+        done: list[tuple[WalkState, str]] = []
         for rule in chain.rules:
             if not active:
                 break
-            nxt: list[_State] = []
+            nxt: list[WalkState] = []
             for s in active:
                 for ns, kind in self.exec_rule(table, chain, rule, s, depth):
                     if kind == "continue":
@@ -388,7 +379,7 @@ class _Walker:
         done.extend((s, "end") for s in active)
         return done
 
-    def run_hook(self, hook: str, st: _State) -> list[tuple[_State, str]]:
+    def run_hook(self, hook: str, st: WalkState) -> list[tuple[WalkState, str]]:
         """Every base chain of `hook` (ip and inet tables) in priority order."""
         chains: list[tuple[int, NftTable, NftChain]] = []
         for t in self.rs.tables:
@@ -398,9 +389,9 @@ class _Walker:
                 if c.hook == hook:
                     chains.append((c.priority if c.priority is not None else 0, t, c))
         chains.sort(key=lambda x: x[0])
-        states: list[tuple[_State, str]] = [(st, "end")]
+        states: list[tuple[WalkState, str]] = [(st, "end")]
         for _prio, t, c in chains:
-            nxt: list[tuple[_State, str]] = []
+            nxt: list[tuple[WalkState, str]] = []
             for s, kind in states:
                 if kind in ("drop", "reject"):
                     nxt.append((s, kind))
@@ -428,47 +419,27 @@ def walk_nft(ruleset: NftRuleset, packet: Packet, node: Node) -> WalkResult:
     w = _Walker(ruleset, node)
     if ruleset.table("ip", "kube-proxy") is None and ruleset.table("ip6", "kube-proxy") is None:
         w.warn("no table ip kube-proxy in the ruleset: this is not kube-proxy's nftables mode")
-    init = _State(
-        prob=1.0,
-        proto=packet.proto,
-        src=packet.src.ip,
-        sport=packet.src.port,
-        dst=packet.dst.ip,
-        dport=packet.dst.port,
-    )
+    init = WalkState.first(packet, "new")
     local = packet.entry == "local"
     branches: list[Branch] = []
-
-    def finish(s: _State, verdict: str) -> None:
-        branches.append(Branch(s.prob, verdict, s.dnat, s.masq, s.hits))
-
     first = w.run_hook("output" if local else "prerouting", init)
     for s, kind in first:
         if kind in ("drop", "reject"):
-            finish(s, kind.upper())
+            branches.append(s.branch(kind.upper()))
             continue
         # For a local packet the output hook (nat-output, then filter-output) has already run.
         hook = "output" if local else ("input" if node.is_local(s.dst) else "forward")
         w.phase = 1
-        outs: list[tuple[_State, str]] = [(s, "end")] if local else w.run_hook(hook, s)
+        outs: list[tuple[WalkState, str]] = [(s, "end")] if local else w.run_hook(hook, s)
         for fs, k in outs:
             if k in ("drop", "reject"):
-                finish(fs, k.upper())
-                continue
-            final = fs
-            if hook != "input":
+                branches.append(fs.branch(k.upper()))
+            elif hook == "input":
+                branches.append(delivered(fs))
+            else:
                 w.phase = 2
                 post = w.run_hook("postrouting", fs)
-                hits = fs.hits
-                for p, _k in post:
-                    for ph in p.hits:
-                        if ph not in hits:
-                            hits = (*hits, ph)
-                final = replace(fs, masq=any(p.masq for p, _ in post), hits=hits)
-            if final.dnat is not None:
-                finish(final, "DNAT")
-            else:
-                finish(final, "ACCEPT" if final.accepted else "NO-MATCH")
+                branches.append(delivered(fs, (p for p, _k in post)))
     service = None
     for b in branches:
         for h in b.rules:

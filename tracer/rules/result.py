@@ -8,9 +8,11 @@ itself) becomes a warning. Pure.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import replace
 from fractions import Fraction
 
-from tracer.rules.model import Branch, EndpointChoice, Packet, RuleHit, WalkResult
+from tracer.rules.model import Branch, EndpointChoice, Packet, RuleHit, WalkResult, WalkState
 
 
 def fraction_text(p: float) -> str:
@@ -19,6 +21,24 @@ def fraction_text(p: float) -> str:
     if abs(float(f) - p) < 1e-6:
         return "1" if f == 1 else f"{f.numerator}/{f.denominator}"
     return f"{p:.3f}"
+
+
+def delivered(st: WalkState, postrouting: Iterable[WalkState] | None = None) -> Branch:
+    """The branch of a packet the filter hook let through: after nat POSTROUTING (None for a
+    packet delivered locally, which never reaches it) it is masqueraded when any way through
+    POSTROUTING masquerades, and those rules join its own; then DNAT, ACCEPT or NO-MATCH."""
+    if postrouting is not None:
+        hits = st.hits
+        masq = False
+        for p in postrouting:
+            masq = masq or p.masq
+            for h in p.hits:
+                if h not in hits:
+                    hits = (*hits, h)
+        st = replace(st, masq=masq, hits=hits)
+    if st.dnat is not None:
+        return st.branch("DNAT")
+    return st.branch("ACCEPT" if st.accepted else "NO-MATCH")
 
 
 def assemble(
