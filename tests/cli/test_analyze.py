@@ -578,3 +578,120 @@ def test_help_has_an_example_for_each_output_option(capsys: pytest.CaptureFixtur
         "--verbose",
     ):
         assert example in out, example
+
+
+# --- a request through an L7 proxy (nginx ingress) is one path --------------------------------
+
+EXTERNAL_CLIENT = "192.168.50.100"  # the lab's external client (pcaps/README.md, lab config)
+
+
+def _final_backend(lab: dict[str, Any]) -> str:
+    """The pod the lab's proxy sent the request to: the last hop its notes name for the second
+    leg ("second leg: nginx -> SERVICE -> POD"), else the run's backend."""
+    for note in lab["notes"]:
+        if note.startswith("second leg:"):
+            return str(note.split("->")[-1].strip())
+    return str(lab["backend"])
+
+
+@needs_correlator
+@pytest.mark.parametrize("scenario", ["ingress", "ingress-hostnet"])
+def test_proxied_request_is_one_path_in_the_table(
+    capsys: pytest.CaptureFixture[str], scenario: str
+) -> None:
+    lab = _lab(scenario)
+    backend = _final_backend(lab)
+    code, out, err = run(capsys, str(PCAPS / scenario))
+    assert code == 0, err
+    head = out.splitlines()[0]
+    # One request: from the external client, to the backend behind the proxy.
+    assert f"{EXTERNAL_CLIENT}:" in head.split("→")[0]
+    assert f"(backend {backend})" in head
+    if lab["frontend"].startswith("192.168.50."):
+        assert f"→ {lab['frontend']}" in head
+    fwd = out.split("Forward path", 1)[1].split("Return path", 1)[0]
+    rev = out.split("Return path", 1)[1].split("\nL7 proxy (", 1)[0]
+    # The sections follow the request and its response, not the two handshakes.
+    assert "first data packet" in fwd.splitlines()[0]
+    assert "(SYN)" not in out and "(SYN-ACK)" not in out
+    hop_lines = [line for line in fwd.splitlines() if line.strip()[:1].isdigit()]
+    rows = [line.split() for line in hop_lines]
+    # The path starts at the client and ends at the backend pod, crossing the proxy once.
+    assert rows[0][1] == lab["expected_path"][0]
+    assert rows[-1][1] == lab["expected_path"][-1] and backend in hop_lines[-1]
+    proxy_rows = [r for r in rows if r[4] == "proxy"]
+    assert len(proxy_rows) == 1 and proxy_rows[0][1] in lab["expected_path"]
+    assert "L7 proxy: #" in fwd and "L7 proxy: #" in rev
+    # The proxy section: confidence and why, and the proxy's own time also in the latency.
+    section = out.split("\nL7 proxy (", 1)[1].split("\nLatency", 1)[0]
+    assert "confidence high" in section and "why: same request GET /" in section
+    latency = out.split("\nLatency", 1)[1].split("\n\n", 1)[0]
+    proxy_line = next(line for line in latency.splitlines() if line.split()[:1] == ["proxy"])
+    assert float(proxy_line.split()[1]) > 0
+    # Every DNAT the lab configured shows in the rule evidence, on its node.
+    evidence = out.split("Rule evidence", 1)[1]
+    for x in lab["expected_translations"]:
+        if x["kind"] == "DNAT":
+            assert f"on {x['node']}: DNAT {x['from']} → {x['to']}" in evidence
+
+
+@needs_correlator
+@pytest.mark.parametrize("scenario", ["ingress", "ingress-hostnet"])
+def test_proxied_request_json_has_stitches_kinds_and_proxy_time(
+    capsys: pytest.CaptureFixture[str], scenario: str
+) -> None:
+    lab = _lab(scenario)
+    code, out, err = run(capsys, str(PCAPS / scenario), "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    check_path_document(doc)
+    assert doc["request"]["client"].startswith(f"{EXTERNAL_CLIENT}:")
+    assert doc["request"]["backend"] == _final_backend(lab)
+    (st,) = doc["stitches"]
+    assert set(st) >= {"client_leg", "server_leg", "proxy", "confidence", "reasons", "proxy_ns"}
+    assert st["confidence"] == "high" and st["proxy"] in lab["expected_path"]
+    kinds = [h["kind"] for h in doc["forward"]]
+    assert kinds.count("proxy") == 1 and set(kinds) == {"packet", "proxy"}
+    assert doc["latency"]["proxy_ns"] == st["proxy_ns"] > 0
+    # The proxy's time is part of the client's total, never more than it.
+    assert doc["latency"]["proxy_ns"] < doc["latency"]["total_ns"]
+    assert doc["forward"][0]["point"] == lab["expected_path"][0]
+    assert doc["forward"][-1]["point"] == lab["expected_path"][-1]
+    assert doc["reverse"][-1]["point"] == lab["expected_path"][0]
+
+
+@needs_correlator
+def test_proxied_request_mermaid_and_pcapng_hold_both_legs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run(capsys, str(PCAPS / "ingress"), "--format", "mermaid")
+    assert code == 0, err
+    assert "via an L7 proxy" in out
+    assert "L7 proxy ingress: request of connection 1 sent on as connection 2" in out
+    merged = tmp_path / "m.pcapng"
+    code, _, err = run(capsys, str(PCAPS / "ingress"), "--pcapng", str(merged))
+    assert code == 0, err
+    assert "request #1 + #2" in err
+    data = merged.read_bytes()
+    assert b"connection #1 " in data and b"connection #2 " in data
+    assert b"the L7 proxy sends the request on" in data
+
+
+@needs_correlator
+def test_rule_evidence_is_compact_unless_verbose(capsys: pytest.CaptureFixture[str]) -> None:
+    lab = _lab("clusterip-remote")
+    (dnat,) = lab["expected_translations"]
+    _, out, _ = run(capsys, str(PCAPS / "clusterip-remote"))
+    _, verbose, _ = run(capsys, str(PCAPS / "clusterip-remote"), "--verbose")
+    compact_ev = out.split("Rule evidence", 1)[1]
+    full_ev = verbose.split("Rule evidence", 1)[1]
+    for ev in (compact_ev, full_ev):
+        # The decisive rules and the conntrack line are always there.
+        assert _sep_chain("clusterip-remote", "node1", dnat["to"]) in ev
+        assert "-j DNAT --to-destination " + dnat["to"] in ev
+        assert f"conntrack: {lab['conntrack']['line']}" in ev
+        assert "kubernetes service portals" in full_ev
+    # The jumps that decide nothing only with --verbose.
+    assert "[filter FORWARD]" in full_ev and "[filter FORWARD]" not in compact_ev
+    assert "-j KUBE-SERVICES" in full_ev and "-j KUBE-SERVICES" not in compact_ev
+    assert "--verbose shows every rule walked" in out

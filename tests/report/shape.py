@@ -28,6 +28,7 @@ def check_hop(h: Any, where: str) -> None:
     for key in ("src", "dst"):
         assert isinstance(h[key], str) and ENDPOINT.match(h[key]), f"{where}.{key}={h[key]!r}"
     assert h["ttl"] is None or _is_int(h["ttl"]), f"{where}.ttl"
+    assert h.get("kind", "packet") in ("packet", "proxy"), f"{where}.kind"
     tr = h["translation"]
     if tr is not None:
         assert tr["kind"] in KINDS, f"{where}.translation.kind"
@@ -62,5 +63,23 @@ def check_path_document(doc: Any) -> None:
         assert isinstance(c["node"], str) and isinstance(c["reference"], str), f"clocks[{i}]"
         for key in ("offset_ns", "error_bound_ns", "samples"):
             assert _is_int(c[key]), f"clocks[{i}].{key}"
+    assert lat.get("proxy_ns") is None or _is_int(lat["proxy_ns"]), "latency.proxy_ns"
+    for i, st in enumerate(doc.get("stitches", [])):
+        check_stitch(st, doc, f"stitches[{i}]")
     assert isinstance(doc["warnings"], list)
     assert all(isinstance(w, str) for w in doc["warnings"])
+
+
+def check_stitch(st: Any, doc: Any, where: str) -> None:
+    """One L7 proxy stitch: the two connections, the proxy, how sure, and its own time."""
+    assert _is_int(st["client_leg"]) and _is_int(st["server_leg"]), where
+    assert st["client_leg"] != st["server_leg"], where
+    assert isinstance(st["proxy"], str), f"{where}.proxy"
+    assert st["confidence"] in ("high", "medium", "low"), f"{where}.confidence"
+    assert st["reasons"] and all(isinstance(r, str) for r in st["reasons"]), f"{where}.reasons"
+    assert st["proxy_ns"] is None or (_is_int(st["proxy_ns"]) and st["proxy_ns"] >= 0), where
+    for side, key in (("forward", "forward_hop"), ("reverse", "reverse_hop")):
+        i = st[key]
+        if i is not None:
+            assert doc[side][i]["kind"] == "proxy", f"{where}.{key}"
+            assert doc[side][i]["point"] == st["proxy"], f"{where}.{key}"

@@ -38,7 +38,10 @@ def test_contract_names_and_values() -> None:
         "dns",
         "evidence",
         "notes",
+        "stitches",
     ]
+    assert doc["stitches"] == [] and doc["latency"]["proxy_ns"] is None
+    assert {h["kind"] for h in doc["forward"] + doc["reverse"]} == {"packet"}
     assert doc["request"] == {
         "index": 0,
         "protocol": "tcp",

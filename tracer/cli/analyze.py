@@ -50,7 +50,8 @@ Examples:
   pathtrace analyze runs/x --diagram path.svg        a ladder diagram (.png needs rsvg-convert)
   pathtrace analyze runs/x --pcapng merged.pcapng    the request's packets from every point on
                                                      one clock, commented, for Wireshark
-  pathtrace analyze runs/x --verbose                 also the notes about the captures
+  pathtrace analyze runs/x --verbose                 also every rule walked and the notes
+                                                     about the captures
   pathtrace analyze --point {POINT_EXAMPLE} \\
                     --point node:node-a@node-a=node-a.pcap \\
                     --point server:web-0@node-b=server.pcap
@@ -58,7 +59,13 @@ Examples:
 The report shows the DNS lookup that gave the client its destination (when the captures hold
 it), the forward and return path with every rewrite, the latency, and, when the run directory
 holds node facts (RUN/nodes/<node>/iptables-save.txt, nft.txt, ipvsadm.txt, conntrack.txt),
-the kube-proxy rules and the conntrack entry behind each rewrite.
+the kube-proxy rules and the conntrack entry behind each rewrite (the deciding rules; every rule
+walked with --verbose).
+
+A request that crossed an L7 proxy (an Ingress controller, a sidecar) is traced as one request
+from the client to the backend: the proxy's connections are joined by the HTTP request they carry
+and by time, the report follows the request's first data packet and its response through every
+connection, marks the proxy's own hop and time, and says how sure the join is.
 
 By default the request seen at the most capture points is traced (the earliest of them); choose
 another with --request N (its number in --list) or --match SPEC.
@@ -181,7 +188,10 @@ def _write_file(text: str, where: str, what: str) -> None:
     help="Also write the request's packets from every point into one commented pcapng.",
 )
 @click.option(
-    "-v", "--verbose", is_flag=True, help="Also show informational notes about the captures."
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Show every rule walked, and informational notes about the captures.",
 )
 def command(
     run: str | None,
@@ -217,12 +227,7 @@ def command(
     loaded = _load(run, points, links)
     # Imported after the inputs are known good, so that a bad spec or file is reported even
     # where the heavier modules are missing or slow to import.
-    from tracer.correlate import (
-        PointFrames,
-        build_path,
-        correlate,
-        select,
-    )
+    from tracer.correlate import PointFrames, correlate, select
     from tracer.report.json import render_list_json
     from tracer.report.listing import render_list
     from tracer.summary import summarize_all
@@ -251,8 +256,12 @@ def command(
         return
 
     connection = select(correlation, index=request_index, match=match)
-    path = build_path(correlation, connection)
-    summary, lookup = _summary_and_dns(correlation, connection, loaded, path.request.summary)
+    path = _path(correlation, connection, loaded)
+    # A proxied request is the client's: its summary and DNS lookup are those of the first leg.
+    client_conn = (
+        correlation.connection(path.stitches[0].client_leg) if path.stitches else connection
+    )
+    summary, lookup = _summary_and_dns(correlation, client_conn, loaded, path.request.summary)
     facts, evidence = _evidence(loaded, path)
     path = replace(
         path,
@@ -271,9 +280,13 @@ def command(
         text = render_mermaid(path)
     else:
         from tracer.explain.evidence import render_evidence
+        from tracer.report.evidence import render_evidence_compact
         from tracer.report.table import render_table
 
-        ev_text = render_evidence(path, evidence) if evidence is not None else ""
+        ev_text = ""
+        if evidence is not None:
+            render = render_evidence if verbose else render_evidence_compact
+            ev_text = render(path, evidence)
         text = render_table(path, dns=lookup, evidence=ev_text, verbose=verbose)
     _write(text, output)
     if diagram is not None:
@@ -281,13 +294,38 @@ def command(
     if pcapng_out is not None:
         from tracer.report.pcapng import write_merged_pcapng
 
-        n = write_merged_pcapng(pcapng_out, loaded.points, connection, path)
+        legs = _legs(correlation, connection, path)
+        n = write_merged_pcapng(pcapng_out, loaded.points, legs, path)
         where = len({h.point for h in (*path.forward, *path.reverse)})
+        which = " + ".join(f"#{c.index}" for c in legs)
         click.echo(
-            f"wrote {pcapng_out}: {n} packets of request #{connection.index}"
-            f" from {where} capture points",
+            f"wrote {pcapng_out}: {n} packets of request {which} from {where} capture points",
             err=True,
         )
+
+
+def _path(correlation: Correlation, connection: Connection, loaded: LoadedRun) -> Path:
+    """The request's path, stitched across any L7 proxy its HTTP request crossed."""
+    from tracer.correlate import build_path, l7_requests
+    from tracer.summary import PayloadReader
+
+    frames = loaded.frames
+
+    def payload(point: str, frame: int) -> bytes:
+        fr = frames.get(point)
+        return reader.read(fr, frame) if fr is not None else b""
+
+    with PayloadReader() as reader:
+        l7 = l7_requests(correlation, connection, payload)
+    return build_path(correlation, connection, l7=l7)
+
+
+def _legs(correlation: Correlation, connection: Connection, path: Path) -> list[Connection]:
+    """Every connection the path crosses (one unless an L7 proxy joined several)."""
+    if not path.stitches:
+        return [connection]
+    chain = [path.stitches[0].client_leg, *(s.server_leg for s in path.stitches)]
+    return [connection if k == connection.index else correlation.connection(k) for k in chain]
 
 
 def _check_diagram(diagram: str) -> None:
@@ -335,12 +373,12 @@ def _evidence(loaded: LoadedRun, path: Path) -> tuple[tuple[str, ...], PathEvide
     """(warnings, evidence) from the run's node facts; evidence None without any facts."""
     if loaded.run_dir is None:
         return (), None
-    from tracer.explain.evidence import collect_evidence
     from tracer.explain.facts import read_node_facts
+    from tracer.explain.run import path_evidence
 
     nodes = {p.point.node for p in loaded.points if p.point.node}
     facts = read_node_facts(loaded.run_dir, nodes)
     if not facts:
         return (), None
     warnings = tuple(w for f in facts.values() for w in f.warnings)
-    return warnings, collect_evidence(path, facts)
+    return warnings, path_evidence(path, facts)

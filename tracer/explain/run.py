@@ -1,22 +1,24 @@
 """The edge of `pathtrace explain RUN`: read a run directory into a `StoryInput`.
 
 Reads the captures (through `tracer.inputs.load_run`), correlates them, builds a path for every
-connection, reads the few DNS payload bytes each lookup needs and the nodes' facts, and collects
-the rule evidence. Everything it hands on is data; the story itself is told by
-`tracer.explain.story`. It prints nothing.
+connection, reads the few DNS payload bytes each lookup needs (and the HTTP request lines that
+join the legs of a proxied request) and the nodes' facts, and collects the rule evidence.
+Everything it hands on is data; the story itself is told by `tracer.explain.story`. It prints
+nothing. `path_evidence` is the one pure helper here, shared with `pathtrace analyze`.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 
-from tracer.correlate import PointFrames, build_path, correlate
+from tracer.correlate import Correlation, PointFrames, build_path, correlate, l7_requests, stitch
 from tracer.errors import NothingMatchedError
-from tracer.explain.evidence import collect_evidence
+from tracer.explain.evidence import Finding, PathEvidence, RewriteEvidence, collect_evidence
 from tracer.explain.facts import NodeFacts, read_node_facts
-from tracer.explain.story import DNS_PORTS, DnsExchange, Leg, StoryInput, tidy_path
-from tracer.model import Connection
+from tracer.explain.story import DNS_PORTS, DnsExchange, Leg, StoryInput
+from tracer.model import Connection, Path, Stitch
 from tracer.pcap.columns import Frames
 from tracer.summary import DnsMessage, PayloadReader, dns_message, summarize_connection
 
@@ -69,6 +71,42 @@ def dns_exchanges(
     return tuple(out)
 
 
+def path_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence:
+    """The rule evidence of a path; a stitched path's legs are walked one at a time.
+
+    Each leg of a proxied request is its own connection with its own first packet (a
+    host-network proxy's connection is rewritten in nat OUTPUT before any capture sees it), so
+    the evidence is collected per leg and its hop numbers placed back on the whole path.
+    """
+    from tracer.report.stitched import leg_paths
+
+    legs = leg_paths(path)
+    if len(legs) == 1:
+        return collect_evidence(_unanswered(path), facts)
+    rewrites: list[RewriteEvidence] = []
+    findings: list[Finding] = []
+    for leg in legs:
+        ev = collect_evidence(_unanswered(leg.path), facts)
+        for r in ev.rewrites:
+            off = leg.forward_offset if r.direction == "forward" else leg.reverse_offset
+            rewrites.append(replace(r, hop=r.hop + off))
+        findings.extend(f for f in ev.findings if f not in findings)
+    order = {"forward": 0, "reverse": 1}
+    rewrites.sort(key=lambda r: (order[r.direction], r.hop))
+    return PathEvidence(tuple(rewrites), tuple(findings))
+
+
+def _unanswered(path: Path) -> Path:
+    """The path as the rules see it: an ICMP error that came back instead of a reply (the
+    correlator shows it as the way back) leaves the request unanswered, and the rules are
+    walked to say which one stopped it."""
+    rev = path.reverse
+    request_proto = path.forward[0].tuple5.proto if path.forward else ""
+    if rev and rev[0].tuple5.proto.startswith("icmp") and not request_proto.startswith("icmp"):
+        return replace(path, reverse=())
+    return path
+
+
 def load_story_input(run_dir: str | os.PathLike[str]) -> StoryInput:
     """Read and correlate a run directory; NothingMatchedError when no connection is found."""
     from tracer.inputs import load_run
@@ -90,18 +128,18 @@ def load_story_input(run_dir: str | os.PathLike[str]) -> StoryInput:
     with PayloadReader() as reader:
         for i in range(min(len(correlation), MAX_LEGS)):
             conn = correlation.connection(i)
-            dns = conn.client.dst.port in DNS_PORTS
-            path = tidy_path(build_path(correlation, conn), dns=dns)
+            path = build_path(correlation, conn)
             summary = summarize_connection(conn, frames, reader)
             legs.append(
                 Leg(
                     connection=conn,
                     path=path,
-                    evidence=collect_evidence(path, facts),
+                    evidence=path_evidence(path, facts),
                     summary=summary,
                     dns=dns_exchanges(conn, frames, reader),
                 )
             )
+        stitches = _stitches(correlation, legs, frames, reader)
     warnings = list(dict.fromkeys([*loaded.warnings, *correlation.warnings]))
     for f in facts.values():
         warnings.extend(f.warnings)
@@ -114,4 +152,25 @@ def load_story_input(run_dir: str | os.PathLike[str]) -> StoryInput:
         facts=facts,
         request=dict(manifest.request) if manifest else {},
         warnings=tuple(warnings),
+        stitches=stitches,
     )
+
+
+def _stitches(
+    correlation: Correlation,
+    legs: list[Leg],
+    frames: Mapping[str, Frames],
+    reader: PayloadReader,
+) -> tuple[Stitch, ...]:
+    """The L7 proxies the run's first application request crossed (() when none)."""
+    app = [leg for leg in legs if not leg.is_dns and leg.connection.protocol == "tcp"]
+    if not app:
+        return ()
+    first = min(app, key=lambda leg: leg.connection.start_ns).connection
+
+    def payload(point: str, frame: int) -> bytes:
+        fr = frames.get(point)
+        return reader.read(fr, frame) if fr is not None else b""
+
+    l7 = l7_requests(correlation, first, payload)
+    return stitch(correlation, first, l7)[1]

@@ -26,6 +26,7 @@ from tracer.model import (
     Journey,
     Observation,
     Path,
+    Stitch,
 )
 from tracer.rules.result import fraction_text
 from tracer.rundir import Service
@@ -73,6 +74,8 @@ class StoryInput:
     facts: Mapping[str, NodeFacts] = field(default_factory=dict)
     request: Mapping[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    # The L7 proxies the first request crossed, joining its connections (client first).
+    stitches: tuple[Stitch, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,20 +92,6 @@ class Story:
     steps: tuple[Step, ...]
     outcome: str
     warnings: tuple[str, ...] = ()
-
-
-# --- the path as a story tells it ----------------------------------------------------------
-
-
-def tidy_path(path: Path, *, dns: bool) -> Path:
-    """The path as the story tells it: the correlator's path, unchanged.
-
-    The correlator orders hops causally and keeps every real sighting (a point on a shared
-    underlay bridge is a hop where the packet crossed it), so there is nothing left to tidy.
-    Kept only so that callers need not change; `dns` is ignored.
-    """
-    del dns
-    return path
 
 
 # --- small helpers -------------------------------------------------------------------------------
@@ -146,6 +135,14 @@ def _observation(conn: Connection, hop: Hop) -> Observation | None:
             if o.point == hop.point and o.frame == hop.frame:
                 return o
     return None
+
+
+def _answered(leg: Leg) -> bool:
+    """Did the request get a reply? An ICMP error that quotes it is its way back, not a reply."""
+    rev = leg.path.reverse
+    if not rev:
+        return False
+    return leg.is_icmp or not rev[0].tuple5.proto.startswith("icmp")
 
 
 def _retransmissions(conn: Connection) -> int:
@@ -282,7 +279,7 @@ def _transit_step(leg: Leg, start: int) -> Step | None:
     if len(nodes) > 1:
         how = "over the VXLAN overlay (UDP 8472)" if vxlan else "routed"
         title = f"{nodes[0]} → {nodes[-1]} {how}"
-    elif nodes and rest[-1].role == "node" and leg.path.reverse:
+    elif nodes and rest[-1].role == "node" and _answered(leg):
         title = f"{nodes[0]} takes it itself: a process in the node's own network listens on {rest[-1].tuple5.dst}"
     elif nodes:
         title = f"{nodes[0]} forwards it to the pod's interface"
@@ -310,9 +307,41 @@ def _arrival_step(leg: Leg) -> Step | None:
     )
 
 
-def _reply_step(leg: Leg) -> Step | None:
+def _handover_step(leg: Leg, st: Stitch | None) -> Step:
+    """The L7 proxy ends the client's connection and sends the same request on a new one."""
+    src = leg.path.forward[0].point if leg.path.forward else "the controller"
+    local = bool(leg.evidence.rewrites) and leg.evidence.rewrites[0].entry == "local"
+    how = (
+        "hostNetwork controller: it connects from the node's own address"
+        if local
+        else "the controller connects from its pod address"
+    )
+    if st is None:
+        return Step(
+            "The controller opens a new connection to the backend",
+            (
+                f"the client's connection ends at the controller; {src} sends"
+                f" {leg.connection.client}",
+                how,
+                "(joined to the client's connection by time and address only)",
+            ),
+        )
+    lines = [
+        f"the client's connection #{st.client_leg} ends at {st.proxy}; it sends the same request"
+        f" on as connection #{st.server_leg}: {leg.connection.client}",
+        how,
+        f"one request across both connections, confidence {st.confidence}: {'; '.join(st.reasons)}",
+    ]
+    if st.proxy_ns is not None:
+        lines.append(
+            f"time inside the proxy: {_ms(st.proxy_ns)} (request in to out + response in to out)"
+        )
+    return Step(f"The L7 proxy {st.proxy} hands the request on to the backend", tuple(lines))
+
+
+def _reply_step(leg: Leg, title: str = "The reply goes back the same way") -> Step | None:
     rev = leg.path.reverse
-    if not rev:
+    if not rev or not _answered(leg):
         return None
     first, last = rev[0], rev[-1]
     lines = [f"{first.point} answers with {_packet_name(leg, 'reverse')} {first.tuple5}"]
@@ -326,12 +355,12 @@ def _reply_step(leg: Leg) -> Step | None:
             evidence.append(_hop_evidence(h))
     lines.append(f"{last.point} receives {last.tuple5} at +{_ms(last.t_ns)}")
     evidence.append(_hop_evidence(last))
-    return Step("The reply goes back the same way", tuple(lines), tuple(evidence))
+    return Step(title, tuple(lines), tuple(evidence))
 
 
 def _break_step(leg: Leg, icmp: Sequence[Leg]) -> Step | None:
     """Where the request stops, when it got no reply."""
-    if leg.path.reverse:
+    if _answered(leg):
         return None
     fwd = leg.path.forward
     last = fwd[-1] if fwd else None
@@ -459,8 +488,8 @@ def _outcome(primary: Leg | None, legs: Sequence[Leg], dns: Sequence[Leg], reaso
             return f"every lookup answered NXDOMAIN ({names}): the name does not exist, so no request was sent"
         return "no request beyond DNS was captured"
     last = legs[-1]
-    if not last.path.reverse or not primary.path.reverse:
-        broken = last if not last.path.reverse else primary
+    if not _answered(last) or not _answered(primary):
+        broken = last if not _answered(last) else primary
         fwd = broken.path.forward
         where = _at(fwd[-1]) if fwd else "?"
         finding = next(iter(broken.evidence.all_findings), None)
@@ -468,7 +497,7 @@ def _outcome(primary: Leg | None, legs: Sequence[Leg], dns: Sequence[Leg], reaso
         if not why and reason:
             why = f": {reason}"
         return f"the request breaks after {where}{why}"
-    summary = last.summary or primary.summary or "answered"
+    summary = primary.summary or last.summary or "answered"
     lat = last.path.latency
     total = primary.path.latency.total_ns
     text = f"{summary}" + (f" in {_ms(total)}" if total is not None else "")
@@ -483,11 +512,20 @@ def tell_story(inp: StoryInput) -> Story:
     app = [leg for leg in legs if not leg.is_dns and not leg.is_icmp]
     icmp = [leg for leg in legs if leg.is_icmp]
     primary = app[0] if app else None
-    others = [
-        leg
-        for leg in app[1:]
-        if primary is not None and leg.connection.client.src.ip != primary.connection.client.src.ip
-    ]
+    by_index = {leg.connection.index: leg for leg in app}
+    handed: dict[int, Stitch] = {}  # server leg index -> the stitch that joined it
+    if inp.stitches and inp.stitches[0].client_leg in by_index:
+        # The proxy's legs, as the request crossed them (joined on the HTTP request and time).
+        primary = by_index[inp.stitches[0].client_leg]
+        handed = {s.server_leg: s for s in inp.stitches if s.server_leg in by_index}
+        others = [by_index[k] for k in handed]
+    else:
+        others = [
+            leg
+            for leg in app[1:]
+            if primary is not None
+            and leg.connection.client.src.ip != primary.connection.client.src.ip
+        ]
     dns = [
         leg
         for leg in legs
@@ -506,27 +544,18 @@ def tell_story(inp: StoryInput) -> Story:
         if broken is not None:
             steps.append(broken)
         for leg in others:
-            src = leg.path.forward[0].point if leg.path.forward else "the controller"
-            steps.append(
-                Step(
-                    "The controller opens a new connection to the backend",
-                    (
-                        f"the client's connection ends at the controller; {src} sends"
-                        f" {leg.connection.client}",
-                        "hostNetwork controller: it connects from the node's own address"
-                        if leg.evidence.rewrites and leg.evidence.rewrites[0].entry == "local"
-                        else "the controller connects from its pod address",
-                    ),
-                )
-            )
+            steps.append(_handover_step(leg, handed.get(leg.connection.index)))
             steps.extend(_leg_steps(leg, inp.services, "{client} sends the backend request"))
             b = _break_step(leg, icmp)
             if b is not None:
                 steps.append(b)
-            reply = _reply_step(leg)
+            reply = _reply_step(leg, "The backend's reply goes back to the controller")
             if reply is not None:
                 steps.append(reply)
-        reply = _reply_step(primary)
+        title = (
+            "The controller answers the client" if others else "The reply goes back the same way"
+        )
+        reply = _reply_step(primary, title)
         if reply is not None:
             steps.append(reply)
     reasons = [
@@ -539,6 +568,10 @@ def tell_story(inp: StoryInput) -> Story:
     outcome = _outcome(
         primary, [primary, *others] if primary else [], dns, reasons[0] if reasons else ""
     )
+    proxy_ns = [s.proxy_ns for s in handed.values() if s.proxy_ns is not None]
+    if proxy_ns and primary is not None and _answered(primary):
+        where = ", ".join(dict.fromkeys(s.proxy for s in handed.values()))
+        outcome += f"; {_ms(sum(proxy_ns))} of it inside the L7 proxy {where}"
     return Story(access, tuple(steps), outcome, inp.warnings)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.model import Connection, Hop, Path, Segment, Translation, Tuple5
+from tracer.report.stitched import Handoff, handoffs
 from tracer.report.table import split_warnings
 
 SCHEMA = "pathtrace/v1"
@@ -42,6 +43,7 @@ def hop_json(hop: Hop) -> dict[str, Any]:
         "ttl": hop.ttl,
         "translation": _translation(hop.translation),
         "frame": hop.frame,  # extra: the frame index in the point's capture, for Wireshark
+        "kind": hop.kind,  # "packet", or "proxy": an L7 proxy sending the request/response on
     }
 
 
@@ -53,6 +55,24 @@ def _segment(s: Segment) -> dict[str, Any]:
         "median_ns": int(s.median_ns),
         "packets": int(s.packets),
         "negative": s.negative,
+    }
+
+
+def _stitch(h: Handoff) -> dict[str, Any]:
+    s = h.stitch
+    return {
+        "client_leg": s.client_leg,
+        "server_leg": s.server_leg,
+        "proxy": s.proxy,
+        "confidence": s.confidence,
+        "reasons": list(s.reasons),
+        "proxy_ns": s.proxy_ns,
+        # 0-based indexes of the proxy hop in "forward"/"reverse" (null: not seen), and the
+        # proxy's own time on each side.
+        "forward_hop": h.forward_hop,
+        "reverse_hop": h.reverse_hop,
+        "request_ns": h.request_ns,
+        "response_ns": h.response_ns,
     }
 
 
@@ -88,7 +108,9 @@ def path_json(
 
     Keys added after the first release: "dns" (the lookup's queries, [] when none was captured),
     "evidence" (the rule and conntrack evidence of each rewrite; null when the run holds no node
-    facts) and "notes" (informational messages about the captures, kept out of "warnings").
+    facts), "notes" (informational messages about the captures, kept out of "warnings"),
+    "stitches" (the L7 proxies the request crossed, [] when none), "kind" on every hop and
+    "proxy_ns" in "latency" (null without a proxy).
     """
     r = path.request
     lat = path.latency
@@ -111,6 +133,7 @@ def path_json(
             "connect_ns": lat.connect_ns,
             "server_ns": lat.server_ns,
             "segments": [_segment(s) for s in lat.segments],
+            "proxy_ns": lat.proxy_ns,
         },
         "clocks": [
             {
@@ -127,6 +150,7 @@ def path_json(
         "dns": [dns_query_json(q, dns) for q in dns.queries] if dns is not None else [],
         "evidence": evidence,
         "notes": list(notes),
+        "stitches": [_stitch(h) for h in handoffs(path)],
     }
 
 

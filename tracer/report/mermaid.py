@@ -1,7 +1,8 @@
 """Render a `Path` as a Mermaid sequenceDiagram (paste it into Markdown on GitHub or GitLab).
 
 One participant per capture point in path order, one arrow per forward and reverse hop with its
-clock-corrected time and tuple, and a Note where a rewrite (DNAT, SNAT, their undoing) happens.
+clock-corrected time and tuple, and a Note where a rewrite (DNAT, SNAT, their undoing) happens
+and where an L7 proxy hands the request (or the response) on to its other connection.
 Pure: Path in, text out; computes nothing the path does not hold.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 
 from tracer.model import Hop, Path, Translation
+from tracer.report.stitched import handoffs, is_proxy
 
 _ID = re.compile(r"[^A-Za-z0-9_]")
 
@@ -53,14 +55,40 @@ def _label(h: Hop) -> str:
     return _text(f"+{h.t_ns / 1e6:.3f} ms{where}: {h.tuple5}")
 
 
-def _arrows(out: list[str], hops: tuple[Hop, ...], reply: bool) -> None:
+def proxy_notes(path: Path) -> tuple[dict[int, str], dict[int, str]]:
+    """What to say at each proxy hop (forward, reverse, by hop index): the connections the
+    proxy joins, its own time there, and how sure the join is."""
+    fwd: dict[int, str] = {}
+    rev: dict[int, str] = {}
+    for h in handoffs(path):
+        s = h.stitch
+        if h.forward_hop is not None:
+            took = f" after {h.request_ns / 1e6:.3f} ms" if h.request_ns is not None else ""
+            fwd[h.forward_hop] = (
+                f"L7 proxy {s.proxy}: request of connection {s.client_leg} sent on as connection {s.server_leg}"
+                f"{took} (confidence {s.confidence})"
+            )
+        if h.reverse_hop is not None:
+            took = f" after {h.response_ns / 1e6:.3f} ms" if h.response_ns is not None else ""
+            rev[h.reverse_hop] = (
+                f"L7 proxy {s.proxy}: response of connection {s.server_leg} sent back on connection {s.client_leg}"
+                f"{took}"
+            )
+    return fwd, rev
+
+
+def _arrows(
+    out: list[str], hops: tuple[Hop, ...], reply: bool, notes: dict[int, str] | None = None
+) -> None:
     if not hops:
         return
     # The first sighting has no sender; show it as the point talking to itself.
     arrow = "-->>" if reply else "->>"
     first = hops[0]
     out.append(f"    {_pid(first.point)}{arrow}{_pid(first.point)}: {_label(first)}")
-    for prev, h in zip(hops, hops[1:], strict=False):
+    for i, (prev, h) in enumerate(zip(hops, hops[1:], strict=False), start=1):
+        if is_proxy(h) and notes and i in notes:
+            out.append(f"    Note over {_pid(h.point)}: {_text(notes[i])}")
         if h.translation is not None:
             out.append(f"    Note over {_pid(h.point)}: {_text(rewrite_words(h.translation))}")
         out.append(f"    {_pid(prev.point)}{arrow}{_pid(h.point)}: {_label(h)}")
@@ -70,10 +98,13 @@ def render_mermaid(path: Path) -> str:
     """A Mermaid sequenceDiagram of the request's first packet out and its first reply back."""
     r = path.request
     out = ["sequenceDiagram"]
-    out.append(f"    title {_text(f'{r.protocol} {r.client} → {r.destination}')}")
+    via = " via an L7 proxy" if path.stitches else ""
+    backend = f" (backend {r.backend})" if path.stitches and r.backend else ""
+    out.append(f"    title {_text(f'{r.protocol} {r.client} → {r.destination}{via}{backend}')}")
     roles = {h.point: h.role for h in (*path.forward, *path.reverse)}
     for name in participants(path):
         out.append(f"    participant {_pid(name)} as {_text(name)} ({roles.get(name, '?')})")
-    _arrows(out, path.forward, reply=False)
-    _arrows(out, path.reverse, reply=True)
+    fwd_notes, rev_notes = proxy_notes(path)
+    _arrows(out, path.forward, reply=False, notes=fwd_notes)
+    _arrows(out, path.reverse, reply=True, notes=rev_notes)
     return "\n".join(out) + "\n"

@@ -112,24 +112,54 @@ def point_offsets(path: Path) -> dict[str, int]:
     return out
 
 
+def _connections(connection: Connection | Sequence[Connection]) -> list[Connection]:
+    return [connection] if isinstance(connection, Connection) else list(connection)
+
+
 def plan_packets(
-    connection: Connection, path: Path, offsets: Mapping[str, int] | None = None
+    connection: Connection | Sequence[Connection],
+    path: Path,
+    offsets: Mapping[str, int] | None = None,
 ) -> list[Packet]:
-    """Every observation of the connection with its corrected time and comment, in time order."""
+    """Every observation of the connection(s) with its corrected time and comment, in time order.
+
+    A request that crossed an L7 proxy gives every leg's connection (client first); each
+    comment then names its connection, and the proxy hops say what the proxy did.
+    """
     offs = dict(point_offsets(path))
     if offsets:
         offs.update(offsets)
+    conns = _connections(connection)
+    legs = len(conns) > 1
     hops: dict[tuple[str, int], str] = {}
     for name, seq in (("forward", path.forward), ("reverse", path.reverse)):
         for i, h in enumerate(seq):
             if h.frame is not None:
-                hops[(h.point, h.frame)] = f"path {name} hop {i + 1}"
+                text = f"path {name} hop {i + 1}"
+                if h.kind == "proxy":
+                    text += " (the L7 proxy sends the " + (
+                        "request on)" if name == "forward" else "response back)"
+                    )
+                hops[(h.point, h.frame)] = text
     out: dict[tuple[str, int], Packet] = {}
+    for conn in conns:
+        _plan_connection(conn, hops, offs, out, legs)
+    return sorted(out.values(), key=lambda p: (p.t_ns, p.point, p.frame))
+
+
+def _plan_connection(
+    connection: Connection,
+    hops: Mapping[tuple[str, int], str],
+    offs: Mapping[str, int],
+    out: dict[tuple[str, int], Packet],
+    legs: bool,
+) -> None:
+    which = f"connection #{connection.index} " if legs else ""
     for j, journey in enumerate(connection.journeys):
         prev = None
         for k, o in enumerate(journey.observations):
             parts = [
-                f"{journey.direction} {journey.kind} (journey {j + 1}"
+                f"{which}{journey.direction} {journey.kind} (journey {j + 1}"
                 + (f", retransmission {journey.retransmission}" if journey.retransmission else "")
                 + f", sighting {k + 1}/{len(journey.observations)})",
                 f"at {o.point}" + (f" {o.interface}" if o.interface else ""),
@@ -146,18 +176,20 @@ def plan_packets(
             key = (o.point, o.frame)
             if key not in out:  # a frame is one sighting of one journey; keep the first
                 out[key] = Packet(o.point, o.frame, o.t_ns - offs.get(o.point, 0), "; ".join(parts))
-    return sorted(out.values(), key=lambda p: (p.t_ns, p.point, p.frame))
 
 
 def write_merged_pcapng(
     out_path: str | os.PathLike[str],
     points: Sequence[PointSource],
-    connection: Connection,
+    connection: Connection | Sequence[Connection],
     path: Path,
     *,
     offsets: Mapping[str, int] | None = None,
 ) -> int:
-    """Write the connection's frames from every point into `out_path`; returns the packet count."""
+    """Write the connection's frames from every point into `out_path`; returns the packet count.
+
+    Give every leg's connection for a request that crossed an L7 proxy (see `plan_packets`).
+    """
     packets = plan_packets(connection, path, offsets)
     if not packets:
         raise NothingMatchedError("the request has no packets to write")

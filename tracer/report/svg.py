@@ -2,7 +2,8 @@
 
 One column per capture point (path order), time flowing down (one row per sighting, in time
 order, with its clock-corrected time), an arrow per hop carrying the tuple, and the rewrite
-(DNAT, SNAT, their undoing) marked where it happens. The SVG is self-contained (generic font
+(DNAT, SNAT, their undoing) marked where it happens, and an L7 proxy's hand-over from one
+connection to the next marked at the proxy with its own time. The SVG is self-contained (generic font
 families, no scripts, no external references) and deterministic: the same Path gives the same
 bytes. `render_svg` is pure; `svg_to_png` is the one edge (a subprocess).
 """
@@ -17,6 +18,7 @@ from xml.sax.saxutils import escape
 from tracer.errors import MissingPrerequisiteError, PathtraceError
 from tracer.model import Hop, Path
 from tracer.report.mermaid import participants, rewrite_words
+from tracer.report.stitched import handoffs, is_proxy
 
 COL_W = 230
 ROW_H = 40
@@ -26,6 +28,7 @@ FONT = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 FORWARD = "#1f5fa8"
 REVERSE = "#2e7d32"
 REWRITE = "#c0392b"
+PROXY = "#7b3fa0"
 
 
 def _x(col: int) -> int:
@@ -37,12 +40,17 @@ def _t(text: str) -> str:
 
 
 def _hop_rows(
-    out: list[str], hops: tuple[Hop, ...], cols: dict[str, int], row0: int, reply: bool
+    out: list[str],
+    hops: tuple[Hop, ...],
+    cols: dict[str, int],
+    row0: int,
+    reply: bool,
+    notes: dict[int, str] | None = None,
 ) -> int:
     color = REVERSE if reply else FORWARD
     row = row0
     prev: Hop | None = None
-    for h in hops:
+    for i, h in enumerate(hops):
         y = TOP + row * ROW_H
         x = _x(cols[h.point])
         where = f" {h.interface}" if h.interface and h.role == "node" else ""
@@ -74,6 +82,17 @@ def _hop_rows(
             ' stroke="white" stroke-width="3" paint-order="stroke">'
             f"{_t(time)}</text>"
         )
+        if is_proxy(h) and notes and i in notes:
+            # The proxy's own time: a band across its column, between the two connections.
+            label = notes[i]
+            w = 7 * len(label) + 10
+            out.append(
+                f'<rect x="{x + 8}" y="{y - 9}" width="{w}" height="16" rx="3" fill="#f3e8fb"'
+                f' stroke="{PROXY}"/>'
+            )
+            out.append(
+                f'<text x="{x + 13}" y="{y + 3}" font-size="10" fill="{PROXY}">{_t(label)}</text>'
+            )
         if h.translation is not None:
             label = rewrite_words(h.translation)
             w = 7 * len(label) + 10
@@ -87,6 +106,23 @@ def _hop_rows(
         prev = h
         row += 1
     return row
+
+
+def _proxy_labels(path: Path) -> tuple[dict[int, str], dict[int, str]]:
+    """Short labels for the proxy hops (forward, reverse), by hop index."""
+    fwd: dict[int, str] = {}
+    rev: dict[int, str] = {}
+    for h in handoffs(path):
+        s = h.stitch
+        if h.forward_hop is not None:
+            took = f", {h.request_ns / 1e6:.3f} ms inside" if h.request_ns is not None else ""
+            fwd[h.forward_hop] = (
+                f"L7 proxy: #{s.client_leg} → #{s.server_leg}{took} ({s.confidence})"
+            )
+        if h.reverse_hop is not None:
+            took = f", {h.response_ns / 1e6:.3f} ms inside" if h.response_ns is not None else ""
+            rev[h.reverse_hop] = f"L7 proxy: #{s.server_leg} → #{s.client_leg}{took}"
+    return fwd, rev
 
 
 def render_svg(path: Path) -> str:
@@ -112,6 +148,8 @@ def render_svg(path: Path) -> str:
     out.append("</defs>")
     out.append(f'<rect width="{width}" height="{height}" fill="white"/>')
     title = f"{r.protocol} {r.client} → {r.destination}"
+    if path.stitches:
+        title += " via an L7 proxy"
     if r.backend:
         title += f"  (backend {r.backend})"
     out.append(f'<text x="{LEFT}" y="24" font-size="14" font-weight="bold">{_t(title)}</text>')
@@ -132,9 +170,10 @@ def render_svg(path: Path) -> str:
             f'<line x1="{x}" y1="{TOP - 8}" x2="{x}" y2="{bottom}" stroke="#bbb"'
             ' stroke-dasharray="4 3"/>'
         )
-    row = _hop_rows(out, path.forward, cols, 0, reply=False)
+    fwd_notes, rev_notes = _proxy_labels(path)
+    row = _hop_rows(out, path.forward, cols, 0, reply=False, notes=fwd_notes)
     if path.reverse:
-        _hop_rows(out, path.reverse, cols, row + 1, reply=True)
+        _hop_rows(out, path.reverse, cols, row + 1, reply=True, notes=rev_notes)
     out.append("</svg>")
     return "\n".join(out) + "\n"
 

@@ -9,13 +9,14 @@ Pure: takes a `Path`, returns a string.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
 from tabulate import tabulate
 
 from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.model import ClockEstimate, Hop, Latency, Path, Translation, Tuple5
+from tracer.report.stitched import Handoff, handoffs, is_proxy, leg_paths
 
 ARROW = "→"
 NEGATIVE_MARK = "!"
@@ -33,6 +34,8 @@ _REWRITES = {"DNAT": "dst", "SNAT": "src", "un-DNAT": "src", "un-SNAT": "dst"}
 _INFORMATIONAL = (
     re.compile(r"point \S+: \d+ frames were not IP\Z"),
     re.compile(r"point \S+: \d+ IP frames were not TCP, UDP or ICMP\Z"),
+    # The proxy stitch, said in full in the "L7 proxy" section (and "stitches" in JSON).
+    re.compile(r"an L7 proxy at \S+ carries the request from connection #\d+ on as"),
 )
 _MAX_ANSWERS_SHOWN = 3
 # Messages from the correlator give durations in integer nanoseconds (exact, for JSON); the text
@@ -91,24 +94,28 @@ def translation_text(tr: Translation | None) -> str:
     return "\n".join(parts)  # one rewrite per line keeps the column narrow
 
 
-def _hop_rows(hops: Sequence[Hop], start: int) -> tuple[list[list[str]], bool]:
+def _hop_rows(
+    hops: Sequence[Hop], start: int, proxy_words: Mapping[int, str] | None = None
+) -> tuple[list[list[str]], bool]:
     rows = []
     negative = False
     prev: int | None = None
+    words = proxy_words or {}
     for i, h in enumerate(hops):
         delta = None if prev is None else h.t_ns - prev
         negative |= delta is not None and delta < 0
+        proxy = is_proxy(h)
         rows.append(
             [
                 str(start + i),
                 h.point,
                 h.node or "",
                 h.interface or "",
-                h.direction or "",
+                "proxy" if proxy else (h.direction or ""),
                 ms(h.t_ns),
                 ms(delta, signed=True) if delta is not None else "",
                 flow(h.tuple5),
-                translation_text(h.translation),
+                words.get(i, "") if proxy else translation_text(h.translation),
             ]
         )
         prev = h.t_ns
@@ -129,10 +136,16 @@ _HOP_HEADERS = [
 _HOP_ALIGN = ("right", "left", "left", "left", "left", "right", "right", "left", "left")
 
 
-def _hops_section(title: str, hops: Sequence[Hop], start: int, empty: str) -> list[str]:
+def _hops_section(
+    title: str,
+    hops: Sequence[Hop],
+    start: int,
+    empty: str,
+    proxy_words: Mapping[int, str] | None = None,
+) -> list[str]:
     if not hops:
         return [title, f"  {empty}"]
-    rows, negative = _hop_rows(hops, start)
+    rows, negative = _hop_rows(hops, start, proxy_words)
     table = tabulate(
         rows, headers=_HOP_HEADERS, tablefmt="simple", colalign=_HOP_ALIGN, disable_numparse=True
     )
@@ -142,14 +155,22 @@ def _hops_section(title: str, hops: Sequence[Hop], start: int, empty: str) -> li
     return lines
 
 
-def _latency_section(lat: Latency, tcp: bool) -> list[str]:
+def _latency_section(lat: Latency, tcp: bool, missing: str, proxied: bool) -> list[str]:
+    """The latency rows; `missing` says why a time that is not there could not be measured."""
     lines = ["Latency"]
-    summary = [
+    summary: list[tuple[str, int | None, str]] = [
         ("server", lat.server_ns, "request in to reply out at the server"),
         ("total", lat.total_ns, "first request packet to last reply packet"),
     ]
+    if proxied:
+        summary = [
+            ("server", lat.server_ns, "request in to response out at the backend"),
+            ("proxy", lat.proxy_ns, "inside the L7 proxy: request in to out + response in to out"),
+            ("total", lat.total_ns, "first request packet to last response packet at the client"),
+        ]
     if tcp or lat.connect_ns is not None:
         summary.insert(0, ("connect", lat.connect_ns, "handshake (SYN to SYN-ACK) at the client"))
+    # A time that could not be measured says why, so that "—" is never read as zero.
     rows = [[name, ms(v), "ms" if v is not None else "", why] for name, v, why in summary]
     lines += [
         "  " + line
@@ -160,6 +181,8 @@ def _latency_section(lat: Latency, tcp: bool) -> list[str]:
             disable_numparse=True,
         ).splitlines()
     ]
+    if any(v is None for _, v, _ in summary):
+        lines.append(f"  (— not measured: {missing})")
     if lat.segments:
         seg_rows = [
             [
@@ -184,6 +207,49 @@ def _latency_section(lat: Latency, tcp: bool) -> list[str]:
         lines += ["", *("  " + line.rstrip() for line in table.splitlines())]
         if any(s.negative or s.first_ns < 0 or s.median_ns < 0 for s in lat.segments):
             lines.append("  " + NEGATIVE_NOTE)
+    return lines
+
+
+def _proxy_words(hand: Sequence[Handoff]) -> tuple[dict[int, str], dict[int, str]]:
+    """The translation-column words of each proxy hop (forward, reverse), by hop index."""
+    fwd: dict[int, str] = {}
+    rev: dict[int, str] = {}
+    for h in hand:
+        s = h.stitch
+        if h.forward_hop is not None:
+            fwd[h.forward_hop] = f"L7 proxy: #{s.client_leg} sent on as #{s.server_leg}"
+        if h.reverse_hop is not None:
+            rev[h.reverse_hop] = f"L7 proxy: #{s.server_leg} answered on #{s.client_leg}"
+    return fwd, rev
+
+
+def proxy_section(path: Path, hand: Sequence[Handoff]) -> list[str]:
+    """The "L7 proxy" block: which connections a proxy joined, how sure, and its own time."""
+    legs = leg_paths(path)
+    sent = [lp.path.forward[0].tuple5 if lp.path.forward else None for lp in legs]
+    lines = ["L7 proxy (the proxy ends the client's connection and opens its own)"]
+    for i, h in enumerate(hand):
+        s = h.stitch
+        lines.append(
+            f"  {s.proxy}: connection #{s.client_leg} → #{s.server_leg}, confidence {s.confidence}"
+        )
+        client = sent[i] if i < len(sent) else None
+        server = sent[i + 1] if i + 1 < len(sent) else None
+        if client is not None:
+            lines.append(f"    #{s.client_leg}  {flow(client)}")
+        if server is not None:
+            lines.append(f"    #{s.server_leg}  {flow(server)}")
+        lines.append(f"    why: {'; '.join(s.reasons)}")
+        if s.proxy_ns is not None:
+            parts = []
+            if h.request_ns is not None:
+                parts.append(f"request {ms(h.request_ns)} ms")
+            if h.response_ns is not None:
+                parts.append(f"response {ms(h.response_ns)} ms")
+            split = f" ({' + '.join(parts)})" if parts else ""
+            lines.append(f"    time inside the proxy: {ms(s.proxy_ns)} ms{split}")
+        else:
+            lines.append("    time inside the proxy: not measured (one side was not seen)")
     return lines
 
 
@@ -292,25 +358,50 @@ def render_table(
     if r.start_ns:
         lines.append(f"  started {utc(r.start_ns)}")
     tcp = r.protocol.lower() == "tcp"
+    hand = handoffs(path)
+    if hand:
+        chain = " → ".join(
+            [f"#{hand[0].stitch.client_leg}", *(f"#{h.stitch.server_leg}" for h in hand)]
+        )
+        proxies = ", ".join(dict.fromkeys(h.stitch.proxy for h in hand))
+        lines.append(f"  through the L7 proxy {proxies}: connections {chain}, one request")
     if dns is not None and dns.queries:
         lines.append("")
         lines += dns_section(dns)
     lines.append("")
+    if hand:
+        fwd_title = "Forward path (the request's first data packet, through the proxy)"
+        rev_title = "Return path (the response's first data packet, through the proxy)"
+    else:
+        fwd_title = "Forward path" + (" (SYN)" if tcp else " (first request packet)")
+        rev_title = "Return path" + (" (SYN-ACK)" if tcp else " (first reply packet)")
+    # The correlator shows an ICMP error that quotes the request as its way back.
+    icmp_back = (
+        bool(path.reverse)
+        and not r.protocol.startswith("icmp")
+        and path.reverse[0].tuple5.proto.startswith("icmp")
+    )
+    if icmp_back:
+        rev_title = "Return path (an ICMP error came back instead of a reply)"
+    fwd_words, rev_words = _proxy_words(hand)
     lines += _hops_section(
-        "Forward path" + (" (SYN)" if tcp else " (first request packet)"),
-        path.forward,
-        1,
-        "no packet of the request was seen",
+        fwd_title, path.forward, 1, "no packet of the request was seen", fwd_words
     )
     lines.append("")
     lines += _hops_section(
-        "Return path" + (" (SYN-ACK)" if tcp else " (first reply packet)"),
-        path.reverse,
-        1,
-        "no reply was seen at any capture point",
+        rev_title, path.reverse, 1, "no reply was seen at any capture point", rev_words
     )
+    if hand:
+        lines.append("")
+        lines += proxy_section(path, hand)
     lines.append("")
-    lines += _latency_section(path.latency, tcp)
+    if icmp_back:
+        missing = "an ICMP error came back instead of a reply"
+    elif not path.reverse:
+        missing = "no reply was seen"
+    else:
+        missing = "not every packet it needs was captured"
+    lines += _latency_section(path.latency, tcp, missing, bool(hand))
     if path.clocks:
         lines += ["", "Clocks (reference time = node time - offset)"]
         lines += [f"  {clock_text(c)}" for c in path.clocks]
