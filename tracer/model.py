@@ -154,6 +154,10 @@ class Segment:
     median_ns: int
     packets: int
     negative: bool = False
+    # Set where the two points are on different clocks: how far the clock correction may be off
+    # (the sum of both clocks' bounds against the reference); -1 where a clock is only bounded
+    # one way (matched packets in one direction: the delay assumes the fastest took no time).
+    error_bound_ns: int | None = None
 
 
 @dataclass(frozen=True)

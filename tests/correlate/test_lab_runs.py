@@ -159,3 +159,27 @@ def test_shifted_node_clock_keeps_the_path() -> None:
     # Hop times are unchanged up to the bound: the offset absorbed the shift.
     for a, b in zip(path0.forward, path.forward, strict=True):
         assert abs(a.t_ns - b.t_ns) <= 2 * bound["node2"] + 1000
+
+
+@pytest.mark.parametrize(("shift", "ppm"), [(250_000_000, 80.0), (-900_000_000, -100.0)])
+def test_shifted_and_drifted_node_clock_keeps_the_path(shift: int, ppm: float) -> None:
+    truth = _truth("clusterip-remote")
+    base, frames0 = _correlate("clusterip-remote")
+    path0 = build_path(base, select(base))
+    t0 = int(min(int(f.columns["t_ns"].min()) for f in frames0.values()))
+
+    def moved(t: Any) -> Any:
+        # node2's clock: ahead by `shift` and running `ppm` fast, from the capture's start.
+        rel = (t.astype("int64") - t0).astype("float64")
+        return t + shift + (rel * ppm * 1e-6).round().astype("int64")
+
+    corr, _ = _correlate("clusterip-remote", {"node2": moved, "web-b": moved})
+    path = build_path(corr, select(corr))
+    assert _points(path.forward) == truth["expected_path"]
+    assert _points(path.forward) == _points(path0.forward)
+    assert _points(path.reverse) == list(reversed(truth["expected_path"]))
+    assert str(select(corr).backend) == truth["backend"]
+    assert _same_domain_monotonic(path.forward) and _same_domain_monotonic(path.reverse)
+    assert not any(s.negative for s in path.latency.segments)
+    crossing = [s for s in path.latency.segments if s.error_bound_ns is not None]
+    assert crossing and all((s.error_bound_ns or 0) >= 0 for s in crossing)

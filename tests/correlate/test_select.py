@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tracer.correlate import PointFrames, correlate, parse_match, select
@@ -60,7 +63,9 @@ def test_select_default_index_and_match() -> None:
     corr = correlate(_two_connections())
     assert len(corr) == 2
     assert [c.protocol for c in corr.connections] == ["udp", "tcp"]  # ordered by start
-    assert select(corr).protocol == "udp"  # both seen at 3 points: the first wins
+    # Both are seen at 3 points, but the lookup only resolved the name the TCP client then used.
+    assert select(corr).protocol == "tcp"
+    assert select(corr, match=parse_match("proto=udp")).index == 0
     assert select(corr, index=1).protocol == "tcp"
     assert select(corr, match=parse_match("proto=tcp")).index == 1
     # The backend address (after DNAT) matches too, and a port-less endpoint any port.
@@ -80,3 +85,33 @@ def test_select_nothing() -> None:
     with pytest.raises(NothingMatchedError) as err:
         select(correlate([]))
     assert err.value.exit_code == 3
+
+
+PCAPS = Path(__file__).resolve().parents[2] / "pcaps"
+
+
+@pytest.mark.skipif(not PCAPS.is_dir(), reason="no lab runs")
+@pytest.mark.parametrize(
+    "run", ["clusterip", "drop", "no-endpoints", "stale-endpoint", "dns-nxdomain", "nodeport"]
+)
+def test_default_request_is_the_labs_request(run: str) -> None:
+    from tracer.inputs import load_run
+
+    truth = json.loads((PCAPS / run / "manifest.json").read_text())["extra"]["lab"]
+    loaded = load_run(str(PCAPS / run))
+    corr = correlate([PointFrames(p.point, p.frames, p.ifnames) for p in loaded.points])
+    conn = select(corr)
+    # The lab's frontend is what the client asked for: the Service, or the DNS server when
+    # the run is only lookups (dns-nxdomain).
+    assert str(conn.client.dst) == truth["frontend"]
+    if truth["backend"] is not None:
+        assert str(conn.backend) == truth["backend"]
+    assert conn.points[0] == truth["expected_path"][0]
+
+
+def test_dns_only_run_keeps_the_lookup() -> None:
+    dns = synth.dns_scenario()
+    corr = correlate(
+        [PointFrames(p, synth.frames_from_specs(dns.frames[p.name], p.name)) for p in dns.points]
+    )
+    assert select(corr).protocol == "udp"

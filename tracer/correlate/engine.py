@@ -132,6 +132,8 @@ class Correlation:
     table: Table = field(repr=False, compare=False)
     point_frames: tuple[PointFrames, ...] = field(repr=False, compare=False, default=())
     offsets: Mapping[str, int] = field(default_factory=dict)  # point name -> offset_ns
+    # point name -> its clock's offset as a function of time, where a drift or step was fitted
+    clock_models: Mapping[str, clk.DomainClock] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return int(self.table.cstart.shape[0]) - 1
@@ -163,7 +165,19 @@ class Correlation:
 
     def corrected(self, obs: Observation) -> int:
         """An observation's time on the reference clock."""
+        model = self.clock_models.get(obs.point)
+        if model is not None:
+            return int(model.correct(np.array([obs.t_ns], dtype=np.int64))[0])
         return obs.t_ns - self.offsets.get(obs.point, 0)
+
+    @cached_property
+    def icmp_links(self) -> Mapping[int, tuple[int, ...]]:
+        """Per connection: the ICMP error connections whose errors quote one of its packets.
+
+        An error stays a connection of its own (it has its own tuple at every point); this only
+        says which request it answers, in the order the errors were first seen.
+        """
+        return icmp_links(self.table, self.point_frames)
 
 
 # ----------------------------------------------------------------------------- gather
@@ -277,6 +291,74 @@ def icmp_error_rows(proto: Col, icmp_type: Col) -> Bools:
     for p, types in _ICMP_ERRORS.items():
         out |= (proto == p) & np.isin(icmp_type, types)
     return out
+
+
+def icmp_links(table: Table, points: Sequence[PointFrames]) -> dict[int, tuple[int, ...]]:
+    """Link ICMP errors to the connection of the packet they quote.
+
+    The quote (`quoted_*` columns) holds the offending packet's protocol, ports and TCP seq as
+    they were where the error was made; on the way back conntrack rewrites the quote together
+    with the error, so at every point the quote agrees with the tuple that point saw: the
+    quoted packet went from the error's destination, from the quoted source port to the quoted
+    destination port, and (TCP) with the quoted seq, which NAT never changes. Looked up at the
+    error's own point first, then at any point.
+    """
+    tb = table
+    icmp = np.flatnonzero(np.isin(tb.proto, (1, 58)))
+    if icmp.shape[0] == 0 or not points:
+        return {}
+    errs: list[tuple[int, int, int, int, int, int, int]] = []  # row, point, dst, proto, ...
+    for r in icmp.tolist():
+        cols = points[int(tb.pidx[r])].frames.columns
+        if "quoted_proto" not in cols:
+            return {}
+        fr = int(tb.row[r])
+        qp = int(cols["quoted_proto"][fr])
+        qs = int(cols["quoted_sport"][fr])
+        if qp not in (6, 17) or qs < 0:
+            continue
+        qd, qseq = int(cols["quoted_dport"][fr]), int(cols["quoted_seq"][fr])
+        errs.append((r, int(tb.pidx[r]), int(tb.dst[r]), qp, qs, qd, qseq))
+    if not errs:
+        return {}
+    cand = np.flatnonzero(np.isin(tb.sport, [e[4] for e in errs]) & np.isin(tb.proto, (6, 17)))
+    seqs: Col = np.zeros(0, np.int64)
+    if cand.shape[0]:
+        # The table does not keep the seq: read it for the few rows whose port could fit.
+        seqs = np.array(
+            [
+                int(points[int(tb.pidx[c])].frames.columns["seq"][int(tb.row[c])])
+                for c in cand.tolist()
+            ],
+            dtype=np.int64,
+        )
+    jconn = np.repeat(np.arange(tb.cstart.shape[0] - 1), np.diff(tb.cstart))
+    journey = np.searchsorted(tb.jstart, np.arange(tb.pidx.shape[0]), side="right") - 1
+
+    def conn_of(r: int) -> int:
+        return int(jconn[journey[r]])
+
+    links: dict[int, list[int]] = {}
+    for r, pidx, dst, qp, qs, qd, qseq in errs:
+        ok = (
+            (tb.proto[cand] == qp)
+            & (tb.src[cand] == dst)
+            & (tb.sport[cand] == qs)
+            & (tb.dport[cand] == qd)
+        )
+        if qp == 6 and qseq >= 0:
+            ok &= seqs == qseq
+        hit = cand[ok]
+        if hit.shape[0] == 0:
+            continue
+        here = hit[tb.pidx[hit] == pidx]
+        target = conn_of(int((here if here.shape[0] else hit)[0]))
+        err_conn = conn_of(r)
+        if target != err_conn:
+            links.setdefault(target, [])
+            if err_conn not in links[target]:
+                links[target].append(err_conn)
+    return {k: tuple(sorted(v, key=lambda c: int(tb.cstart_ns[c]))) for k, v in links.items()}
 
 
 def _drop_stray_icmp(rows: _Rows, points: Sequence[PointFrames], warnings: list[str]) -> _Rows:
@@ -586,6 +668,10 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     warnings.extend(solution.warnings)
     dom_off = np.array(solution.offsets or (0,), dtype=np.int64)
     tc = rows.t - dom_off[dom]
+    for d, model in enumerate(solution.models):
+        if model is not None:
+            here = dom == d
+            tc[here] = model.correct(rows.t[here])
 
     # --- 4c. path order
     rank_dir = np.where(jfwd[jid], rank, max_rank - rank)
@@ -670,6 +756,12 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         table=table,
         point_frames=tuple(points),
         offsets=offsets,
+        clock_models={
+            pf.point.name: model
+            for i, pf in enumerate(points)
+            for model in [solution.models[dom_of_point[i]] if solution.models else None]
+            if model is not None
+        },
     )
 
 

@@ -27,6 +27,7 @@ from tracer.model import (
     Stitch,
     Translation,
 )
+from tracer.summary import icmp_name
 
 _REQUEST_KIND = {"tcp": "syn"}
 _REPLY_KIND = {"tcp": "syn-ack"}
@@ -68,6 +69,48 @@ def _hops(
         )
         prev = o
     return tuple(out)
+
+
+def _icmp_reply(
+    corr: Correlation,
+    errors: Sequence[int],
+    t0: int,
+    points: dict[str, CapturePoint],
+    kind: str,
+    warnings: list[str],
+) -> tuple[Hop, ...]:
+    """The way back of an ICMP error that answered the request instead of the server.
+
+    Each error connection is the error with one outer tuple (a node that un-NATs the quote
+    rewrites the error's addresses too, which makes a new tuple): their first packets, in the
+    order they were seen, are the error's whole way back to the client.
+    """
+    hops: list[Hop] = []
+    for k in errors:
+        journey = corr.connection(k).journeys[0]
+        more = list(_hops(corr, journey, t0, points))
+        if hops and more:
+            tr = translation_kind(hops[-1].tuple5, more[0].tuple5, True)
+            more[0] = replace(
+                more[0],
+                translation=Translation(tr, hops[-1].tuple5, more[0].tuple5) if tr else None,
+            )
+        hops.extend(more)
+    if hops:
+        origin = hops[0]
+        frames = next(
+            (pf.frames for pf in corr.point_frames if pf.point.name == origin.point), None
+        )
+        name = "error"
+        if frames is not None and origin.frame is not None:
+            icmp_type = int(frames.columns["icmp_type"][origin.frame])
+            code = int(frames.columns["icmp_code"][origin.frame])
+            name = icmp_name(icmp_type, code, v6=origin.tuple5.proto == "icmpv6")
+        warnings.append(
+            f"the {kind} was answered by ICMP {name} from {origin.tuple5.src.ip} (first seen "
+            f"at {origin.point}), which quotes it: the reverse path is the error's"
+        )
+    return tuple(hops)
 
 
 def _at(journey: Journey, point: str) -> list[Observation]:
@@ -113,8 +156,24 @@ def _segments(
                 f"(first {first_ns} ns, median {median} ns); the clock offset is off by at "
                 f"least that much"
             )
-        out.append(Segment(a, b, first_ns, median, len(samples), negative))
+        out.append(
+            Segment(a, b, first_ns, median, len(samples), negative, _cross_bound(corr, a, b))
+        )
     return tuple(out)
+
+
+def _cross_bound(corr: Correlation, a: str, b: str) -> int | None:
+    """The clock error on a delay from point a to point b (None on one clock)."""
+    domain = {p.name: p.node if p.node is not None else p.name for p in corr.points}
+    da, db = domain.get(a, a), domain.get(b, b)
+    if da == db:
+        return None
+    bounds = {c.node: c.error_bound_ns for c in corr.clocks}
+    ref = corr.clocks[0].reference if corr.clocks else None
+    parts = [0 if d == ref else bounds.get(d) for d in (da, db)]
+    if any(x is None or x < 0 for x in parts):
+        return -1
+    return sum(x for x in parts if x is not None)
 
 
 def _latency(
@@ -183,12 +242,16 @@ def build_path(
     warnings: list[str] = list(correlation.warnings)
     if first.direction != "forward":
         warnings.append("no packet from the client was captured: showing a reply's path")
-    if reply is None:
-        warnings.append("no reply was captured for this request")
     points = {p.name: p for p in correlation.points}
     t0 = correlation.corrected(first.observations[0])
     forward = _hops(correlation, first, t0, points)
     reverse = _hops(correlation, reply, t0, points) if reply is not None else ()
+    if reply is None:
+        errors = correlation.icmp_links.get(connection.index, ())
+        if errors:
+            reverse = _icmp_reply(correlation, errors, t0, points, first.kind, warnings)
+        else:
+            warnings.append("no reply was captured for this request")
     latency = _latency(correlation, connection, first, reply, warnings)
     backend = str(connection.backend) if connection.backend is not None else None
     request = Request(

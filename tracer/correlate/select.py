@@ -1,7 +1,9 @@
 """Choosing the connection to show: `--match` specs and the default choice.
 
 `parse_match` turns `src=10.244.1.7:53700,dst=10.96.0.10:80,proto=tcp` into a `MatchSpec`;
-`select` picks a connection from a `Correlation` without building objects for the others.
+`select` picks a connection from a `Correlation` without building objects for the others: by
+default the first connection seen at the most points, except that a DNS lookup which only
+resolves the name for a later connection of the same client gives way to that connection.
 Pure; raises UsageError for a spec that does not parse and NothingMatchedError when nothing fits.
 """
 
@@ -16,6 +18,11 @@ import numpy.typing as npt
 from tracer.correlate.engine import PROTO_NAMES, Correlation
 from tracer.errors import NothingMatchedError, UsageError
 from tracer.model import Connection, Endpoint
+
+DNS_PORT = 53
+# A client connects right after the name resolves; resolver retries (5 s timeouts, two
+# attempts per search-list name) can stretch the lookup, never beyond this.
+DNS_FOLLOW_WINDOW_NS = 30_000_000_000
 
 _FORMS = "src=IP[:PORT], dst=IP[:PORT] or proto=tcp|udp|icmp|icmpv6 (IPv6 as [fd00::1]:80)"
 
@@ -150,4 +157,52 @@ def select(
     if match is not None and not ok.any():
         raise NothingMatchedError(f"no connection matches {match.text!r}")
     points = np.where(ok, correlation.table.cpoints, -1)
-    return correlation.connection(int(np.argmax(points)))
+    pick = int(np.argmax(points))
+    if match is None or match.proto is None:
+        pick = _past_dns(correlation, pick, ok)
+    return correlation.connection(pick)
+
+
+def _past_dns(corr: Correlation, pick: int, ok: npt.NDArray[np.bool_]) -> int:
+    """The connection a DNS lookup `pick` resolved the name for, else `pick` itself.
+
+    A lookup followed (within DNS_FOLLOW_WINDOW_NS) by a connection from the same client that is
+    not DNS only served that connection: the request is the connection. Among several, the one
+    seen at the most points, the first on ties. A run of lookups only keeps the lookup.
+    """
+    tb = corr.table
+    n_c = len(corr)
+    jlen = np.diff(tb.jstart)
+    row_fwd = np.repeat(tb.jforward, jlen)
+    jconn = np.repeat(np.arange(n_c), np.diff(tb.cstart))
+    row_conn = np.repeat(jconn, jlen)
+    fdport = np.where(row_fwd, tb.dport, tb.sport)
+    dns_row = np.isin(tb.proto, (6, 17)) & (fdport == DNS_PORT)
+    is_dns = np.bincount(row_conn, weights=dns_row, minlength=n_c) > 0
+    if not is_dns[pick]:
+        return pick
+    # The client's address: the source of each connection's first forward packet where it was
+    # first seen (the tuple before any NAT).
+    n_j = int(tb.jforward.shape[0])
+    big = np.iinfo(np.int64).max
+    first = np.full(n_c, big, dtype=np.int64)
+    np.minimum.at(first, jconn, np.where(tb.jforward, np.arange(n_j), big))
+    has_fwd = first != big
+    first = np.where(has_fwd, first, tb.cstart[:-1])
+    row0 = tb.jstart[first]
+    client = np.where(has_fwd, tb.src[row0], tb.dst[row0])
+    # An ICMP error is an answer, never a request of its own (its table has no ICMP type: an
+    # error is the only ICMP that a node, not the client, sends first and never gets answered).
+    icmp = np.isin(tb.proto[row0], (1, 58))
+    start = tb.cstart_ns
+    follower = (
+        ok
+        & ~is_dns
+        & (client == client[pick])
+        & (start > start[pick])
+        & (start - start[pick] <= DNS_FOLLOW_WINDOW_NS)
+        & ~(icmp & ~has_fwd)
+    )
+    if not follower.any():
+        return pick
+    return int(np.argmax(np.where(follower, tb.cpoints, -1)))

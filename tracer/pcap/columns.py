@@ -64,6 +64,12 @@ COLUMNS: tuple[tuple[str, str, int], ...] = (
     ("icmp_seq", "int32", -1),  # echo sequence number
     ("payload_off", "int64", -1),  # absolute file offset of the L4 payload, -1 when none
     ("origlen", "int32", 0),  # original frame length on the wire
+    # ICMP/ICMPv6 errors (RFC 792, RFC 4443) quote the IP header and the first 8 bytes of L4 of
+    # the packet that caused them: its protocol, ports, and TCP seq (NAT leaves the seq alone).
+    ("quoted_proto", "int16", -1),
+    ("quoted_sport", "int32", -1),
+    ("quoted_dport", "int32", -1),
+    ("quoted_seq", "int64", -1),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _, _ in COLUMNS)

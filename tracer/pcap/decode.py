@@ -120,6 +120,10 @@ class Row:
         "icmp_id",
         "icmp_seq",
         "payload_off",
+        "quoted_proto",
+        "quoted_sport",
+        "quoted_dport",
+        "quoted_seq",
     )
 
     def __init__(self, iface: int = -1, direction: int = DIR_UNKNOWN) -> None:
@@ -152,6 +156,10 @@ class Row:
         self.icmp_id = -1
         self.icmp_seq = -1
         self.payload_off = -1
+        self.quoted_proto = -1
+        self.quoted_sport = -1
+        self.quoted_dport = -1
+        self.quoted_seq = -1
 
     def set_ip(self, family: int, proto: int, src: bytes, dst: bytes, ip_id: int, ttl: int) -> None:
         """Make this IP header the frame's innermost one: what an outer layer set is dropped."""
@@ -528,6 +536,10 @@ def _mpls(buf: Buffer, pos: int, end: int, row: Row, depth: int) -> None:
 
 # Echo request/reply types for ICMP (RFC 792) and ICMPv6 (RFC 4443): they carry id and sequence.
 _ECHO_TYPES = {IPPROTO_ICMP: (0, 8), IPPROTO_ICMPV6: (128, 129)}
+# Error types, which quote the offending packet: destination unreachable, source quench,
+# redirect, time exceeded, parameter problem (ICMP); unreachable, packet too big, time
+# exceeded, parameter problem (ICMPv6).
+ICMP_ERROR_TYPES = {IPPROTO_ICMP: (3, 4, 5, 11, 12), IPPROTO_ICMPV6: (1, 2, 3, 4)}
 
 
 def _icmp(buf: Buffer, pos: int, end: int, l4len: int, proto: int, row: Row) -> None:
@@ -541,4 +553,39 @@ def _icmp(buf: Buffer, pos: int, end: int, l4len: int, proto: int, row: Row) -> 
     if icmp_type in _ECHO_TYPES[proto]:
         row.icmp_id = _be16(buf, pos + 4)
         row.icmp_seq = _be16(buf, pos + 6)
+    elif icmp_type in ICMP_ERROR_TYPES[proto]:
+        _quoted(buf, pos + 8, end, row)
     _payload(buf, pos + 8, end, max(l4len - 8, 0), row)
+
+
+def quoted_fields(quote: bytes) -> tuple[int, int, int, int]:
+    """(proto, sport, dport, seq) of the packet quoted by an ICMP error's body, -1 where absent."""
+    row = Row()
+    _quoted(quote, 0, len(quote), row)
+    return row.quoted_proto, row.quoted_sport, row.quoted_dport, row.quoted_seq
+
+
+def _quoted(buf: Buffer, pos: int, end: int, row: Row) -> None:
+    """The protocol, ports and TCP seq of the packet an ICMP error quotes (what fits).
+
+    Only the quoted IP header and the first 8 bytes of L4 are guaranteed (RFC 792); an IPv6
+    quote with extension headers is not followed. A quote cut short leaves the rest -1.
+    """
+    if pos >= end:
+        return
+    version = _byte(buf, pos) >> 4
+    if version == 4 and pos + 20 <= end:
+        ihl = (_byte(buf, pos) & 0x0F) * 4
+        if ihl < 20 or _be16(buf, pos + 6) & 0x1FFF:  # no L4 header in a later fragment
+            return
+        proto, l4 = _byte(buf, pos + 9), pos + ihl
+    elif version == 6 and pos + 40 <= end:
+        proto, l4 = _byte(buf, pos + 6), pos + 40
+    else:
+        return
+    row.quoted_proto = proto
+    if proto not in (IPPROTO_TCP, IPPROTO_UDP) or l4 + 4 > end:
+        return
+    row.quoted_sport, row.quoted_dport = _be16(buf, l4), _be16(buf, l4 + 2)
+    if proto == IPPROTO_TCP and l4 + 8 <= end:
+        row.quoted_seq = _be32(buf, l4 + 4)

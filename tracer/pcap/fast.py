@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tracer.pcap.columns import (
+    COLUMNS,
     DIR_IN,
     DIR_OUT,
     OPT_MSS,
@@ -23,6 +24,7 @@ from tracer.pcap.columns import (
     payload_hash_batch,
 )
 from tracer.pcap.decode import (
+    ICMP_ERROR_TYPES,
     IPPROTO_ICMP,
     IPPROTO_TCP,
     IPPROTO_UDP,
@@ -36,6 +38,8 @@ from tracer.pcap.decode import (
     TUNNEL_PORTS,
 )
 from tracer.pcap.gather import window
+
+QUOTED_COLUMNS = tuple(col for col in COLUMNS if col[0].startswith("quoted_"))
 
 # link type -> (encapsulation name or None, link header length, offset of the EtherType or None)
 LAYOUTS: dict[int, tuple[str | None, int, int | None]] = {
@@ -161,7 +165,8 @@ def decode_group(
     is_tcp = (proto == IPPROTO_TCP) & ((thl == 20) | ts_only | syn)
     is_tcp &= (caplen >= l4 + thl) & (total >= 20 + thl)
     is_udp = (proto == IPPROTO_UDP) & ~np.isin(f["dport"], list(TUNNEL_PORTS))
-    is_icmp = proto == IPPROTO_ICMP
+    # ICMP errors quote a packet: the reference decoder reads the quote (they are few).
+    is_icmp = (proto == IPPROTO_ICMP) & ~np.isin(f["icmp_type"], ICMP_ERROR_TYPES[IPPROTO_ICMP])
     rows = np.flatnonzero(ok & (is_tcp | is_udp | is_icmp))
 
     everything = len(rows) == len(hdr)
@@ -196,6 +201,8 @@ def decode_group(
     c["icmp_code"] = np.where(icmp, r["icmp_code"].astype(np.int16), -1).astype(np.int16)
     c["icmp_id"] = np.where(echo, r["echo_id"].astype(np.int32), -1).astype(np.int32)
     c["icmp_seq"] = np.where(echo, r["echo_seq"].astype(np.int32), -1).astype(np.int32)
+    for name, dtype, sentinel in QUOTED_COLUMNS:
+        c[name] = np.full(n, sentinel, dtype)  # errors are left to the reference decoder
     payload_len = total - 20 - l4hl
     payload_off = off[rows] + l4 + l4hl
     pcap_len = np.clip(caplen[rows] - (l4 + l4hl), 0, payload_len)

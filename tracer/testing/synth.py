@@ -36,6 +36,7 @@ from tracer.pcap.columns import (
     Frames,
     payload_hash,
 )
+from tracer.pcap.decode import ICMP_ERROR_TYPES, quoted_fields
 from tracer.testing.wire import (
     ETHERNET,
     IPPROTO,
@@ -43,6 +44,7 @@ from tracer.testing.wire import (
     Pkt,
     Sighting,
     Vxlan,
+    ip_bytes,
     write_bulk_pcap,
     write_pcap,
     write_pcapng,
@@ -64,6 +66,7 @@ __all__ = [
     "build_scenario",
     "bulk_dnat",
     "bulk_dnat_pcaps",
+    "bulk_dnat_truth",
     "dns_scenario",
     "dnat_scenario",
     "frames_from_specs",
@@ -389,6 +392,12 @@ def dns_answer(query: bytes, address: str) -> bytes:
 # ----------------------------------------------------------------------------- scenarios
 
 
+def icmp_quote(pkt: Pkt) -> bytes:
+    """The body of an ICMP error about `pkt`: its IP header and first 8 bytes of L4 (RFC 792)."""
+    whole = ip_bytes(pkt)
+    return whole[: (20 if pkt.family == 4 else 40) + 8]
+
+
 def _ep(ip: str, port: int | None) -> Endpoint:
     return Endpoint(ip, port)
 
@@ -613,6 +622,8 @@ def frames_from_specs(sightings: Sequence[Sighting], path: str = "<synthetic>") 
         r["icmp_code"][i] = -1
         r["icmp_id"][i] = -1
         r["icmp_seq"][i] = -1
+        for name in ("quoted_proto", "quoted_sport", "quoted_dport", "quoted_seq"):
+            r[name][i] = -1
         if p.proto in ("tcp", "udp"):
             r["sport"][i] = p.sport or 0
             r["dport"][i] = p.dport or 0
@@ -631,10 +642,17 @@ def frames_from_specs(sightings: Sequence[Sighting], path: str = "<synthetic>") 
             r["opts"][i] = opts
         elif p.proto in ("icmp", "icmpv6"):
             default_type = 8 if p.proto == "icmp" else 128
-            r["icmp_type"][i] = default_type if p.icmp_type is None else p.icmp_type
+            icmp_type = default_type if p.icmp_type is None else p.icmp_type
+            r["icmp_type"][i] = icmp_type
             r["icmp_code"][i] = p.icmp_code
-            r["icmp_id"][i] = p.icmp_id or 0
-            r["icmp_seq"][i] = p.icmp_seq or 0
+            if icmp_type in ICMP_ERROR_TYPES[IPPROTO[p.proto]]:
+                # As the reader does: an error has no id/sequence, it quotes a packet.
+                quote = quoted_fields(p.payload)
+                r["quoted_proto"][i], r["quoted_sport"][i] = quote[0], quote[1]
+                r["quoted_dport"][i], r["quoted_seq"][i] = quote[2], quote[3]
+            else:
+                r["icmp_id"][i] = p.icmp_id or 0
+                r["icmp_seq"][i] = p.icmp_seq or 0
     for name, dtype, _ in COLUMNS:
         if n:
             cols[name] = np.asarray(rows[name], dtype=dtype)
@@ -659,8 +677,41 @@ def bulk_dnat(
     spacing_ns: int = 50_000,
 ) -> tuple[tuple[CapturePoint, ...], dict[str, Frames]]:
     """Many overlapping copies of `dnat_scenario` as columns (see `_bulk`)."""
-    points, frames, _, _ = _bulk(n_connections, seed, offsets, spacing_ns)
+    points, frames, _, _, _ = _bulk(n_connections, seed, offsets, spacing_ns)
     return points, frames
+
+
+@dataclass(frozen=True)
+class BulkTruth:
+    """Which packet every frame of a bulk run shows: `packet[point][i]` for frame i.
+
+    Packet ids are connection * `per_connection` + the template packet's id, unique per run.
+    """
+
+    packet: Mapping[str, npt.NDArray[np.int64]]
+    per_connection: int
+    template: Scenario
+
+
+def bulk_dnat_truth(
+    n_connections: int,
+    *,
+    seed: int = 0,
+    spacing_ns: int = 50_000,
+    retransmit: bool = False,
+    timestamps: bool = True,
+) -> tuple[tuple[CapturePoint, ...], dict[str, Frames], BulkTruth]:
+    """`bulk_dnat` (true times, no clock offsets) with the identity of every frame."""
+    points, frames, rows, _, conn = _bulk(
+        n_connections, seed, None, spacing_ns, retransmit=retransmit, timestamps=timestamps
+    )
+    template = dnat_scenario(retransmit=retransmit, timestamps=timestamps)
+    per = max(p.id for p in template.packets) + 1
+    packet: dict[str, npt.NDArray[np.int64]] = {}
+    for p in points:
+        ids = np.array([s.packet for s in template.frames[p.name]], dtype=np.int64)
+        packet[p.name] = conn[p.name] * per + ids[rows[p.name]]
+    return points, frames, BulkTruth(packet, per, template)
 
 
 def bulk_dnat_pcaps(
@@ -672,7 +723,7 @@ def bulk_dnat_pcaps(
     spacing_ns: int = 50_000,
 ) -> tuple[tuple[CapturePoint, ...], dict[str, Path]]:
     """`bulk_dnat` written as one nanosecond Ethernet pcap per point (points/<name>.pcap)."""
-    points, frames, rows, templates = _bulk(n_connections, seed, offsets, spacing_ns)
+    points, frames, rows, templates, _ = _bulk(n_connections, seed, offsets, spacing_ns)
     out: dict[str, Path] = {}
     for p in points:
         path = Path(directory) / f"{p.name}.pcap"
@@ -687,11 +738,15 @@ def _bulk(
     seed: int,
     offsets: Mapping[str, int] | None,
     spacing_ns: int,
+    *,
+    retransmit: bool = False,
+    timestamps: bool = True,
 ) -> tuple[
     tuple[CapturePoint, ...],
     dict[str, Frames],
     dict[str, npt.NDArray[np.int64]],
     dict[str, tuple[Sighting, ...]],
+    dict[str, npt.NDArray[np.int64]],
 ]:
     """Many overlapping copies of `dnat_scenario`, built as columns with numpy (no objects).
 
@@ -699,7 +754,7 @@ def _bulk(
     starts `spacing_ns` after the previous one, so the connections interleave. 40 observations
     per connection (10 at the client, 20 at node-a, 10 at the server).
     """
-    template = dnat_scenario(offsets=offsets)
+    template = dnat_scenario(offsets=offsets, retransmit=retransmit, timestamps=timestamps)
     rng = np.random.default_rng(seed)
     n = n_connections
     isn_c = rng.integers(0, 1 << 32, n, dtype=np.int64)
@@ -714,6 +769,7 @@ def _bulk(
     forward = {p.id: p.direction == "forward" for p in template.packets}
     out: dict[str, Frames] = {}
     template_rows: dict[str, npt.NDArray[np.int64]] = {}
+    conn_rows: dict[str, npt.NDArray[np.int64]] = {}
     for point in template.points:
         base = template.columns(point.name)
         rows = template.frames[point.name]
@@ -758,6 +814,7 @@ def _bulk(
         order = np.argsort(cols["t_ns"], kind="stable")
         cols = {k: v[order] for k, v in cols.items()}
         template_rows[point.name] = np.tile(np.arange(m, dtype=np.int64), n)[order]
+        conn_rows[point.name] = conn[order]
         ks = np.arange(n)
         extra = tuple(f"10.{64 + (k >> 16)}.{(k >> 8) & 255}.{k & 255}" for k in ks.tolist())
         out[point.name] = Frames(
@@ -768,4 +825,4 @@ def _bulk(
             addresses=base.addresses + extra,
             interfaces=dict(base.interfaces),
         )
-    return template.points, out, template_rows, dict(template.frames)
+    return template.points, out, template_rows, dict(template.frames), conn_rows
