@@ -61,7 +61,7 @@ def test_health_flags_path_pods_and_nodes_but_only_counts_others() -> None:
     assert any(s == "error" and "cluster DNS pod kube-system/coredns-1" in t for s, t in found)
     assert any(s == "warning" and "default/client was OOMKilled" in t for s, t in found)
     assert "unrelated" not in " ".join(t for s, t in found if s != "info"), titles
-    assert any(s == "info" and "1 pod(s) off the path" in t for s, t in found)
+    assert any(s == "info" and "1 pod off the path is not healthy" in t for s, t in found)
 
 
 def test_health_absent_is_only_information() -> None:

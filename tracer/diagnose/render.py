@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from tracer.diagnose.model import STEPS, Diagnosis, Finding
+from tracer.words import count
 
 SCHEMA = "pathtrace-diagnose/v1"
 
@@ -54,7 +55,7 @@ def render_text(d: Diagnosis, run: str | None = None, *, verbose: bool = False) 
     problems = [f for f in d.findings if f.severity != "info"]
     lines.append("")
     if problems:
-        lines.append(f"{len(problems)} problem(s) found; the most likely cause first.")
+        lines.append(f"{count(len(problems), 'problem')} found; the most likely cause first.")
     else:
         lines.append("No problem found.")
     for i, f in enumerate(d.findings, 1):

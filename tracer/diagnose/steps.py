@@ -34,6 +34,7 @@ from tracer.rules.explain_text import local_traffic_cidr
 from tracer.rules.model import Entry, in_network
 from tracer.rundir import Manifest, Service, ServicePort
 from tracer.summary import DNS_PORTS
+from tracer.words import count
 
 SLOW_MS = 100.0  # a server time or segment above this is worth a warning
 MS = 1_000_000
@@ -384,7 +385,7 @@ def step_health(f: RunFacts) -> list[Finding]:
                 Finding(
                     "warning",
                     1,
-                    f"The {what}{ref} restarted {p.restarts} time(s) ({last})",
+                    f"The {what}{ref} restarted {count(p.restarts, 'time')} ({last})",
                     (api,),
                     f"kubectl logs -n {p.namespace} {p.name} --previous",
                     SYMPTOM - 10,
@@ -406,7 +407,8 @@ def step_health(f: RunFacts) -> list[Finding]:
             Finding(
                 "info",
                 1,
-                f"{len(others_bad)} pod(s) off the path are not healthy",
+                f"{count(len(others_bad), 'pod')} off the path "
+                f"{'is' if len(others_bad) == 1 else 'are'} not healthy",
                 tuple(others_bad[:10]),
                 "kubectl get pods -A | grep -v Running",
             )
@@ -489,7 +491,7 @@ def step_backend(f: RunFacts) -> list[Finding]:
                 syns = forward_journeys(c, "syn")
                 icmp = related_icmp(f, c)
                 why = f"answered only by ICMP {icmp[0].name}" if icmp else "never answered"
-                errors.append(f"#{c.index}: {c.client}: SYN sent {len(syns)} time(s), {why}")
+                errors.append(f"#{c.index}: {c.client}: SYN sent {count(len(syns), 'time')}, {why}")
             path = f.paths.get(c.index)
             if path is not None and path.latency.server_ns is not None:
                 server.append(path.latency.server_ns)
@@ -504,8 +506,8 @@ def step_backend(f: RunFacts) -> list[Finding]:
             else ""
         )
         title = (
-            f"Backend {who}: {len(conns)} connection(s), {requests} request(s), "
-            f"{len(errors)} error(s){lat}"
+            f"Backend {who}: {count(len(conns), 'connection')}, {count(requests, 'request')}, "
+            f"{count(len(errors), 'error')}{lat}"
         )
         if errors:
             out.append(
@@ -610,7 +612,7 @@ def step_dns(f: RunFacts) -> list[Finding]:
                 Finding(
                     "error" if is_wanted else "warning",
                     3,
-                    f"DNS: {name!r} does not exist: NXDOMAIN for all {len(tried)} name(s) tried"
+                    f"DNS: {name!r} does not exist: NXDOMAIN for all {count(len(tried), 'name')} tried"
                     + (
                         f" ({len(expansions)} search-domain expansions, ndots:5)"
                         if expansions
@@ -640,7 +642,7 @@ def step_dns(f: RunFacts) -> list[Finding]:
                 Finding(
                     "warning" if resolved else "error",
                     3,
-                    f"DNS: {len(unanswered)} quer(y/ies) for {name!r} got no answer (timeout)",
+                    f"DNS: {count(len(unanswered), 'query', 'queries')} for {name!r} got no answer (timeout)",
                     tuple(
                         f"{frame_ref(q.point, q.frame)}: {q.message.qtype_name} {q.message.qname} "
                         f"({q.tuple5})"
@@ -670,9 +672,9 @@ def step_dns(f: RunFacts) -> list[Finding]:
                 dict.fromkeys(t for a in resolved for ty, t in a.message.answers if ty in (1, 28))
             )
             title = (
-                f"DNS: {name} -> {', '.join(addrs[:4])} in {_ms(slow)} ({len(qs)} quer(y/ies)"
+                f"DNS: {name} -> {', '.join(addrs[:4])} in {_ms(slow)} ({count(len(qs), 'query', 'queries')}"
                 + (
-                    f", {len(missed)} NXDOMAIN search expansion(s) first (ndots:5)"
+                    f", {count(len(missed), 'NXDOMAIN search expansion')} first (ndots:5)"
                     if missed
                     else ""
                 )
@@ -734,7 +736,7 @@ def step_service(f: RunFacts) -> list[Finding]:
                     4,
                     f"{c.client.dst} is not a Service in the run's manifest: no kube-proxy "
                     "translation expected",
-                    (f"manifest: {len(f.manifest.services)} Service(s) listed",),
+                    (f"manifest: {count(len(f.manifest.services), 'Service')} listed",),
                 )
             ]
         return []
@@ -756,7 +758,7 @@ def step_service(f: RunFacts) -> list[Finding]:
     ct = conntrack_for(info, c.client)
     ct_line = f"nodes/{node}/conntrack.txt: {ct.text.strip()}" if ct is not None else None
     syn_line = (
-        f"{c.client} sent {len(syns)} time(s)"
+        f"{c.client} sent {count(len(syns), 'time')}"
         + (f" ({', '.join(_obs_ref(j.observations[0]) for j in syns[:4])})" if syns else "")
         + ("" if answered else ", never answered")
     )
@@ -1142,7 +1144,7 @@ def step_path(f: RunFacts, slow_ms: float = SLOW_MS) -> list[Finding]:
                 Finding(
                     "warning",
                     6,
-                    f"{len(rtx)} retransmission(s) on the way, the first at {first.point}",
+                    f"{count(len(rtx), 'retransmission')} on the way, the first at {first.point}",
                     tuple(
                         f"{_obs_ref(j.observations[0])}: {j.kind} retransmission {j.retransmission}, "
                         f"seen at {', '.join(dict.fromkeys(o.point for o in j.observations))}"
@@ -1204,7 +1206,7 @@ def step_path(f: RunFacts, slow_ms: float = SLOW_MS) -> list[Finding]:
         for j in journeys[:6]
     ]
     evidence.append(
-        f"{len(journeys)} send(s), {len(rtx)} retransmission(s), no reply captured at any point"
+        f"{count(len(journeys), 'send')}, {count(len(rtx), 'retransmission')}, no reply captured at any point"
     )
     evidence.append(
         "expected path: " + " -> ".join(expected) if expected else "expected path unknown"
