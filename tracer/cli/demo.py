@@ -16,6 +16,14 @@ from tracer.errors import MissingPrerequisiteError
 SCENARIO = "clusterip-remote"
 
 
+def _saved_run() -> str:
+    """Where the recorded example run is: beside the package in a source checkout."""
+    import tracer
+
+    shipped = Path(tracer.__file__).resolve().parent.parent / "pcaps" / SCENARIO
+    return str(shipped) if shipped.is_dir() else f"pcaps/{SCENARIO} (in the source tree)"
+
+
 @click.command("demo")
 @click.option(
     "--mode", type=click.Choice(["iptables", "nftables"]), default="iptables", show_default=True
@@ -34,7 +42,7 @@ def command(mode: str, keep: Path | None) -> None:
     if os.geteuid() != 0:
         raise MissingPrerequisiteError(
             "the demo builds network namespaces and needs root",
-            hint=f"run it with sudo, or trace a saved run: pathtrace analyze pcaps/{SCENARIO}",
+            hint=f"run it with sudo, or trace a saved run: pathtrace analyze {_saved_run()}",
         )
     lab.check_prerequisites()
     if lab.status()["status"] != "down":
