@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -49,7 +50,10 @@ def test_not_root(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.Monkey
     code, _, err = run(capsys, "lab", "up")
     assert code == 1 and "needs root" in err
     code, _, err = run(capsys, "demo")
-    assert code == 1 and "pathtrace analyze pcaps/clusterip-remote" in err
+    assert code == 1 and "pathtrace analyze " in err
+    # The hint names the shipped run by a path that exists from any working directory.
+    shown = err.split("pathtrace analyze ", 1)[1].split()[0]
+    assert shown.endswith("pcaps/clusterip-remote") and (Path(shown) / "manifest.json").is_file()
 
 
 def test_missing_tool_names_the_package(
