@@ -287,3 +287,40 @@ def test_a_capture_that_names_its_interface_keeps_that_name(tmp_path: Path) -> N
 
     (loaded,) = load_run(run, reader=named).points
     assert loaded.ifnames == {0: "veth-web"}
+
+
+def test_large_captures_read_in_parallel_equal_a_plain_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import tempfile
+
+    import numpy as np
+
+    import tracer.inputs as inputs
+    from tracer.pcap import read_frames
+    from tracer.testing.synth import bulk_dnat_pcaps
+
+    monkeypatch.setattr(inputs, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    os.makedirs(tmp_path / "tmp")
+    points, files = bulk_dnat_pcaps(tmp_path, 40, any_capture=True)
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(b"BAD!" * 8)
+    specs = [f"{p.role}:{p.name}@{p.node}={files[p.name]}" for p in points]
+    run = load_points([*specs, f"external:broken={bad}"])
+    # The damaged file is reported as a serial read reports it; the others are all there.
+    assert [p.point.name for p in run.points] == [p.name for p in points]
+    assert any("broken" in w and str(bad) in w for w in run.warnings)
+    for lp in run.points:
+        plain = read_frames(files[lp.point.name])
+        assert lp.frames.addresses == plain.addresses
+        assert lp.frames.encaps == plain.encaps
+        for name, col in plain.columns.items():
+            got = lp.frames.columns[name]
+            assert got.dtype == col.dtype and np.array_equal(got, col), (lp.point.name, name)
+    # Two of the three came from reader processes, mapped from their columns' files ...
+    mapped = [lp for lp in run.points if isinstance(lp.frames.columns["t_ns"].base, np.memmap)]
+    assert len(mapped) == 2
+    # ... which are gone (unlinked once mapped).
+    assert list((tmp_path / "tmp").iterdir()) == []

@@ -150,3 +150,37 @@ def test_bulk_pcap_matches_its_columns(tmp_path: Path) -> None:
             assert (pkt[TCP].sport, pkt[TCP].dport) == (c["sport"][i], c["dport"][i])
             ts = dict(pkt[TCP].options)["Timestamp"]
             assert ts == (c["tsval"][i], c["tsecr"][i])
+
+
+def test_bulk_pcap_any_capture_is_sll2_with_the_nodes_links(tmp_path: Path) -> None:
+    import json
+
+    from tracer.pcap import read_frames
+
+    points, paths = synth.bulk_dnat_pcaps(tmp_path, 20, seed=3, any_capture=True)
+    _, frames = synth.bulk_dnat(20, seed=3)
+    for p in points:
+        got = read_frames(paths[p.name])
+        want = frames[p.name].columns
+        for name in ("t_ns", "seq", "ack", "ip_id", "sport", "dport", "tsval", "tsecr"):
+            assert got.columns[name].tolist() == want[name].tolist(), (p.name, name)
+        if p.interface != "any":
+            assert got.linktypes == (ETHERNET,)
+            continue
+        assert got.linktypes == (LINUX_SLL2,)
+        from scapy.utils import RawPcapReader
+
+        for data, _ in list(RawPcapReader(str(paths[p.name])))[::5]:
+            _scapy_checksums_ok(b"\0" * 12 + b"\x08\x00" + data[20:])  # the IP packet after SLL2
+        links = {
+            i["ifindex"]: i["ifname"]
+            for i in json.loads((tmp_path / f"{p.name}.links.json").read_text())
+        }
+        template = synth.dnat_scenario().frames[p.name]
+        names = {s.iface for s in template}
+        assert set(links.values()) == names
+        # Every frame carries the ifindex of its template's interface and its direction.
+        ifnames = [links[i] for i in got.columns["iface"].tolist()]
+        by_name = frames[p.name].interfaces
+        assert ifnames == [by_name[i] for i in want["iface"].tolist()]
+        assert ((got.columns["direction"] == DIR_OUT) == (want["direction"] == DIR_OUT)).all()

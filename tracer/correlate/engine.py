@@ -571,6 +571,9 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         jambiguous[jid_sorted] = row_amb
     jid = np.empty(n, dtype=np.int64)
     jid[order] = jid_sorted
+    # The sorted views are done with: free them before the next stage's arrays are made.
+    del key, order, s_key, s_pidx, s_t, new_key, new_pt, gap, cs, pt_start, pt_id, k, key_id
+    del jid_sorted, m
 
     # --- 3. flows (a tuple at a point, split at each new SYN) and connections
     port_s = np.where(proto <= 1, cols["icmp_id"], cols["sport"])
@@ -583,6 +586,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     hi_ep = np.maximum(ep_s, ep_d)
     fkey = mix(mix(mix(seed(n, 0xF10), rows.pidx * 256 + proto), lo_ep), hi_ep)
     fid, n_fid = _dense(fkey.view(np.int64))
+    del lo_ep, hi_ep, fkey
     syn = tcp & ((flags & (TH_SYN | TH_ACK)) == TH_SYN)
     fid, n_fid = _split_at_syns(fid, n_fid, syn, cols["seq"], rows.t)
 
@@ -697,6 +701,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     # argsort only has to fix each journey's few rows.
     by_j = packed_order(jpos[jid])
     final = by_j[np.argsort((((jpos[jid] * 4 + rank_dir) << 32) | rel)[by_j], kind="stable")]
+    del by_j, rel, rank_dir, rank, is_fwd, ep_d
 
     sj = jpos[jid][final]
     jstart = np.flatnonzero(np.r_[True, sj[1:] != sj[:-1]]) if n else np.zeros(0, np.int64)

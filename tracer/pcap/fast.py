@@ -1,9 +1,8 @@
 """Vectorised decoding of the common frame layouts, a whole group of frames per numpy pass.
 
 Takes frames of one link type (Ethernet, SLL, SLL2, raw IPv4) and decodes those whose layout is
-the everyday one: IPv4 without options or fragmentation, then TCP with no options, the Linux
-timestamp layout (NOP NOP TS) or the Linux SYN layout (MSS SACK-OK TS NOP WS), UDP that is not an
-overlay port, or ICMP. Every other frame is left to the reference decoder (`tracer.pcap.decode`),
+the everyday one: IPv4 without options or fragmentation, then TCP (any option list, walked for
+all rows at once), UDP that is not an overlay port, or ICMP that is not an error. Every other frame is left to the reference decoder (`tracer.pcap.decode`),
 whose values these must equal exactly. Pure: arrays in, arrays out; no Python loop per frame.
 """
 
@@ -109,11 +108,6 @@ def _layout(lhl: int, etype_at: int | None, width: int) -> np.dtype[np.void]:
         "ack": (">u4", l4 + 8),
         "doff": ("u1", l4 + 12),
         "flags": ("u1", l4 + 13),
-        "opt0": (">u4", l4 + 20),  # NOP NOP TS(8,10) | MSS(2,4) mss
-        "opt4": (">u4", l4 + 24),  # tsval | SACK-OK(4,2) TS(8,10)
-        "opt8": (">u4", l4 + 28),  # tsecr | tsval
-        "opt12": (">u4", l4 + 32),  # tsecr
-        "opt16": (">u4", l4 + 36),  # NOP WS(3,3) shift
         "icmp_type": ("u1", l4),
         "icmp_code": ("u1", l4 + 1),
         "echo_id": (">u2", l4 + 4),
@@ -144,8 +138,8 @@ def decode_group(
     ip = lhl
     l4 = ip + 20
     # Headers and the first payload bytes of every frame in one row: the payload starts at most
-    # 40 bytes past the TCP header's start in the layouts taken here.
-    width = l4 + 40 + PHASH_BYTES
+    # 60 bytes past the TCP header's start (the largest data offset).
+    width = l4 + 60 + PHASH_BYTES
     hdr = window(data, off, width)
     f = hdr.view(_layout(lhl, etype_at, width))[:, 0]
     ok = (caplen >= l4 + 8) & (f["vihl"] == 0x45)  # version 4, no IP options
@@ -155,14 +149,7 @@ def decode_group(
     ok &= ((f["frag"] & 0x3FFF) == 0) & (total >= 28) & (total <= SUPER_LEN)
     proto = f["proto"]
     thl = (f["doff"] >> 4).astype(np.int64) * 4
-    ts_only = (thl == 32) & (f["opt0"] == 0x0101080A)
-    syn = (
-        (thl == 40)
-        & ((f["opt0"] >> 16) == 0x0204)
-        & (f["opt4"] == 0x0402080A)
-        & ((f["opt16"] >> 8) == 0x010303)
-    )
-    is_tcp = (proto == IPPROTO_TCP) & ((thl == 20) | ts_only | syn)
+    is_tcp = (proto == IPPROTO_TCP) & (thl >= 20)
     is_tcp &= (caplen >= l4 + thl) & (total >= 20 + thl)
     is_udp = (proto == IPPROTO_UDP) & ~np.isin(f["dport"], list(TUNNEL_PORTS))
     # ICMP errors quote a packet: the reference decoder reads the quote (they are few).
@@ -179,8 +166,6 @@ def decode_group(
     ports = tcp | udp
     total = total[rows]
     l4hl = np.where(tcp, thl[rows], 8)
-    ts1 = tcp & ts_only[rows]
-    ts2 = tcp & syn[rows]
     c: dict[str, npt.NDArray[np.generic]] = {}
     c["family"] = np.full(n, 4, np.uint8)
     c["proto"] = proto[rows]
@@ -191,10 +176,10 @@ def decode_group(
     c["seq"] = np.where(tcp, r["seq"], 0).astype(np.uint32)
     c["ack"] = np.where(tcp, r["ack"], 0).astype(np.uint32)
     c["tcp_flags"] = np.where(tcp, r["flags"], 0).astype(np.uint8)
-    c["tsval"] = np.where(ts1, r["opt4"], np.where(ts2, r["opt8"], 0)).astype(np.uint32)
-    c["tsecr"] = np.where(ts1, r["opt8"], np.where(ts2, r["opt12"], 0)).astype(np.uint32)
-    c["mss"] = np.where(ts2, r["opt0"] & 0xFFFF, 0).astype(np.uint16)
-    c["opts"] = (np.where(ts1 | ts2, OPT_TS, 0) | np.where(ts2, OPT_MSS, 0)).astype(np.uint8)
+    opt_rows = np.flatnonzero(tcp & (l4hl > 20))
+    c["tsval"], c["tsecr"], c["mss"], c["opts"] = tcp_options(
+        h[opt_rows, l4 + 20 : l4 + 60], l4hl[opt_rows] - 20, opt_rows, n
+    )
     icmp_type = r["icmp_type"].astype(np.int16)
     echo = icmp & ((icmp_type == 0) | (icmp_type == 8))
     c["icmp_type"] = np.where(icmp, icmp_type, -1).astype(np.int16)
@@ -220,6 +205,133 @@ def decode_group(
     stacks = (head + ("ipv4", "tcp"), head + ("ipv4", "udp"), head + ("ipv4", "icmp"))
     encap = np.where(tcp, 0, np.where(udp, 1, 2)).astype(np.int8)
     return FastGroup(rows, c, r["src"].astype(np.uint32), r["dst"].astype(np.uint32), encap, stacks)
+
+
+# Distinct option layouts learned per group before the rest is walked option by option: a
+# capture holds a handful (Linux: NOP NOP TS on data, MSS SACK-OK TS NOP WS on SYNs).
+MAX_LAYOUTS = 8
+
+
+def tcp_options(
+    area: U8, stop: I64, where: I64, n: int
+) -> tuple[
+    npt.NDArray[np.uint32], npt.NDArray[np.uint32], npt.NDArray[np.uint16], npt.NDArray[np.uint8]
+]:
+    """tsval, tsecr, mss and opts for n rows, from the option bytes of the rows at `where`.
+
+    `area` holds each of those rows' 40 option bytes, of which the first `stop` are options.
+    The reference decoder's walk (NOP skips a byte, EOL or a malformed length ends it, a later
+    option of the same kind wins) takes its branches on the kind and length bytes alone: every
+    row with the same `stop` and the same bytes at those places gives the same walk. So the
+    first unclaimed row is walked in Python, every row sharing its layout takes the values at
+    the same offsets at once, and this repeats for a few layouts; rows left after that are
+    walked all together, one option per pass.
+    """
+    tsval = np.zeros(n, np.uint32)
+    tsecr = np.zeros(n, np.uint32)
+    mss = np.zeros(n, np.uint16)
+    opts = np.zeros(n, np.uint8)
+    if not len(where):
+        return tsval, tsecr, mss, opts
+    stop = stop.astype(np.int64)
+    left = np.arange(len(where))
+    for _ in range(MAX_LAYOUTS):
+        if not len(left):
+            return tsval, tsecr, mss, opts
+        first = int(left[0])
+        lim = int(stop[first])
+        checks, mss_at, ts_at = _walk_one(area[first].tolist(), lim)
+        same = stop[left] == lim
+        for at, value in checks:
+            same &= area[left, at] == value
+        rows = left[same]
+        dest = where[rows]
+        if mss_at is not None:
+            mss[dest] = (area[rows, mss_at].astype(np.uint16) << 8) | area[rows, mss_at + 1]
+            opts[dest] |= OPT_MSS
+        if ts_at is not None:
+            tsval[dest] = _be32(area, rows, ts_at)
+            tsecr[dest] = _be32(area, rows, ts_at + 4)
+            opts[dest] |= OPT_TS
+        left = left[~same]
+    if len(left):
+        _walk_all(area, stop, where, left, tsval, tsecr, mss, opts)
+    return tsval, tsecr, mss, opts
+
+
+def _walk_one(b: list[int], stop: int) -> tuple[list[tuple[int, int]], int | None, int | None]:
+    """The reference walk over one option list: the (offset, byte) pairs its branches read,
+    and where the last MSS value and the last timestamps start (None when absent)."""
+    checks: list[tuple[int, int]] = []
+    mss_at: int | None = None
+    ts_at: int | None = None
+    pos = 0
+    while pos < stop:
+        kind = b[pos]
+        checks.append((pos, kind))
+        if kind == 0:
+            break
+        if kind == 1:
+            pos += 1
+            continue
+        if pos + 2 > stop:
+            break
+        length = b[pos + 1]
+        checks.append((pos + 1, length))
+        if length < 2 or pos + length > stop:
+            break
+        if kind == 2 and length == 4:
+            mss_at = pos + 2
+        elif kind == 8 and length == 10:
+            ts_at = pos + 2
+        pos += length
+    return checks, mss_at, ts_at
+
+
+def _walk_all(
+    area: U8,
+    stop: I64,
+    where: I64,
+    live: I64,
+    tsval: npt.NDArray[np.uint32],
+    tsecr: npt.NDArray[np.uint32],
+    mss: npt.NDArray[np.uint16],
+    opts: npt.NDArray[np.uint8],
+) -> None:
+    """The reference walk for the rows `live` all at once, one option per pass (<= 40 passes)."""
+    area = np.concatenate([area, np.zeros((len(area), 1), np.uint8)], axis=1)
+    pos = np.zeros(len(area), np.int64)
+    while len(live):
+        p = pos[live]
+        lim = stop[live]
+        going = p < lim
+        kind = area[live, np.minimum(p, 40)]
+        going &= kind != 0
+        nop = going & (kind == 1)
+        pos[live[nop]] += 1
+        opt = going & ~nop & (p + 2 <= lim)
+        length = area[live, np.minimum(p + 1, 40)].astype(np.int64)
+        opt &= (length >= 2) & (p + length <= lim)
+        sel = live[opt]
+        ps, ks, ls = p[opt], kind[opt], length[opt]
+        m = (ks == 2) & (ls == 4)
+        if m.any():
+            rows, q = sel[m], ps[m]
+            mss[where[rows]] = (area[rows, q + 2].astype(np.uint16) << 8) | area[rows, q + 3]
+            opts[where[rows]] |= OPT_MSS
+        t = (ks == 8) & (ls == 10)
+        if t.any():
+            rows, q = sel[t], ps[t]
+            tsval[where[rows]] = _be32(area, rows, q + 2)
+            tsecr[where[rows]] = _be32(area, rows, q + 6)
+            opts[where[rows]] |= OPT_TS
+        pos[sel] += ls
+        live = live[nop | opt]
+
+
+def _be32(area: U8, rows: I64, at: I64 | int) -> npt.NDArray[np.uint32]:
+    b = [area[rows, at + k].astype(np.uint32) for k in range(4)]
+    return (b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]
 
 
 def _sll_direction(pkttype: I64, current: npt.NDArray[np.int8]) -> npt.NDArray[np.int8]:

@@ -11,6 +11,7 @@ correlator tests do not depend on the capture reader. Nothing here sends traffic
 
 from __future__ import annotations
 
+import json
 import random
 import struct
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,7 @@ from tracer.testing.wire import (
     Pkt,
     Sighting,
     Vxlan,
+    interface_ids,
     ip_bytes,
     write_bulk_pcap,
     write_pcap,
@@ -721,14 +723,33 @@ def bulk_dnat_pcaps(
     seed: int = 0,
     offsets: Mapping[str, int] | None = None,
     spacing_ns: int = 50_000,
+    any_capture: bool = False,
 ) -> tuple[tuple[CapturePoint, ...], dict[str, Path]]:
-    """`bulk_dnat` written as one nanosecond Ethernet pcap per point (points/<name>.pcap)."""
+    """`bulk_dnat` written as one nanosecond pcap per point (<directory>/<name>.pcap).
+
+    Ethernet frames by default. With `any_capture`, a point whose interface is "any" (the node)
+    is written as `tcpdump -i any` writes it, LINUX_SLL2 frames carrying ifindexes, and the
+    node's links as `ip -j link` JSON beside it (<directory>/<name>.links.json).
+    """
     points, frames, rows, templates, _ = _bulk(n_connections, seed, offsets, spacing_ns)
     out: dict[str, Path] = {}
     for p in points:
         path = Path(directory) / f"{p.name}.pcap"
         fr = frames[p.name]
-        write_bulk_pcap(path, templates[p.name], fr.columns, rows[p.name], fr.addresses)
+        sll2 = any_capture and p.interface == "any"
+        index = interface_ids(templates[p.name], start=1)
+        write_bulk_pcap(
+            path,
+            templates[p.name],
+            fr.columns,
+            rows[p.name],
+            fr.addresses,
+            linktype=LINUX_SLL2 if sll2 else ETHERNET,
+            ifindex=index,
+        )
+        if sll2:
+            links = [{"ifindex": i, "ifname": name} for name, i in index.items()]
+            (Path(directory) / f"{p.name}.links.json").write_text(json.dumps(links))
         out[p.name] = path
     return points, out
 

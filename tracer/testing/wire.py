@@ -330,26 +330,38 @@ def write_bulk_pcap(
     columns: Mapping[str, npt.NDArray[np.generic]],
     template_row: npt.NDArray[np.int64],
     addresses: Sequence[str],
+    *,
+    linktype: int = ETHERNET,
+    ifindex: Mapping[str, int] | None = None,
 ) -> int:
-    """Write a nanosecond Ethernet pcap of many IPv4 TCP frames patched from template frames.
+    """Write a nanosecond pcap of many IPv4 TCP frames patched from template frames.
 
     Row i of `columns` (a `Frames`-style column dict, in file order) is template
     `template_row[i]` with its t_ns, addresses, ports, seq/ack, IP ID and TSval/TSecr replaced;
     IPv4 and TCP checksums are recomputed. Vectorised per template, for benchmarks with
-    millions of frames. Returns the number of bytes written.
+    millions of frames. `linktype` is ETHERNET or LINUX_SLL2 (an `-i any` capture, whose frames
+    carry `ifindex[template's interface]`, by default numbered in order of first appearance
+    from 1). Returns the number of bytes written.
     """
+    if linktype not in (ETHERNET, LINUX_SLL2):
+        raise ValueError(
+            f"write_bulk_pcap writes Ethernet or SLL2 frames, not link type {linktype}"
+        )
     n = int(template_row.shape[0])
-    raws = [frame_bytes(s, ETHERNET) for s in templates]
+    index = dict(ifindex) if ifindex is not None else interface_ids(templates, start=1)
+    raws = [frame_bytes(s, linktype, index.get(s.iface or "any", 0)) for s in templates]
     for s in templates:
         if s.pkt.proto != "tcp" or s.pkt.family != 4 or s.vxlan is not None:
             raise ValueError("write_bulk_pcap handles plain IPv4 TCP templates only")
+    ip = 14 if linktype == ETHERNET else 20  # where the IPv4 header starts
+    l4 = ip + 20
     lens = np.array([len(r) for r in raws], dtype=np.int64)
     rec_len = 16 + lens[template_row]
     offsets = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(rec_len, out=offsets[1:])
     buf = np.zeros(24 + int(offsets[-1]), dtype=np.uint8)
     buf[:24] = np.frombuffer(
-        struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, ETHERNET), dtype=np.uint8
+        struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, linktype), dtype=np.uint8
     )
     addr_bytes = np.array(
         [list(ipaddress.IPv4Address(a).packed) for a in addresses], dtype=np.int64
@@ -364,22 +376,22 @@ def write_bulk_pcap(
         length = int(lens[r])
         block = np.tile(np.frombuffer(raw, dtype=np.uint8), (m, 1))
         c = {k: np.asarray(columns[k])[rows].astype(np.int64) for k in columns}
-        _put(block, 14 + 4, c["ip_id"], 2)
-        _put(block, 14 + 12, addr_int[c["src"]], 4)
-        _put(block, 14 + 16, addr_int[c["dst"]], 4)
-        _put(block, 34, c["sport"], 2)
-        _put(block, 36, c["dport"], 2)
-        _put(block, 38, c["seq"], 4)
-        _put(block, 42, c["ack"], 4)
+        _put(block, ip + 4, c["ip_id"], 2)
+        _put(block, ip + 12, addr_int[c["src"]], 4)
+        _put(block, ip + 16, addr_int[c["dst"]], 4)
+        _put(block, l4, c["sport"], 2)
+        _put(block, l4 + 2, c["dport"], 2)
+        _put(block, l4 + 4, c["seq"], 4)
+        _put(block, l4 + 8, c["ack"], 4)
         pkt = templates[r].pkt
         if pkt.tsval is not None:
-            ts_off = 34 + 20 + (4 if pkt.mss is not None else 0) + 4
+            ts_off = l4 + 20 + (4 if pkt.mss is not None else 0) + 4
             _put(block, ts_off, c["tsval"], 4)
             _put(block, ts_off + 4, c["tsecr"], 4)
-        block[:, 14 + 10 : 14 + 12] = 0
-        _put(block, 14 + 10, _fold(_be16_sum(block[:, 14:34])), 2)
-        block[:, 50:52] = 0
-        seg_len = length - 34
+        block[:, ip + 10 : ip + 12] = 0
+        _put(block, ip + 10, _fold(_be16_sum(block[:, ip:l4])), 2)
+        block[:, l4 + 16 : l4 + 18] = 0
+        seg_len = length - l4
         pseudo = (
             (addr_int[c["src"]] >> 16)
             + (addr_int[c["src"]] & 0xFFFF)
@@ -388,7 +400,7 @@ def write_bulk_pcap(
             + 6
             + seg_len
         )
-        _put(block, 50, _fold(_be16_sum(block[:, 34:]) + pseudo), 2)
+        _put(block, l4 + 16, _fold(_be16_sum(block[:, l4:]) + pseudo), 2)
         head = np.zeros((m, 16), dtype=np.uint8)
         sec, frac = np.divmod(t[rows], 1_000_000_000)
         for j, v in enumerate((sec, frac, np.full(m, length), np.full(m, length))):
