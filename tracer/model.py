@@ -85,6 +85,9 @@ class Observation:
     ip_id: int | None = None
     encap: tuple[str, ...] = ()
     payload_len: int = 0
+    # An offload super-segment (GSO/TSO/GRO) matched to wire segments by TCP sequence range:
+    # "first byte" or "last byte", the byte whose time its timestamp is.
+    offload: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,9 @@ class Hop:
     translation: Translation | None = None
     frame: int | None = None
     kind: str = "packet"  # "packet", or "proxy": an L7 proxy's own time between two connections
+    # What to know when reading this hop's time (e.g. an offload super-segment stands for one
+    # byte of its range).
+    note: str | None = None
 
 
 @dataclass(frozen=True)

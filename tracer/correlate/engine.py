@@ -10,6 +10,11 @@ Pipeline (all vectorised with numpy; no Python loop per packet):
    must agree with what was learned: one that links two learned connections is split, not merged;
 4. orient packets (forward = client to server), estimate clock offsets, order each packet's
    sightings in path order and each connection's packets by corrected time.
+Rows no other point matched exactly get a second look (`tracer.correlate.offload`): a SYN
+whose sequence numbers a firewall shifted teaches the shift, which is undone before keying
+again; an offload super-segment (GSO/TSO/GRO) joins the packet of the wire segment holding
+the byte its time stands for; and sends that only time tells apart (no IP ID, no TSval) are
+paired again on clock-corrected time where a copy was missing at some point.
 Model objects (`Connection`, `Journey`, `Observation`) are built only when asked for, one
 connection at a time, so a capture of millions of frames costs arrays, not objects.
 This module reads no files and prints nothing.
@@ -27,6 +32,14 @@ import numpy.typing as npt
 
 from tracer.correlate import clocks as clk
 from tracer.correlate.keys import mix, packet_key, partial_hash, seed
+from tracer.correlate.offload import (
+    SeqShifts,
+    SuperJoins,
+    learn_isn_shifts,
+    regroup_by_time,
+    signed_shift,
+    super_segment_joins,
+)
 from tracer.errors import InputError
 from tracer.model import (
     CapturePoint,
@@ -60,6 +73,10 @@ Col = npt.NDArray[Any]  # an integer column in the dtype the reader gave it
 # Sightings of one send at one point are this close; a retransmission comes later (Linux's
 # minimum RTO is 200 ms, a tail-loss probe at least 10 ms, and each gets a new IP ID and TSval).
 SAME_SEND_WINDOW_NS = 10_000_000
+# Sends of one segment that nothing but time tells apart are paired again on corrected time
+# where one packet's sightings spread wider than this: an RTO is at least 200 ms (Linux's
+# TCP_RTO_MIN), a DNS retry seconds, while one packet crosses a cluster in far less.
+RESEND_GAP_NS = 100_000_000
 
 # Path order of roles for a forward packet (a reply crosses them backwards). Only the two ends
 # are fixed by role: the client sends, the server receives. Everything between them (nodes, an
@@ -116,6 +133,9 @@ class Table:
     cstart_ns: I64
     cpoints: I64
     addresses: tuple[str, ...]
+    # per row (sorted): 0, or 1/2 for a super-segment matched by sequence range whose time is
+    # that of its first/last byte; None when the capture had none
+    offload: npt.NDArray[np.int8] | None = None
 
 
 @dataclass(frozen=True)
@@ -250,12 +270,6 @@ def _gather(points: Sequence[PointFrames], warnings: list[str]) -> _Rows:
         if broken.any():
             warnings.append(
                 f"point {name}: {int(broken.sum())} truncated or fragmented frames were not matched"
-            )
-        supers = int((ok & ((opts & OPT_SUPER) != 0)).sum())
-        if supers:
-            warnings.append(
-                f"point {name}: {supers} offload super-segments (GSO/TSO/GRO) can only match "
-                f"where the other side saw the same segment"
             )
         idx = np.flatnonzero(ok)
         t = np.asarray(c["t_ns"], dtype=np.int64)[idx]
@@ -529,51 +543,75 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             "some TCP payloads were captured too short for the payload hash (small snaplen): "
             "TCP segments are matched on seq/ack/flags/length/timestamps only"
         )
-    key = packet_key(proto, cols, tcp_phash=tcp_phash)
-    # Rows are concatenated point by point, each in time order: ordering by (key, row) gives
-    # (key, point, time).
-    order = packed_order(key)
-    s_key = key[order]
-    s_pidx = rows.pidx[order]
-    s_t = rows.t[order]
-    new_key = np.ones(n, dtype=bool)
-    new_key[1:] = s_key[1:] != s_key[:-1]
-    new_pt = new_key.copy()
-    new_pt[1:] |= s_pidx[1:] != s_pidx[:-1]
-    gap = np.zeros(n, dtype=bool)
-    gap[1:] = (s_t[1:] - s_t[:-1]) > SAME_SEND_WINDOW_NS
-    new_send = new_pt | gap
-    cs = np.cumsum(new_send)
-    pt_start = np.flatnonzero(new_pt)
-    pt_id = np.cumsum(new_pt) - 1
-    k = cs - cs[pt_start][pt_id]  # ordinal of the send at this point (0 = first)
-    key_id = np.cumsum(new_key) - 1
-    n_keys = int(key_id[-1]) + 1 if n else 0
-    # Rows are sorted by key: a segmented maximum, no scatter.
-    kmax = np.maximum.reduceat(k, np.flatnonzero(new_key)) if n else np.zeros(0, np.int64)
-    jbase = np.zeros(n_keys, dtype=np.int64)
-    if n_keys:
-        jbase[1:] = np.cumsum(kmax + 1)[:-1]
-    jid_sorted = jbase[key_id] + k
-    n_j0 = int(jbase[-1] + kmax[-1] + 1) if n_keys else 0
-    ambiguous_key = kmax > 0
-    jambiguous = np.zeros(n_j0, dtype=bool)
-    jambiguous[jid_sorted] = ambiguous_key[key_id]
-    # Two sends with identical bytes at the same moment (two clients, one payload) land in one
-    # cluster; they show as the same interface and direction twice. Split them by occurrence,
-    # the m-th with the m-th, and let the learned tuples judge the result.
-    m = _occurrence(cs - 1, cols["iface"][order], cols["direction"][order])
-    if m is not None:
-        jambiguous[jid_sorted[m > 0]] = True
-        row_amb = jambiguous[jid_sorted]
-        jid_sorted, n_j0 = _dense(jid_sorted * (int(m.max()) + 1) + m)
+
+    def sends() -> tuple[I64, int, Bools, I64, I64, npt.NDArray[np.uint64]]:
+        """Key every row, split equal keys into sends: (journey per row, count, ambiguous
+        per journey, rows whose key no other point shares, rows of keys sent more than
+        once and their keys)."""
+        key = packet_key(proto, cols, tcp_phash=tcp_phash)
+        # Rows are concatenated point by point, each in time order: ordering by (key, row) gives
+        # (key, point, time).
+        order = packed_order(key)
+        s_key = key[order]
+        s_pidx = rows.pidx[order]
+        s_t = rows.t[order]
+        new_key = np.ones(n, dtype=bool)
+        new_key[1:] = s_key[1:] != s_key[:-1]
+        new_pt = new_key.copy()
+        new_pt[1:] |= s_pidx[1:] != s_pidx[:-1]
+        gap = np.zeros(n, dtype=bool)
+        gap[1:] = (s_t[1:] - s_t[:-1]) > SAME_SEND_WINDOW_NS
+        new_send = new_pt | gap
+        cs = np.cumsum(new_send)
+        pt_start = np.flatnonzero(new_pt)
+        pt_id = np.cumsum(new_pt) - 1
+        k = cs - cs[pt_start][pt_id]  # ordinal of the send at this point (0 = first)
+        key_id = np.cumsum(new_key) - 1
+        n_keys = int(key_id[-1]) + 1 if n else 0
+        # Rows are sorted by key: a segmented maximum, no scatter.
+        kmax = np.maximum.reduceat(k, np.flatnonzero(new_key)) if n else np.zeros(0, np.int64)
+        jbase = np.zeros(n_keys, dtype=np.int64)
+        if n_keys:
+            jbase[1:] = np.cumsum(kmax + 1)[:-1]
+        jid_sorted = jbase[key_id] + k
+        n_j0 = int(jbase[-1] + kmax[-1] + 1) if n_keys else 0
+        ambiguous_key = kmax > 0
         jambiguous = np.zeros(n_j0, dtype=bool)
-        jambiguous[jid_sorted] = row_amb
-    jid = np.empty(n, dtype=np.int64)
-    jid[order] = jid_sorted
-    # The sorted views are done with: free them before the next stage's arrays are made.
-    del key, order, s_key, s_pidx, s_t, new_key, new_pt, gap, cs, pt_start, pt_id, k, key_id
-    del jid_sorted, m
+        jambiguous[jid_sorted] = ambiguous_key[key_id]
+        # Two sends with identical bytes at the same moment (two clients, one payload) land in one
+        # cluster; they show as the same interface and direction twice. Split them by occurrence,
+        # the m-th with the m-th, and let the learned tuples judge the result.
+        m = _occurrence(cs - 1, cols["iface"][order], cols["direction"][order])
+        if m is not None:
+            jambiguous[jid_sorted[m > 0]] = True
+            row_amb = jambiguous[jid_sorted]
+            jid_sorted, n_j0 = _dense(jid_sorted * (int(m.max()) + 1) + m)
+            jambiguous = np.zeros(n_j0, dtype=bool)
+            jambiguous[jid_sorted] = row_amb
+        jid = np.empty(n, dtype=np.int64)
+        jid[order] = jid_sorted
+        # Keys that only one point shows: the ISN and offload passes start from these rows.
+        lone = _lone_rows(new_key, s_pidx, order)
+        # Keys sent more than once (paired k-th with k-th): time may have to pair them again.
+        rep = np.zeros(0, np.int64)
+        if n_keys and ambiguous_key.any():
+            rep = np.flatnonzero(ambiguous_key[key_id])
+        repeats, repeat_key = order[rep], s_key[rep]
+        # The sorted views are done with: free them before the next stage's arrays are made.
+        del key, order, s_key, s_pidx, s_t, new_key, new_pt, gap, cs, pt_start, pt_id, k, key_id
+        del jid_sorted, m
+        return jid, n_j0, jambiguous, lone, repeats, repeat_key
+
+    jid, n_j0, jambiguous, lone, repeats, repeat_key = sends()
+    point_rank = np.array([ROLE_RANK.get(pf.point.role, 1) for pf in points] or [0], dtype=np.int64)
+    if lone.shape[0] and ((flags[lone] & TH_SYN) != 0).any():
+        # A SYN no other point saw exactly: a firewall may have shifted the sequence numbers.
+        shifts = learn_isn_shifts(cols, rows.pidx, rows.t, point_rank)
+        if shifts is not None:
+            _shift_warnings(shifts, points, rows, warnings)
+            if shifts.flows:
+                cols["seq"], cols["ack"] = shifts.seq, shifts.ack
+                jid, n_j0, jambiguous, lone, repeats, repeat_key = sends()
 
     # --- 3. flows (a tuple at a point, split at each new SYN) and connections
     port_s = np.where(proto <= 1, cols["icmp_id"], cols["sport"])
@@ -629,6 +667,19 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         is_fwd = np.where(flip[fid], ~is_fwd, is_fwd)
         jfwd = _journey_forward(jid, n_j, is_fwd)
 
+    # --- 4a'. offload super-segments: matched to their wire segments by sequence range
+    offload_byte: npt.NDArray[np.int8] | None = None
+    if lone.shape[0]:
+        joins = super_segment_joins(lone, conn_of_row, is_fwd, rows.pidx, point_rank, cols, rows.t)
+        if joins is not None:
+            jid = jid.copy()
+            jid[joins.rows] = jid[joins.targets]
+            jid, n_j = _dense(jid)
+            jfwd = _journey_forward(jid, n_j, is_fwd)
+            offload_byte = np.zeros(n, dtype=np.int8)
+            offload_byte[joins.rows] = np.where(joins.last_byte, 2, 1)
+        _offload_warnings(joins, lone, points, rows, warnings)
+
     # --- 4b. clocks
     dom_names: list[str] = []
     dom_of_point = np.zeros(max(n_points, 1), dtype=np.int64)
@@ -676,6 +727,25 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         if model is not None:
             here = dom == d
             tc[here] = model.correct(rows.t[here])
+
+    # --- 4b'. sends told apart only by time: paired again on corrected time where needed
+    if repeats.shape[0]:
+        regroup = regroup_by_time(
+            repeat_key, conn_of_row[repeats], tc[repeats], jid[repeats], RESEND_GAP_NS
+        )
+        if regroup is not None:
+            pos, send = regroup
+            jid = jid.copy()
+            jid[repeats[pos]] = n_j + send
+            jid, n_j = _dense(jid)
+            jfwd = _journey_forward(jid, n_j, is_fwd)
+            jconn = np.zeros(n_j, dtype=np.int64)
+            jconn[jid] = conn_of_row
+            warnings.append(
+                f"{int(send.max()) + 1} sends of segments with no IP ID and no TCP timestamps "
+                f"(nothing but time to tell their copies apart) were paired across points by "
+                f"clock-corrected time: a copy was missing at some point"
+            )
 
     # --- 4c. path order
     rank_dir = np.where(jfwd[jid], rank, max_rank - rank)
@@ -753,6 +823,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         cstart_ns=cstart_t[corder] if n_c else np.zeros(0, np.int64),
         cpoints=cpts,
         addresses=tuple(rows.addresses),
+        offload=offload_byte[final] if offload_byte is not None else None,
     )
     return Correlation(
         points=tuple(pf.point for pf in points),
@@ -940,6 +1011,81 @@ def _negative_delay_warnings(
         )
 
 
+def _lone_rows(new_key: Bools, s_pidx: I64, order: I64) -> I64:
+    """Rows (in row order) whose key only one point shows, from the (key, point)-sorted view."""
+    n = int(order.shape[0])
+    if n == 0:
+        return np.zeros(0, np.int64)
+    first = np.flatnonzero(new_key)
+    last = np.empty_like(first)
+    last[:-1] = first[1:] - 1
+    last[-1] = n - 1
+    lone_key = np.flatnonzero(s_pidx[first] == s_pidx[last])
+    if lone_key.shape[0] == 0:
+        return np.zeros(0, np.int64)
+    lens = last[lone_key] - first[lone_key] + 1
+    shift = np.repeat(first[lone_key] - (np.cumsum(lens) - lens), lens)
+    return np.sort(order[shift + np.arange(int(lens.sum()))])
+
+
+def _flow_text(rows: _Rows, r: int) -> str:
+    c = rows.cols
+    src, dst = rows.addresses[int(c["src"][r])], rows.addresses[int(c["dst"][r])]
+    a = Endpoint(src, int(c["sport"][r]))
+    b = Endpoint(dst, int(c["dport"][r]))
+    if int(c["tcp_flags"][r]) & TH_ACK:  # a SYN-ACK: the client is its destination
+        a, b = b, a
+    return f"{a} > {b}"
+
+
+def _shift_warnings(
+    shifts: SeqShifts, points: Sequence[PointFrames], rows: _Rows, warnings: list[str]
+) -> None:
+    for f in shifts.flows[:3]:
+        warnings.append(
+            f"point {points[f.point].point.name}: a middlebox shifted the TCP sequence numbers "
+            f"of {_flow_text(rows, f.row)} (client's by {signed_shift(f.forward):+d}, server's "
+            f"by {signed_shift(f.reverse):+d}; learned from the SYN): corrected before matching"
+        )
+    if len(shifts.flows) > 3:
+        warnings.append(
+            f"{len(shifts.flows) - 3} more connections had sequence numbers shifted by a "
+            f"middlebox (firewall ISN randomisation) and were corrected before matching"
+        )
+    if shifts.inconsistent:
+        warnings.append(
+            f"{shifts.inconsistent} SYN-ACKs did not acknowledge the sequence shift their SYN "
+            f"showed: those connections were left uncorrected"
+        )
+
+
+def _offload_warnings(
+    joins: SuperJoins | None,
+    lone: I64,
+    points: Sequence[PointFrames],
+    rows: _Rows,
+    warnings: list[str],
+) -> None:
+    joined = joins.rows if joins is not None else np.zeros(0, np.int64)
+    if joined.shape[0]:
+        last = int(joins.last_byte.sum()) if joins is not None else 0
+        warnings.append(
+            f"{joined.shape[0]} offload super-segments (GSO/TSO/GRO) were matched to the wire "
+            f"segments other points saw by TCP sequence range: {joined.shape[0] - last} captured "
+            f"on transmit take the time of their first byte, {last} captured on receive (GRO) "
+            f"that of their last byte"
+        )
+    opts = rows.cols["opts"][lone]
+    flagged = lone[((opts & OPT_SUPER) != 0) & ~np.isin(lone, joined)]
+    if flagged.shape[0]:
+        counts = np.bincount(rows.pidx[flagged], minlength=len(points))
+        for i in np.flatnonzero(counts).tolist():
+            warnings.append(
+                f"point {points[i].point.name}: {int(counts[i])} offload super-segments "
+                f"(GSO/TSO/GRO) matched no other point, exactly or by sequence range"
+            )
+
+
 # ----------------------------------------------------------------------------- objects
 
 
@@ -956,6 +1102,9 @@ def journey_kind(proto: int, flags: int, plen: int) -> str:
             return "fin"
         return "data" if plen > 0 else "ack"
     return PROTO_NAMES.get(proto, "ip")
+
+
+_OFFLOAD_BYTE: Mapping[int, str] = {1: "first byte", 2: "last byte"}
 
 
 def _materialise(corr: Correlation, index: int) -> Connection:
@@ -996,6 +1145,9 @@ def _materialise(corr: Correlation, index: int) -> Connection:
                     ip_id=ip_id if ip_id >= 0 else None,
                     encap=tuple(encap),
                     payload_len=int(tb.plen[r]),
+                    offload=_OFFLOAD_BYTE.get(int(tb.offload[r]))
+                    if tb.offload is not None
+                    else None,
                 )
             )
         r0 = int(tb.jstart[j])

@@ -65,10 +65,42 @@ def _hops(
                 ttl=o.ttl,
                 translation=tr,
                 frame=o.frame,
+                note=offload_note(o),
             )
         )
         prev = o
     return tuple(out)
+
+
+def offload_note(o: Observation) -> str | None:
+    """What a super-segment's time means (None for an ordinary packet)."""
+    if o.offload is None:
+        return None
+    how = (
+        "a GRO merge, complete when its last segment arrived"
+        if o.offload == "last byte"
+        else "captured on transmit, before TSO/GSO cut it"
+    )
+    return (
+        f"offload super-segment of {o.payload_len} bytes matched by TCP sequence range: "
+        f"the time of its {o.offload} ({how})"
+    )
+
+
+def _offload_warning(conn: Connection) -> str | None:
+    """One line per connection that holds super-segments: where, and which byte's time."""
+    seen: dict[tuple[str, str], int] = {}
+    for j in conn.journeys:
+        for o in j.observations:
+            if o.offload is not None:
+                seen[(o.point, o.offload)] = seen.get((o.point, o.offload), 0) + 1
+    if not seen:
+        return None
+    parts = ", ".join(f"{n} at {pt} (time of the {b})" for (pt, b), n in seen.items())
+    return (
+        f"offload super-segments matched to wire segments by TCP sequence range: {parts}; "
+        f"latency through them is that of the byte named"
+    )
 
 
 def _icmp_reply(
@@ -253,6 +285,9 @@ def build_path(
         else:
             warnings.append("no reply was captured for this request")
     latency = _latency(correlation, connection, first, reply, warnings)
+    offload = _offload_warning(connection)
+    if offload is not None:
+        warnings.append(offload)
     backend = str(connection.backend) if connection.backend is not None else None
     request = Request(
         index=connection.index,
