@@ -73,3 +73,26 @@ def test_garbage_is_reported_not_hidden(tmp_path: Path) -> None:
     sink.write(b"sh: tcpdump: not found\n" * 3)
     sink.close()
     assert sink.error is not None and "not a pcap stream" in sink.error
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 300), max_size=12),
+    limit=st.integers(24, 3000),
+    chunk=st.integers(1, 97),
+)
+def test_max_bytes_keeps_the_whole_packets_that_fit(
+    tmp_path_factory: object, sizes: list[int], limit: int, chunk: int
+) -> None:
+    path = Path(tmp_path_factory.mktemp("w")) / "p.pcap"  # type: ignore[attr-defined]
+    full = _stream(sizes)
+    sink = PcapSink(path, "eth0", max_bytes=limit)
+    for i in range(0, len(full), chunk):
+        sink.write(full[i : i + chunk])
+    sink.close()
+    written = path.read_bytes()
+    # Exactly the leading packets whose last byte lies within the limit, and nothing else.
+    fit = sum(1 for k in range(len(sizes)) if len(_stream(sizes[: k + 1])) <= limit)
+    assert _records(written) == _records(full)[:fit]
+    assert sink.packets == fit and len(written) <= limit
+    assert sink.full == (len(full) > limit)

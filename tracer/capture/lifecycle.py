@@ -74,6 +74,7 @@ class CaptureSettings:
     request_timeout: float = 60.0
     stop_timeout: float = 5.0
     collect_facts: bool = True
+    max_bytes: int | None = None  # per point; later packets are dropped, whole records kept
 
 
 def _pump(st: PointState) -> None:
@@ -121,7 +122,9 @@ def run_capture(
     run = Path(run_dir)
     (run / "points").mkdir(parents=True, exist_ok=True)
     states = {
-        p.name: PointState(p, PcapSink(run / "points" / f"{p.name}.pcap", p.interface))
+        p.name: PointState(
+            p, PcapSink(run / "points" / f"{p.name}.pcap", p.interface, settings.max_bytes)
+        )
         for p in plan.points
     }
     notes: list[str] = [*warnings, *plan.warnings]
@@ -312,6 +315,11 @@ def _manifest(
         m = _DROPPED.search(bytes(st.stderr))
         if st.error:
             notes.append(f"point {p.name}: {st.error}")
+        if st.sink.full:
+            notes.append(
+                f"point {p.name}: reached --max-bytes {st.sink.max_bytes}; later packets "
+                f"were dropped, the capture keeps {st.sink.packets} complete packets"
+            )
         if st.sink.truncated:
             notes.append(
                 f"point {p.name}: the stream was cut mid-packet; the capture keeps "

@@ -33,7 +33,9 @@ def empty_pcap_header(linktype: int, snaplen: int = 262144) -> bytes:
 class PcapSink:
     """A file being filled from a byte stream, tracking record boundaries."""
 
-    def __init__(self, path: str | os.PathLike[str], interface: str = "any") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], interface: str = "any", max_bytes: int | None = None
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -48,17 +50,37 @@ class PcapSink:
         self._skip = 0  # payload bytes still to come for the current record
         self.error: str | None = None
         self.closed = False
+        # --max-bytes: keep whole records up to the limit, drop what comes after.
+        self.max_bytes = max_bytes
+        self.full = False
+        self._kept_end = 0
+        self._kept_packets = 0
 
     def write(self, data: bytes) -> None:
         if not data:
             return
         with self._lock:
-            if self.closed:
+            if self.closed or self.full:
                 return
             self._f.write(data)
             self._f.flush()
             self.bytes += len(data)
             self._scan(data)
+            if self.max_bytes is not None:
+                self._check_limit()
+
+    def _boundary(self, end: int) -> None:
+        """A record (or the file header) ends at byte `end`."""
+        self.valid_end = end
+        if self.max_bytes is not None and end <= self.max_bytes:
+            self._kept_end, self._kept_packets = end, self.packets
+
+    def _check_limit(self) -> None:
+        assert self.max_bytes is not None
+        # Full once a boundary passed the limit, or the record in flight ends beyond it.
+        in_flight_end = self.bytes + self._skip if self._skip else self.bytes
+        if self.valid_end > self.max_bytes or in_flight_end > self.max_bytes:
+            self.full = True
 
     def _scan(self, data: bytes) -> None:
         i = 0
@@ -70,7 +92,7 @@ class PcapSink:
                 i += take
                 if self._skip == 0:
                     self.packets += 1
-                    self.valid_end = self.bytes - (n - i)
+                    self._boundary(self.bytes - (n - i))
                 continue
             need = (PCAP_HEADER_LEN if self._endian is None else RECORD_HEADER_LEN) - len(self._buf)
             take = min(need, n - i)
@@ -86,13 +108,13 @@ class PcapSink:
                     self._skip = 1 << 62
                     return
                 self._endian = endian
-                self.valid_end = self.bytes - (n - i)
+                self._boundary(self.bytes - (n - i))
             else:
                 (incl,) = struct.unpack(self._endian + "8xI4x", self._buf)
                 self._skip = incl
                 if incl == 0:
                     self.packets += 1
-                    self.valid_end = self.bytes - (n - i)
+                    self._boundary(self.bytes - (n - i))
             self._buf = b""
 
     def close(self) -> None:
@@ -103,6 +125,11 @@ class PcapSink:
             self.closed = True
             self._f.close()
             if self.error is not None:
+                return
+            if self.full:
+                os.truncate(self.path, self._kept_end)
+                self.valid_end = self.bytes = self._kept_end
+                self.packets = self._kept_packets
                 return
             if self._endian is None:
                 link = LINKTYPE_LINUX_SLL2 if self._interface == "any" else LINKTYPE_ETHERNET

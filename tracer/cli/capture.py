@@ -96,6 +96,12 @@ def _progress_printer() -> Any:
     "--max-packets", type=click.IntRange(1), default=None, help="Stop each point after N packets."
 )
 @click.option(
+    "--max-bytes",
+    type=click.IntRange(1024),
+    default=None,
+    help="Keep at most N bytes per point (whole packets; later ones are dropped and reported).",
+)
+@click.option(
     "--node-namespace", default=None, help="Namespace for the node pods (default: --namespace)."
 )
 @click.option(
@@ -128,6 +134,7 @@ def command(
     image: str | None,
     snaplen: int,
     max_packets: int | None,
+    max_bytes: int | None,
     node_namespace: str | None,
     privileged: bool,
     no_node_capture: bool,
@@ -215,6 +222,7 @@ def command(
             request_here=source.kind == "external",
             duration=duration or 0.0,
             request_timeout=timeout,
+            max_bytes=max_bytes,
         )
         progress = _progress_printer()
         try:
