@@ -240,3 +240,6 @@ class Path:
     # Set when the request crossed an L7 proxy: then `forward`/`reverse` follow the request's
     # first data packet and its response through every leg, with a "proxy" hop between legs.
     stitches: tuple[Stitch, ...] = ()
+    # Informational messages about the captures (frames that were not IP, a proxy stitch): what
+    # a person need not act on, kept apart from `warnings`.
+    notes: tuple[str, ...] = ()

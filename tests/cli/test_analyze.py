@@ -649,6 +649,7 @@ def test_proxied_request_json_has_stitches_kinds_and_proxy_time(
     assert doc["request"]["backend"] == _final_backend(lab)
     (st,) = doc["stitches"]
     assert set(st) >= {"client_leg", "server_leg", "proxy", "confidence", "reasons", "proxy_ns"}
+    assert doc["request"]["index"] == st["client_leg"]
     assert st["confidence"] == "high" and st["proxy"] in lab["expected_path"]
     kinds = [h["kind"] for h in doc["forward"]]
     assert kinds.count("proxy") == 1 and set(kinds) == {"packet", "proxy"}

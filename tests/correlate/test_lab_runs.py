@@ -98,6 +98,10 @@ def test_ingress_runs_trace_as_one_request_through_the_proxy(run: str) -> None:
         assert path.request.client.startswith("192.168.50.100:")
         assert path.request.backend == "10.244.2.3:8080"  # web-b, see the lab notes
         assert path.latency.proxy_ns == s.proxy_ns
+        # The request is the client leg's: its index and its tuple, whichever leg was chosen.
+        assert path.request.index == s.client_leg
+        assert any(f"from connection #{s.client_leg} on" in n for n in path.notes)
+        assert not any("an L7 proxy" in w for w in path.warnings)
 
 
 def test_without_l7_info_connections_stay_separate() -> None:

@@ -121,9 +121,16 @@ def test_evidence_is_null_without_node_facts_and_passed_through_with_them() -> N
     assert path_json(sample.clusterip_path(), evidence=[])["evidence"] == []
 
 
-def test_capture_notes_leave_the_warnings() -> None:
-    path = sample.clusterip_path()
-    path = replace(path, warnings=("point n: 4 frames were not IP", *path.warnings))
+def test_capture_notes_stay_apart_from_the_warnings() -> None:
+    path = replace(sample.clusterip_path(), notes=("point n: 4 frames were not IP",))
     doc = path_json(path)
     assert doc["warnings"] == ["point server: 2 frames cut by the snaplen"]
     assert doc["notes"] == ["point n: 4 frames were not IP"]
+
+
+def test_hops_carry_their_note() -> None:
+    path = sample.clusterip_path()
+    noted = replace(path.forward[0], note="offload super-segment of 2896 bytes")
+    doc = path_json(replace(path, forward=(noted, *path.forward[1:])))
+    assert doc["forward"][0]["note"] == "offload super-segment of 2896 bytes"
+    assert doc["forward"][1]["note"] is None

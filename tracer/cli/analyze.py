@@ -238,11 +238,10 @@ def command(
     )
     if list_only:
         # A listing has no warnings section: say them where a person will still see them.
-        from tracer.report.table import split_warnings
-
-        warnings, notes = split_warnings(_merge(loaded.warnings, correlation.warnings))
-        for w in (*warnings, *(notes if verbose else ())):
-            click.echo(f"pathtrace: {'warning' if w in warnings else 'note'}: {w}", err=True)
+        for w in _merge(loaded.warnings, correlation.warnings):
+            click.echo(f"pathtrace: warning: {w}", err=True)
+        for w in correlation.notes if verbose else ():
+            click.echo(f"pathtrace: note: {w}", err=True)
         if not correlation.connections:
             raise NothingMatchedError(
                 f"no connection found in {source}",

@@ -22,6 +22,7 @@ This module reads no files and prints nothing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -154,6 +155,9 @@ class Correlation:
     offsets: Mapping[str, int] = field(default_factory=dict)  # point name -> offset_ns
     # point name -> its clock's offset as a function of time, where a drift or step was fitted
     clock_models: Mapping[str, clk.DomainClock] = field(default_factory=dict)
+    # Informational messages about the captures (non-IP frames, other IP protocols): nothing a
+    # person has to act on, so kept apart from `warnings`.
+    notes: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return int(self.table.cstart.shape[0]) - 1
@@ -240,8 +244,28 @@ _KEEP = (
 )
 
 
-def _gather(points: Sequence[PointFrames], warnings: list[str]) -> _Rows:
-    addr_ids: dict[str, int] = {}
+def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[I64]]:
+    """One address table for all points (ids in order of first appearance) and, per point, the
+    map from its own address ids to those, with a trailing -1 for "no address".
+
+    Built with dict/map calls that run in C: a capture of many clients holds hundreds of
+    thousands of addresses, where a Python loop per address costs more than the rest of the
+    gathering.
+    """
+    tables = [pf.frames.addresses for pf in points]
+    merged = list(dict.fromkeys(itertools.chain.from_iterable(tables)))
+    ids = dict(zip(merged, range(len(merged)), strict=True))
+    luts = []
+    for tab in tables:
+        lut = np.empty(len(tab) + 1, dtype=np.int64)
+        lut[:-1] = np.fromiter(map(ids.__getitem__, tab), dtype=np.int64, count=len(tab))
+        lut[-1] = -1
+        luts.append(lut)
+    return merged, luts
+
+
+def _gather(points: Sequence[PointFrames], warnings: list[str], notes: list[str]) -> _Rows:
+    addresses, luts = _address_luts(points)
     parts: dict[str, list[Col]] = {name: [] for name in _KEEP}
     pidx_parts: list[I64] = []
     row_parts: list[I64] = []
@@ -252,7 +276,7 @@ def _gather(points: Sequence[PointFrames], warnings: list[str]) -> _Rows:
         try:
             fam = np.asarray(c["family"])
             proto = np.asarray(c["proto"])
-            opts = np.asarray(c["opts"]).astype(np.int64)
+            opts = np.asarray(c["opts"])
         except KeyError as e:
             raise InputError(f"point {name}: frames lack column {e.args[0]!r}") from None
         n = fam.shape[0]
@@ -263,10 +287,10 @@ def _gather(points: Sequence[PointFrames], warnings: list[str]) -> _Rows:
         if n and not ip.any():
             warnings.append(f"point {name}: none of its {n} frames was IP")
         elif (~ip).sum():
-            warnings.append(f"point {name}: {int((~ip).sum())} frames were not IP")
+            notes.append(f"point {name}: {int((~ip).sum())} frames were not IP")
         other = int((ip & ~known).sum())
         if other:
-            warnings.append(f"point {name}: {other} IP frames were not TCP, UDP or ICMP")
+            notes.append(f"point {name}: {other} IP frames were not TCP, UDP or ICMP")
         if broken.any():
             warnings.append(
                 f"point {name}: {int(broken.sum())} truncated or fragmented frames were not matched"
@@ -275,24 +299,21 @@ def _gather(points: Sequence[PointFrames], warnings: list[str]) -> _Rows:
         t = np.asarray(c["t_ns"], dtype=np.int64)[idx]
         order = np.argsort(t, kind="stable")
         idx = idx[order]
-        lut = np.array(
-            [addr_ids.setdefault(a, len(addr_ids)) for a in pf.frames.addresses] + [-1],
-            dtype=np.int64,
-        )
+        lut = luts[pi]
         for col in _KEEP:
             v = np.asarray(c[col])[idx]
             if col in ("src", "dst"):
                 v = lut[v]  # -1 indexes the trailing -1
             parts[col].append(v)
         pidx_parts.append(np.full(idx.shape[0], pi, dtype=np.int64))
-        row_parts.append(idx.astype(np.int64))
+        row_parts.append(idx.astype(np.int64, copy=False))
         t_parts.append(t[order])
     cols = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in parts.items()}
 
     def cat(v: list[I64]) -> I64:
         return np.concatenate(v) if v else np.zeros(0, np.int64)
 
-    return _Rows(cat(pidx_parts), cat(row_parts), cat(t_parts), cols, list(addr_ids))
+    return _Rows(cat(pidx_parts), cat(row_parts), cat(t_parts), cols, addresses)
 
 
 # ICMP errors (RFC 792, RFC 4443): they quote the packet that caused them.
@@ -450,11 +471,11 @@ def packed_order(key: npt.NDArray[Any]) -> I64:
         # Small keys (ids, positions): key and row index fit side by side, exactly.
         packed = (k << ib) | idx
         packed.sort()
-        return (packed & low).astype(np.int64)
+        return (packed & low).view(np.int64)  # below 2**63: the same values, no copy
     packed = (k >> ib) << ib
     packed |= idx
     packed.sort()
-    order = (packed & low).astype(np.int64)
+    order = (packed & low).view(np.int64)
     sk = k[order]
     top = packed >> ib
     same_top = top[1:] == top[:-1]
@@ -527,7 +548,8 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     if len(set(names)) != len(names):
         raise InputError(f"capture point names repeat: {', '.join(names)}")
     warnings: list[str] = []
-    rows = _drop_stray_icmp(_gather(points, warnings), points, warnings)
+    notes: list[str] = []
+    rows = _drop_stray_icmp(_gather(points, warnings, notes), points, warnings)
     cols = rows.cols
     n = int(rows.t.shape[0])
     n_points = len(points)
@@ -838,6 +860,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             for model in [solution.models[dom_of_point[i]] if solution.models else None]
             if model is not None
         },
+        notes=tuple(notes),
     )
 
 

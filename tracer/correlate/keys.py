@@ -98,47 +98,89 @@ def packet_key(
     """`with_ip_id(signature(...), ip_id)` in four mixing rounds instead of nine.
 
     The same fields, packed into four 64-bit words before hashing (the bits do not overlap), so
-    it tells apart exactly what the two-step key tells apart; the values differ.
+    it tells apart exactly what the two-step key tells apart; the values differ. Each word is
+    built and mixed in place: on millions of rows every temporary array costs as much as the
+    arithmetic.
     """
-    n = int(np.asarray(proto).shape[0])
-    p = np.asarray(proto).astype(np.uint64)
-    tcp = p == 6
-    icmp = (p == 1) | (p == 58)
-    opts = np.asarray(cols["opts"])
-    has_ts = tcp & ((opts & OPT_TS) != 0)
+    p = np.asarray(proto)
+    n = int(p.shape[0])
     u = np.uint64
-    seq = np.asarray(cols["seq"]).astype(np.uint64)
-    ack = np.asarray(cols["ack"]).astype(np.uint64)
-    w1 = np.where(tcp, (seq << u(32)) | ack, u(0))
-    tsv = np.asarray(cols["tsval"]).astype(np.uint64)
-    tse = np.asarray(cols["tsecr"]).astype(np.uint64)
-    w2 = np.where(has_ts, (tsv << u(32)) | tse, u(0))
-    flags = np.asarray(cols["tcp_flags"]).astype(np.uint64) & u(KEY_FLAGS)
-    plen = np.asarray(cols["payload_len"]).astype(np.int64).view(np.uint64) & u(0xFFFFFF)
-    ip_id = (np.asarray(cols["ip_id"]).astype(np.int64) + 1).view(np.uint64) & u(0x1FFFF)
-    w3 = p | (np.where(tcp, flags, u(0)) << u(8)) | (has_ts.astype(np.uint64) << u(14))
-    w3 |= (plen << u(15)) | (ip_id << u(39))
-    phash = np.asarray(cols["phash"]).astype(np.uint64)
-    if not tcp_phash:
-        phash = np.where(tcp, u(0), phash)
-    itype = np.asarray(cols["icmp_type"]).astype(np.int64).view(np.uint64) & u(0xFF)
-    icode = np.asarray(cols["icmp_code"]).astype(np.int64).view(np.uint64) & u(0xFF)
-    iseq = np.asarray(cols["icmp_seq"]).astype(np.int64).view(np.uint64) & u(0xFFFF)
-    w4 = (phash << u(32)) | np.where(icmp, (itype << u(24)) | (icode << u(16)) | iseq, u(0))
+    tcp = p == 6
+    other = ~tcp
+    icmp = (p == 1) | (p == 58)
+    has_ts = tcp & ((np.asarray(cols["opts"]) & OPT_TS) != 0)
     h = seed(n, 0x50A7_4CE1)
-    for w in (w1, w2, w3, w4):
-        h = _mix_u64(h, w)
+    # w1: seq and ack (TCP only)
+    w = _u64(cols["seq"])
+    w <<= u(32)
+    w |= _u64(cols["ack"])
+    w[other] = 0
+    _mix_into(h, w)
+    # w2: TSval and TSecr where the option is present
+    w = _u64(cols["tsval"])
+    w <<= u(32)
+    w |= _u64(cols["tsecr"])
+    w[~has_ts] = 0
+    _mix_into(h, w)
+    # w3: proto | flags << 8 | has_ts << 14 | payload length << 15 | (IP ID + 1) << 39
+    w = _u64(cols["tcp_flags"])
+    w &= u(KEY_FLAGS)
+    w[other] = 0
+    w <<= u(8)
+    w |= _u64(p)
+    w |= has_ts.astype(np.uint64) << u(14)
+    x = _wrapped(cols["payload_len"])
+    x &= u(0xFFFFFF)
+    x <<= u(15)
+    w |= x
+    x = np.asarray(cols["ip_id"]).astype(np.int64)
+    x += 1
+    y = x.view(np.uint64)
+    y &= u(0x1FFFF)
+    y <<= u(39)
+    w |= y
+    _mix_into(h, w)
+    # w4: payload hash << 32 | ICMP type, code and sequence
+    w = _u64(cols["phash"])
+    if not tcp_phash:
+        w[tcp] = 0
+    w <<= u(32)
+    x = _wrapped(cols["icmp_type"])
+    x &= u(0xFF)
+    x <<= u(24)
+    y = _wrapped(cols["icmp_code"])
+    y &= u(0xFF)
+    y <<= u(16)
+    x |= y
+    y = _wrapped(cols["icmp_seq"])
+    y &= u(0xFFFF)
+    x |= y
+    x[~icmp] = 0
+    w |= x
+    _mix_into(h, w)
     return h
 
 
-def _mix_u64(h: U64, x: U64) -> U64:
+def _u64(col: npt.NDArray[np.generic]) -> U64:
+    """A fresh uint64 copy of a column (negative values wrap, as a C cast does)."""
+    return np.asarray(col).astype(np.uint64)
+
+
+def _wrapped(col: npt.NDArray[np.generic]) -> U64:
+    """A fresh copy of a signed column as int64, seen as uint64 (-1 becomes all ones)."""
+    return np.asarray(col).astype(np.int64).view(np.uint64)
+
+
+def _mix_into(h: U64, x: U64) -> None:
+    """Fold `x` into `h` in place (splitmix64 finaliser), `x` (consumed) as scratch space."""
     with np.errstate(over="ignore"):
-        v = h ^ x
-        v *= _M1
-        v ^= v >> _S31
-        v *= _M2
-        v ^= v >> _S29
-    return v
+        h ^= x
+        h *= _M1
+        np.right_shift(h, _S31, out=x)
+        h ^= x
+        h *= _M2
+        np.right_shift(h, _S29, out=x)
+        h ^= x
 
 
 def with_ip_id(key: U64, ip_id: npt.NDArray[np.generic]) -> U64:

@@ -306,6 +306,7 @@ def build_path(
         clocks=correlation.clocks,
         warnings=tuple(dict.fromkeys(warnings)),
         points=correlation.points,
+        notes=correlation.notes,
     )
 
 
@@ -351,8 +352,10 @@ def _stitched(
         hops = _hops(corr, resp, t0, points)
         reverse.extend(_as_proxy(hops) if i < last and reverse else hops)
     warnings: list[str] = list(corr.warnings)
+    # The stitch is said in full in the report's L7 proxy section: a note, not a warning.
+    notes: list[str] = list(corr.notes)
     for s in stitches:
-        warnings.append(
+        notes.append(
             f"an L7 proxy at {s.proxy} carries the request from connection #{s.client_leg} on "
             f"as connection #{s.server_leg} (confidence {s.confidence}: {'; '.join(s.reasons)})"
         )
@@ -375,7 +378,8 @@ def _stitched(
     backend = conns[-1].backend or conns[-1].client.dst
     head = conns[0]
     request = Request(
-        index=selected.index,
+        # The header shows the client leg's tuple: the index is that leg's too.
+        index=head.index,
         protocol="tcp",
         client=str(head.client.src),
         destination=str(head.client.dst),
@@ -392,6 +396,7 @@ def _stitched(
         warnings=tuple(dict.fromkeys(warnings)),
         points=corr.points,
         stitches=tuple(stitches),
+        notes=tuple(dict.fromkeys(notes)),
     )
 
 

@@ -14,7 +14,6 @@ from typing import Any
 from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.model import Connection, Hop, Path, Segment, Translation, Tuple5
 from tracer.report.stitched import Handoff, handoffs
-from tracer.report.table import split_warnings
 
 SCHEMA = "pathtrace/v1"
 LIST_SCHEMA = "pathtrace-list/v1"
@@ -44,6 +43,7 @@ def hop_json(hop: Hop) -> dict[str, Any]:
         "translation": _translation(hop.translation),
         "frame": hop.frame,  # extra: the frame index in the point's capture, for Wireshark
         "kind": hop.kind,  # "packet", or "proxy": an L7 proxy sending the request/response on
+        "note": hop.note,  # what the hop's time means where it is not plain (offload), or null
     }
 
 
@@ -109,12 +109,12 @@ def path_json(
     Keys added after the first release: "dns" (the lookup's queries, [] when none was captured),
     "evidence" (the rule and conntrack evidence of each rewrite; null when the run holds no node
     facts), "notes" (informational messages about the captures, kept out of "warnings"),
-    "stitches" (the L7 proxies the request crossed, [] when none), "kind" on every hop and
+    "stitches" (the L7 proxies the request crossed, [] when none), "kind" and "note" (null
+    unless the hop's time needs saying, as for an offload super-segment) on every hop and
     "proxy_ns" in "latency" (null without a proxy).
     """
     r = path.request
     lat = path.latency
-    warnings, notes = split_warnings(path.warnings)
     return {
         "schema": SCHEMA,
         "request": {
@@ -146,10 +146,10 @@ def path_json(
             }
             for c in path.clocks
         ],
-        "warnings": list(warnings),
+        "warnings": list(path.warnings),
         "dns": [dns_query_json(q, dns) for q in dns.queries] if dns is not None else [],
         "evidence": evidence,
-        "notes": list(notes),
+        "notes": list(path.notes),
         "stitches": [_stitch(h) for h in handoffs(path)],
     }
 

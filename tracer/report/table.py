@@ -28,28 +28,10 @@ NEGATIVE_NOTE = (
 # reverse (conntrack's reply tuple), so un-DNAT rewrites the source and un-SNAT the destination.
 _REWRITES = {"DNAT": "dst", "SNAT": "src", "un-DNAT": "src", "un-SNAT": "dst"}
 
-# Warnings that describe the capture rather than a problem with the request: an `any` capture
-# always holds ARP and other non-IP frames. They are shown with --verbose and kept in the JSON
-# (under "notes"), never among the warnings a person has to read.
-_INFORMATIONAL = (
-    re.compile(r"point \S+: \d+ frames were not IP\Z"),
-    re.compile(r"point \S+: \d+ IP frames were not TCP, UDP or ICMP\Z"),
-    # The proxy stitch, said in full in the "L7 proxy" section (and "stitches" in JSON).
-    re.compile(r"an L7 proxy at \S+ carries the request from connection #\d+ on as"),
-)
 _MAX_ANSWERS_SHOWN = 3
 # Messages from the correlator give durations in integer nanoseconds (exact, for JSON); the text
 # report shows them in milliseconds like every other time in it.
 _NS = re.compile(r"(?<![\w.])(-?\d+) ns\b")
-
-
-def split_warnings(warnings: Sequence[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(warnings, notes): the informational messages about the captures moved to the notes."""
-    keep: list[str] = []
-    notes: list[str] = []
-    for w in warnings:
-        (notes if any(p.match(w) for p in _INFORMATIONAL) else keep).append(w)
-    return tuple(keep), tuple(notes)
 
 
 def ms_words(text: str) -> str:
@@ -407,11 +389,10 @@ def render_table(
         lines += [f"  {clock_text(c)}" for c in path.clocks]
     if evidence.strip():
         lines += ["", *evidence.rstrip("\n").splitlines()]
-    warnings, notes = split_warnings(path.warnings)
-    if warnings:
+    if path.warnings:
         lines += ["", "Warnings"]
-        lines += [f"  - {ms_words(w)}" for w in warnings]
-    if verbose and notes:
+        lines += [f"  - {ms_words(w)}" for w in path.warnings]
+    if verbose and path.notes:
         lines += ["", "Notes"]
-        lines += [f"  - {w}" for w in notes]
+        lines += [f"  - {w}" for w in path.notes]
     return "\n".join(line.rstrip() for line in lines) + "\n"
