@@ -20,7 +20,7 @@ def progress(message: str) -> None:
 
 
 def analyze_run(run_dir: Path) -> Any:
-    """Print the analysis of a run the way `pathtrace analyze RUN` does (when it is installed)."""
+    """Print the analysis of a run the way `pathtrace analyze RUN` does."""
     try:
         from tracer.cli import analyze
 
@@ -29,11 +29,6 @@ def analyze_run(run_dir: Path) -> Any:
         )
     except PathtraceError:
         raise
-    except ImportError as e:
-        click.echo(
-            f"(the analyzer is not available here ({e}); run `pathtrace analyze {run_dir}` later)",
-            err=True,
-        )
     except Exception as e:  # the run is complete either way; say so instead of a traceback
         raise PathtraceError(
             f"the analysis of {run_dir} failed: {e!r}",

@@ -26,6 +26,7 @@ from tracer.diagnose.model import (
     NodeInfo,
     RunFacts,
 )
+from tracer.errors import PathtraceError
 from tracer.kube.health import PRESSURE_CONDITIONS, HealthFacts, PodHealth
 from tracer.model import CapturePoint, Connection, Endpoint, Journey, Observation, Tuple5
 from tracer.rules import Node, Packet, WalkResult, walk
@@ -215,7 +216,7 @@ def walk_node(info: NodeInfo | None, t: Tuple5) -> WalkResult | None:
     packet = Packet(t.proto, t.src, t.dst, _entry(t.src.ip, info))
     try:
         return walk(info.rules, packet, Node(info.addresses, _pod_cidr(info)))
-    except Exception:  # noqa: BLE001 - a rules walk is evidence, never a reason to fail
+    except PathtraceError:  # rules that cannot be walked are no evidence, not a failure
         return None
 
 
