@@ -59,6 +59,7 @@ def test_records_and_table_for_a_vxlan_frame(tmp_path: Path) -> None:
     frames = read_both(write(tmp_path, blob))
     first, arp = records(frames)
     assert first == {
+        "index": 0,  # position in the file
         "frame": 1,  # Wireshark's number for the first frame
         "t_ns": 1_700_000_000_123_456_000,
         "interface": "-",

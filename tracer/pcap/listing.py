@@ -114,7 +114,8 @@ def records(
             src, dst = c["src"][k], c["dst"][k]
             direction = c["direction"][k]
             record: dict[str, Any] = {
-                "frame": start + k + 1,
+                "index": start + k,  # position in the file, from 0
+                "frame": start + k + 1,  # Wireshark's frame number, from 1
                 "t_ns": t_ns or None,
                 "interface": interface_name(
                     frames, c["iface"][k], bool(stack) and stack[0] == "sll2", links
