@@ -324,3 +324,22 @@ def test_large_captures_read_in_parallel_equal_a_plain_read(
     assert len(mapped) == 2
     # ... which are gone (unlinked once mapped).
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_a_folder_of_runs_names_them(tmp_path: Path) -> None:
+    for name in ("b-run", "a-run"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+    with pytest.raises(InputError) as e:
+        load_run(tmp_path)
+    assert "a-run, b-run" in str(e.value)
+    assert e.value.hint is not None and str(tmp_path / "a-run") in e.value.hint
+
+
+def test_a_capture_file_given_as_run_points_to_point(tmp_path: Path) -> None:
+    f = tmp_path / "client.pcap"
+    f.write_bytes(b"")
+    with pytest.raises(InputError) as e:
+        load_run(f)
+    assert "is not a directory" in str(e.value)
+    assert e.value.hint is not None and f"--point client:NAME={f}" in e.value.hint

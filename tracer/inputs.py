@@ -391,8 +391,30 @@ def load_run(
     """
     run = os.fspath(run_dir)
     if not os.path.isdir(run):
-        what = "does not exist" if not os.path.exists(run) else "is not a directory"
-        raise InputError(f"{run}: {what}; expected a run directory (with manifest.json)")
+        exists = os.path.exists(run)
+        raise InputError(
+            f"{run}: {'is not a directory' if exists else 'does not exist'}; "
+            "expected a run directory (with manifest.json)",
+            # A capture file given as RUN is the likeliest slip: say how to read one.
+            hint=f"for capture files, `pathtrace analyze --point client:NAME={run} --point …` "
+            f"(one per capture point); `pathtrace packets {run}` lists one file's frames"
+            if exists
+            else None,
+        )
+    if not os.path.exists(os.path.join(run, "manifest.json")):
+        runs = sorted(
+            d for d in os.listdir(run) if os.path.isfile(os.path.join(run, d, "manifest.json"))
+        )
+        if runs:
+            raise InputError(
+                f"{run}: no manifest.json; it holds run directories: {', '.join(runs)}",
+                hint=f"name one of them, e.g. {os.path.join(run, runs[0])}",
+            )
+        raise InputError(
+            f"{run}: no manifest.json; not a run directory",
+            hint="for capture files without a manifest, "
+            "`pathtrace analyze --point ROLE:NAME[@NODE]=FILE …` (one per capture point)",
+        )
     manifest = load_manifest(run)
     parser = links_parser or _default_links_parser
     nodes = {p.node for p in manifest.points if p.node}

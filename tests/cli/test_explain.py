@@ -106,3 +106,17 @@ def test_truncated_dump_explains_what_it_can_and_warns(
     doc = json.loads(out)
     assert code == 0 and doc["verdict"] == "DNAT"
     assert any("no COMMIT" in w for w in doc["warnings"])
+
+
+def test_source_outside_the_pod_cidr_is_told_as_arriving_from_outside(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The lab's rules carry kube-proxy's own pod CIDR (`! -s 10.244.0.0/16 … KUBE-MARK-MASQ`).
+    rules = Path(__file__).resolve().parents[2] / "pcaps/nodeport/nodes/node1/iptables-save.txt"
+    code, out, _ = run(
+        capsys, str(rules), "--packet", "tcp 192.168.50.100:40000 > 192.168.50.11:30080"
+    )
+    assert code == 0
+    assert "arrives on an external interface" in out.splitlines()[0]
+    code, out, _ = run(capsys, str(rules), "--packet", "tcp 10.244.1.2:40000 > 10.96.0.101:80")
+    assert "comes from a pod interface" in out.splitlines()[0]

@@ -254,7 +254,16 @@ def command(
             _write(render_list(correlation.connections, summaries), output)
         return
 
-    connection = select(correlation, index=request_index, match=match)
+    try:
+        connection = select(correlation, index=request_index, match=match)
+    except NothingMatchedError as e:
+        if e.hint is not None:
+            raise
+        run_name = loaded.run_dir or "…"
+        raise NothingMatchedError(
+            e.message,
+            hint=f"`pathtrace analyze {run_name} --list` shows every connection, numbered",
+        ) from None
     path = _path(correlation, connection, loaded)
     # A proxied request is the client's: its summary and DNS lookup are those of the first leg.
     client_conn = (

@@ -8,13 +8,15 @@ story step by step with its evidence (`tracer.explain`). Holds no logic: it read
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from tracer.errors import InputError, UsageError
 from tracer.rules import Node, load_rules, parse_packet, walk
-from tracer.rules.explain_text import describe
+from tracer.rules.explain_text import describe, local_traffic_cidr
+from tracer.rules.model import in_network
 
 _ENTRIES = {"pod": "from_pod", "node": "local", "external": "external"}
 
@@ -49,7 +51,8 @@ def _read(path: Path) -> str:
     "--from",
     "entry",
     type=click.Choice(["pod", "node", "external"]),
-    help="where the packet enters (default: node if SRC is a --node-ip, else pod)",
+    help="where the packet enters (default: node if SRC is a --node-ip, external if SRC is "
+    "outside the pod CIDR (--pod-cidr, else kube-proxy's own), else pod)",
 )
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
@@ -93,6 +96,12 @@ def command(
     node = Node(tuple(node_ips), pod_cidr)
     packet = parse_packet(packet_spec, entry=_ENTRIES[entry] if entry else None, node=node)  # type: ignore[arg-type]
     loaded = load_rules(_read(rules), source=str(rules))
+    if entry is None and packet.entry == "from_pod":
+        # The walk is the same for a pod and an outside client (both enter PREROUTING); only the
+        # narrative differs, so a source outside the pod CIDR is told as arriving from outside.
+        cidr = pod_cidr or local_traffic_cidr(loaded)
+        if cidr is not None and not in_network(packet.src.ip, cidr):
+            packet = replace(packet, entry="external")
     result = walk(loaded, packet, node)
     if fmt == "json":
         click.echo(json.dumps(result.to_json(), indent=2))

@@ -500,12 +500,17 @@ def step_backend(f: RunFacts) -> list[Finding]:
         who = f"{key} (pod {pods[ip]})" if ip in pods else key
         if all(backend_of(c) is None for c in conns):
             who += " (not translated)"
-        lat = (
-            f"; server time p50 {_ms(_percentile(server, 50))}, p90 {_ms(_percentile(server, 90))}, "
-            f"p99 {_ms(_percentile(server, 99))} over {len(server)}"
-            if server
-            else ""
-        )
+        # Percentiles of one sample would repeat the same number three times.
+        if len(server) == 1:
+            lat = f"; server time {_ms(server[0])}"
+        elif server:
+            lat = (
+                f"; server time p50 {_ms(_percentile(server, 50))}, "
+                f"p90 {_ms(_percentile(server, 90))}, p99 {_ms(_percentile(server, 99))} "
+                f"over {count(len(server), 'connection')}"
+            )
+        else:
+            lat = ""
         title = (
             f"Backend {who}: {count(len(conns), 'connection')}, {count(requests, 'request')}, "
             f"{count(len(errors), 'error')}{lat}"
