@@ -139,7 +139,7 @@ def _icmp_reply(
             code = int(frames.columns["icmp_code"][origin.frame])
             name = icmp_name(icmp_type, code, v6=origin.tuple5.proto == "icmpv6")
         warnings.append(
-            f"the {kind} was answered by ICMP {name} from {origin.tuple5.src.ip} (first seen "
+            f"the {kind.upper() if kind in ('syn', 'syn-ack') else kind} was answered by ICMP {name} from {origin.tuple5.src.ip} (first seen "
             f"at {origin.point}), which quotes it: the reverse path is the error's"
         )
     return tuple(hops)
