@@ -1,6 +1,6 @@
 """The `pathtrace/v1` JSON document of a path: the contract other tools parse.
 
-Key names are fixed (see DESIGN.md "Contracts"): keys may be added, never renamed or removed.
+Key names are a contract with other tools: keys may be added, never renamed or removed.
 Times are integer nanoseconds; endpoints are "ip:port" strings ("[v6]:port" for IPv6).
 This module only reshapes a `Path`; it computes nothing.
 """
