@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from tracer.dnslookup import (
     DnsLookup,
     DnsPacket,
     find_lookup,
+    lookups,
     pair_queries,
     read_dns_packets,
     run_names,
@@ -67,6 +69,40 @@ def test_answers_pair_by_id_and_question_and_a_retry_counts_once() -> None:
     ]
     assert qs[0].asked == KUBE_DNS and qs[0].server == COREDNS
     assert qs[0].server_name == "kube-system/coredns"
+
+
+def test_frames_and_retries_are_kept_for_the_evidence() -> None:
+    name = "web.default.svc.cluster.local"
+    packets = [
+        replace(query(0, 0, name, 1, ident=1), frame=0),
+        replace(query(0, 5 * MS, name, 1, ident=1), frame=3),  # resolver retry
+        replace(answer(0, 5 * MS + 300, name, 1, 1, 0, "10.96.0.100"), frame=4),
+    ]
+    (q,) = pair_queries(conn(0, 0), packets)
+    assert (q.frame, q.answer_frame, q.sends) == (0, 4, 2)
+
+
+def test_lookups_group_each_clients_queries_by_name_and_time() -> None:
+    other_client = Endpoint("10.244.1.9", 40001)
+    conns = [conn(0, 0), conn(1, MS, src=other_client), conn(2, 2 * MS), conn(3, 60 * 10**9)]
+    packets = [
+        query(0, 0, "web.default.svc.cluster.local"),
+        answer(0, MS, "web.default.svc.cluster.local", 1, 7, 0, "10.96.0.100"),
+        query(1, MS, "web.default.svc.cluster.local"),
+        query(2, 2 * MS, "metrics.default.svc.cluster.local"),
+        answer(2, 3 * MS, "metrics.default.svc.cluster.local", 1, 7, 3),
+        query(3, 60 * 10**9, "web.default.svc.cluster.local"),  # a minute later: another lookup
+    ]
+    found = lookups(conns, packets)
+    assert [(lk.name, [q.connection for q in lk.queries]) for lk in found] == [
+        ("web", [0]),
+        ("web", [1]),
+        ("metrics", [2]),
+        ("web", [3]),
+    ]
+    assert found[0].address == "10.96.0.100" and found[0].elapsed_ns == MS
+    assert found[1].address is None and found[1].queries[0].rcode is None
+    assert found[2].address is None and found[2].queries[0].rcode == "NXDOMAIN"
 
 
 def test_a_query_without_reply_has_no_rcode_nor_latency() -> None:

@@ -45,6 +45,7 @@ class DnsPacket:
     forward: bool  # True for a packet from the asker (a query), False for a reply
     t_ns: int  # that point's clock
     message: DnsMessage
+    frame: int = -1  # 0-based index in that point's capture, -1 when unknown
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class DnsQuery:
     server_name: str | None = None  # the pod behind `server`, when the run names it
     asked_name: str | None = None  # the Service behind `asked`, when the run names it
     expansion: bool = False  # the name is a search-list expansion of what was typed
+    frame: int = -1  # the query's frame at `point` (0-based; its first send when retried)
+    answer_frame: int = -1  # the answer's frame at `point`, -1 when no answer was seen
+    sends: int = 1  # how many times the resolver sent this question (retries included)
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,9 @@ def read_dns_packets(
             msg = dns_message(reader.read(fr, obs.frame), tcp=tcp)
             if msg is None:
                 continue
-            out.append(DnsPacket(conn.index, point, j.direction == "forward", obs.t_ns, msg))
+            out.append(
+                DnsPacket(conn.index, point, j.direction == "forward", obs.t_ns, msg, obs.frame)
+            )
     out.sort(key=lambda p: p.t_ns)
     return out
 
@@ -186,7 +192,10 @@ def pair_queries(
         key = (m.ident, m.qname.lower(), m.qtype)
         if p.forward and not m.response:
             if key in open_:
-                continue  # a retry of a query still waiting for its answer
+                # A retry of a query still waiting for its answer: counted, not a new question.
+                i = open_[key]
+                out[i] = replace(out[i], sends=out[i].sends + 1)
+                continue
             open_[key] = len(out)
             out.append(
                 DnsQuery(
@@ -201,6 +210,7 @@ def pair_queries(
                     start_ns=p.t_ns,
                     server_name=names.get(server.ip),
                     asked_name=names.get(asked.ip) if asked != server else None,
+                    frame=p.frame,
                 )
             )
         elif not p.forward and m.response and key in open_:
@@ -211,6 +221,7 @@ def pair_queries(
                 rcode=m.rcode_name,
                 answers=tuple(text for _, text in m.answers),
                 latency_ns=p.t_ns - q.start_ns,
+                answer_frame=p.frame,
             )
     return out
 
@@ -307,20 +318,60 @@ def find_lookup(
     if anchor is None:
         return None
     related, search = _with_expansions(_cluster(queries, anchor, after))
-    answered = next((q for q in related if dest in q.answers), None)
-    if answered is None and is_dns(request):
+    return _assemble(related, search, dest)
+
+
+def lookups(
+    connections: Sequence[Connection],
+    packets: Sequence[DnsPacket],
+    names: Mapping[str, str] | None = None,
+) -> list[DnsLookup]:
+    """Every lookup in `connections`, whatever request it served, in time order.
+
+    Queries from one client address for names with the same first label, with no gap over
+    MAX_GAP_NS between them, are one lookup (as in `find_lookup`); its `address` is the first
+    address a NOERROR answer gave, since no request says which one was used.
+    """
+    queries: list[DnsQuery] = []
+    for c in connections:
+        if is_dns(c):
+            queries.extend(pair_queries(c, packets, names))
+    queries.sort(key=lambda q: (q.start_ns, q.connection))
+    groups: dict[tuple[str, str], list[list[DnsQuery]]] = {}
+    for q in queries:
+        runs = groups.setdefault((q.client.ip, _stem(q.name)), [])
+        if runs and q.start_ns - runs[-1][-1].start_ns <= MAX_GAP_NS:
+            runs[-1].append(q)
+        else:
+            runs.append([q])
+    out = []
+    for runs in groups.values():
+        for run in runs:
+            related, search = _with_expansions(run)
+            out.append(_assemble(related, search, None))
+    out.sort(key=lambda lk: (lk.queries[0].start_ns, lk.queries[0].connection))
+    return out
+
+
+def _assemble(
+    related: tuple[DnsQuery, ...], search: tuple[str, ...], dest: str | None
+) -> DnsLookup:
+    """The lookup made of `related`: the name typed, and the answer holding `dest` (or, when
+    no answer holds it, the first address a NOERROR answer gave)."""
+    answered = next((q for q in related if dest is not None and dest in q.answers), None)
+    if answered is None:
         answered = next((q for q in related if q.rcode == "NOERROR" and q.answers), None)
     address = None
     if answered is not None:
-        address = dest if dest in answered.answers else answered.answers[0]
-    typed = related[-1].name if related else queries[anchor].name
+        address = dest if dest is not None and dest in answered.answers else answered.answers[0]
+    typed = related[-1].name
     for q in related:
         t = _typed(q.name, search) if search else None
         if t is not None:
             typed = t
             break
     else:
-        if related and any(q.expansion for q in related):
+        if any(q.expansion for q in related):
             typed = min((q.name for q in related), key=len)
     elapsed = None
     if answered is not None and answered.latency_ns is not None:

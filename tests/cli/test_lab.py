@@ -69,3 +69,38 @@ def test_missing_tool_names_the_package(
 def test_bad_mode_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "lab", "up", "--mode", "ipvs")
     assert code == 2 and "ipvs" in err
+
+
+def _fake_lab(
+    monkeypatch: pytest.MonkeyPatch, status: str, removed: list[str], api: dict[str, object]
+) -> None:
+    # No real namespace is touched: status, down and the API record are stand-ins.
+    monkeypatch.setattr("tracer.lab.lab.status", lambda: {"status": status, "mode": None})
+    monkeypatch.setattr("tracer.lab.lab.down", lambda log=None: list(removed))
+    monkeypatch.setattr("tracer.lab.api.api_status", lambda: {"stray_pids": [], **api})
+
+
+def test_down_without_a_lab_says_there_is_nothing_to_remove(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_lab(monkeypatch, "down", [], {"running": False})
+    code, out, _ = run(capsys, "lab", "down")
+    assert code == 0
+    assert out.strip() == "lab down: nothing to remove: no lab is up"
+
+
+def test_down_of_a_lab_counts_what_went(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_lab(monkeypatch, "up", ["pt-node1", "pt-client"], {"running": True, "pid": 4242})
+    code, out, _ = run(capsys, "lab", "down")
+    assert code == 0
+    assert out.strip() == "lab down: removed 2 namespaces/links and the lab API"
+
+
+def test_down_of_a_half_built_lab_is_not_nothing(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_lab(monkeypatch, "half-built", [], {"running": False})
+    code, out, _ = run(capsys, "lab", "down")
+    assert code == 0 and "nothing to remove" not in out and "state file" in out

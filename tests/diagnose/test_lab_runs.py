@@ -162,3 +162,27 @@ def test_the_request_is_the_one_the_lab_sent(run: str) -> None:
         assert (
             d.request["destination"] == lab["frontend"] or d.request["backend"] == lab["frontend"]
         )
+
+
+def test_dns_time_is_the_one_the_client_waited_for_its_answer() -> None:
+    # Ground truth from the client's packets: the A query out, the answer holding the
+    # Service's ClusterIP in (same transaction ID) -- what `pathtrace analyze` reports too.
+    from scapy.layers.dns import DNS
+    from scapy.utils import rdpcap
+
+    lab = _lab("clusterip")
+    cluster_ip = _service(lab)["cluster_ips"][0]
+    sent: dict[int, float] = {}
+    waited = None
+    for p in rdpcap(str(PCAPS / "clusterip" / "points" / "client.pcap")):
+        if DNS not in p:
+            continue
+        d = p[DNS]
+        if not d.qr:
+            sent.setdefault(d.id, float(p.time))
+        elif any(getattr(d.an[i], "rdata", None) == cluster_ip for i in range(d.ancount)):
+            waited = float(p.time) - min(sent.values())
+    assert waited is not None
+    host = urlsplit(next(w for w in lab["_manifest"]["request"]["command"] if "://" in w)).hostname
+    (dns,) = [f for f in _diagnosis("clusterip").findings if f.step == 3]
+    assert dns.title.startswith(f"DNS: {host} -> {cluster_ip} in {waited * 1e3:.3f} ms")

@@ -211,9 +211,22 @@ def status_cmd(as_json: bool) -> None:
 def down_cmd() -> None:
     """Remove every pt- namespace, link, process and the state (works after a crash)."""
     from tracer.lab import lab
+    from tracer.lab.api import api_status
+    from tracer.words import count
 
+    # Looked at before removing: "removed 0" would not tell the user that there was no lab.
+    before = lab.status()
+    api = api_status()
+    api_left = bool(api.get("running") or api.get("pid") or api.get("stray_pids"))
     removed = lab.down(log=progress)
-    click.echo(f"lab down: removed {len(removed)} namespaces/links")
+    if not removed and before["status"] == "down" and not api_left:
+        click.echo("lab down: nothing to remove: no lab is up")
+        return
+    what = [count(len(removed), "namespace/link", "namespaces/links")] if removed else []
+    if api_left:
+        what.append("the lab API")
+    # A lab that crashed before creating anything leaves only its state file behind.
+    click.echo(f"lab down: removed {' and '.join(what) or 'the lab state file'}")
 
 
 @command.command("api", help=API_HELP)

@@ -1,7 +1,8 @@
 """The edge of diagnosis: read a run directory into `RunFacts`.
 
 Reads the captures (tracer.inputs), correlates them (tracer.correlate), decodes the few payload
-bytes that matter (DNS and HTTP messages, the header an ICMP error quotes), parses each node's
+bytes that matter (HTTP messages, the header an ICMP error quotes; DNS lookups through
+tracer.dnslookup, as `pathtrace analyze` reads them), parses each node's
 saved rules, conntrack and links.json (tracer.rules) and the cluster health facts
 (RUN/cluster/health.json). Everything after this is pure (`tracer.diagnose.steps`). Bad input
 surfaces as tracer.errors types from the modules it calls; a bad node fact file is a warning.
@@ -14,17 +15,18 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from tracer.diagnose.model import DnsEvent, HttpEvent, IcmpError, RunFacts
+from tracer.diagnose.model import HttpEvent, IcmpError, RunFacts
+from tracer.dnslookup import DnsLookup, find_lookup, is_dns, lookups, read_dns_packets, run_names
 from tracer.errors import InputError
 from tracer.explain.facts import read_node_facts
 from tracer.inputs import LoadedRun, load_run
 from tracer.kube.health import load_health
 from tracer.model import Connection, Endpoint, Journey, Observation, Path, Tuple5
 from tracer.pcap.columns import Frames
+from tracer.rundir import Manifest
 from tracer.summary import (
     DNS_PORTS,
     PayloadReader,
-    dns_message,
     http_request,
     http_status,
     icmp_name,
@@ -101,15 +103,15 @@ def decode_events(
     connections: Sequence[Connection],
     frames: Mapping[str, Frames],
     offsets: Mapping[str, int],
-) -> tuple[tuple[DnsEvent, ...], tuple[HttpEvent, ...], tuple[IcmpError, ...]]:
-    """Every DNS and HTTP message and every ICMP error in the connections."""
-    dns: list[DnsEvent] = []
+) -> tuple[tuple[HttpEvent, ...], tuple[IcmpError, ...]]:
+    """Every HTTP message and every ICMP error in the connections (DNS: `gather_lookups`)."""
     http: list[HttpEvent] = []
     icmp: list[IcmpError] = []
     with PayloadReader() as reader:
         for conn in connections:
             proto = conn.protocol.lower()
-            is_dns = proto in ("udp", "tcp") and _is_dns(conn)
+            if proto in ("udp", "tcp") and _is_dns(conn):
+                continue  # DNS is read by tracer.dnslookup (gather_lookups)
             for j in conn.journeys:
                 first, t = _timed(j, offsets)
                 if first is None or t is None:
@@ -145,21 +147,6 @@ def decode_events(
                 data, where = _best_payload(j, frames, reader)
                 if not data or where is None:
                     continue
-                if is_dns:
-                    msg = dns_message(data, tcp=proto == "tcp")
-                    if msg is not None:
-                        dns.append(
-                            DnsEvent(
-                                conn.index,
-                                direction,
-                                first.point,
-                                first.frame,
-                                t,
-                                first.tuple5,
-                                msg,
-                            )
-                        )
-                    continue
                 if proto != "tcp":
                     continue
                 if direction == "forward":
@@ -185,7 +172,7 @@ def decode_events(
                                 conn.index, direction, first.point, first.frame, t, status=status
                             )
                         )
-    return tuple(dns), tuple(http), tuple(icmp)
+    return tuple(http), tuple(icmp)
 
 
 # --- choosing the request --------------------------------------------------------------------------
@@ -210,6 +197,29 @@ def choose_main(connections: Sequence[Connection], roles: Mapping[str, str]) -> 
 
 def app_connections(connections: Sequence[Connection]) -> list[Connection]:
     return [c for c in connections if c.protocol in ("tcp", "udp", "sctp") and not _is_dns(c)]
+
+
+def gather_lookups(
+    connections: Sequence[Connection],
+    main: Connection | None,
+    frames: Mapping[str, Frames],
+    manifest: Manifest,
+) -> tuple[DnsLookup, ...]:
+    """The run's DNS lookups as `pathtrace analyze` pairs them (tracer.dnslookup), the main
+    request's own lookup (the one whose answer it connected to) first."""
+    dns_conns = [c for c in connections if is_dns(c)]
+    if not dns_conns:
+        return ()
+    with PayloadReader() as reader:
+        packets = read_dns_packets(dns_conns, frames, reader)
+    names = run_names(manifest.services)
+    found = lookups(dns_conns, packets, names)
+    own = find_lookup(main, dns_conns, packets, names) if main is not None else None
+    if own is None:
+        return tuple(found)
+    mine = {(q.connection, q.start_ns) for q in own.queries}
+    rest = [lk for lk in found if not mine & {(q.connection, q.start_ns) for q in lk.queries}]
+    return (own, *rest)
 
 
 # --- putting it together ---------------------------------------------------------------------------
@@ -243,7 +253,9 @@ def gather(
         main = choose_main(connections, roles)
     frames = loaded.frames
     offsets = dict(correlation.offsets)
-    dns, http, icmp = decode_events(connections, frames, offsets)
+    http, icmp = decode_events(connections, frames, offsets)
+    main_conn = correlation.connection(main) if main is not None else None
+    dns_lookups = gather_lookups(connections, main_conn, frames, manifest)
     paths: dict[int, Path] = {}
     wanted = [c for c in app_connections(connections)][:MAX_PATHS]
     if main is not None and all(c.index != main for c in wanted):
@@ -258,11 +270,11 @@ def gather(
         main=main,
         offsets=offsets,
         summaries=summarize_all(connections, frames),
-        dns=dns,
         http=http,
         icmp=icmp,
         nodes=nodes,
         paths=paths,
         health=load_health(run),
         warnings=tuple(dict.fromkeys((*loaded.warnings, *correlation.warnings))),
+        lookups=dns_lookups,
     )

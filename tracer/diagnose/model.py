@@ -1,7 +1,7 @@
 """What diagnosis takes and what it returns: the run's facts, and findings.
 
 `RunFacts` is everything one run directory says, already decoded: the manifest, the correlated
-connections, the DNS/HTTP messages and ICMP errors seen in them, each node's rules, conntrack
+connections, the HTTP messages and ICMP errors seen in them, the DNS lookups, each node's rules, conntrack
 and addresses, and the cluster's health facts. `Finding` is one conclusion with its evidence.
 Frozen dataclasses only: no reading, no deciding.
 """
@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tracer.dnslookup import DnsLookup
 from tracer.explain.facts import NodeFacts
 from tracer.kube.health import HealthFacts
 from tracer.model import Connection, Path, Tuple5
 from tracer.rundir import Manifest
-from tracer.summary import DnsMessage
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[str, ...] = ("error", "warning", "info")
@@ -46,19 +46,6 @@ class Finding:
     evidence: tuple[str, ...] = ()
     next: str = ""
     weight: int = 0
-
-
-@dataclass(frozen=True)
-class DnsEvent:
-    """One DNS message, where it was first seen (query) or last seen (response)."""
-
-    connection: int
-    direction: Literal["forward", "reverse"]
-    point: str
-    frame: int
-    t_ns: int  # on the reference clock
-    tuple5: Tuple5
-    message: DnsMessage
 
 
 @dataclass(frozen=True)
@@ -106,13 +93,14 @@ class RunFacts:
     main: int | None = None  # the connection the user asked about (or the one chosen)
     offsets: Mapping[str, int] = field(default_factory=dict)  # point -> clock offset (ns)
     summaries: Mapping[int, str] = field(default_factory=dict)
-    dns: tuple[DnsEvent, ...] = ()
     http: tuple[HttpEvent, ...] = ()
     icmp: tuple[IcmpError, ...] = ()
     nodes: Mapping[str, NodeInfo] = field(default_factory=dict)
     paths: Mapping[int, Path] = field(default_factory=dict)  # connection -> its path
     health: HealthFacts | None = None
     warnings: tuple[str, ...] = ()
+    # The DNS lookups (tracer.dnslookup), the main request's own first when it had one.
+    lookups: tuple[DnsLookup, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 from tracer.diagnose.model import (
     SEVERITIES,
     Diagnosis,
-    DnsEvent,
     Finding,
     IcmpError,
     NodeInfo,
     RunFacts,
 )
+from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.errors import PathtraceError
 from tracer.kube.health import PRESSURE_CONDITIONS, HealthFacts, PodHealth
 from tracer.model import CapturePoint, Connection, Endpoint, Journey, Observation, Tuple5
@@ -535,24 +535,28 @@ def step_backend(f: RunFacts) -> list[Finding]:
 # --- step 3: DNS -----------------------------------------------------------------------------------
 
 
-def _base_names(names: Iterable[str], wanted: str | None) -> dict[str, str]:
-    """qname -> the name the client wanted (search-domain expansions folded onto it)."""
-    names = sorted(set(names), key=len)
-    out: dict[str, str] = {}
-    for n in names:
-        if wanted and (n == wanted or n.startswith(wanted + ".")):
-            out[n] = wanted
-            continue
-        base = next((b for b in names if n == b or n.startswith(b + ".")), n)
-        out[n] = out.get(base, base)
-    return out
+def _ms3(ns: int) -> str:
+    # DNS times as `pathtrace analyze` prints them, so both commands show the same number.
+    return f"{ns / MS:.3f} ms"
+
+
+def _query_line(q: DnsQuery) -> str:
+    """`client frame 1: A web.default.svc.cluster.local -> NOERROR 10.96.0.100 (client frame
+    3, 0.972 ms)`: one question, its answer and how long it took at the asking point."""
+    head = f"{frame_ref(q.point, q.frame)}: {q.qtype} {q.name}"
+    sent = f", sent {q.sends} times" if q.sends > 1 else ""
+    if q.rcode is None or q.latency_ns is None:
+        return f"{head} -> no answer{sent}"
+    got = ", ".join(q.answers[:3])
+    if not got and q.rcode == "NOERROR":
+        got = "(no records)"  # the name exists, just not with this type
+    answer = f"{q.rcode} {got}".rstrip()
+    return f"{head} -> {answer} ({frame_ref(q.point, q.answer_frame)}, {_ms3(q.latency_ns)}{sent})"
 
 
 def step_dns(f: RunFacts) -> list[Finding]:
     wanted = _wanted_host(f.manifest)
-    queries = [e for e in f.dns if not e.message.response]
-    answers = [e for e in f.dns if e.message.response]
-    if not queries:
+    if not f.lookups:
         text = (
             f"the request named {wanted!r} but no lookup was captured (cached, /etc/hosts, or the "
             "DNS point missed it)"
@@ -560,153 +564,103 @@ def step_dns(f: RunFacts) -> list[Finding]:
             else "the client used an address"
         )
         return [Finding("info", 3, "No DNS lookup in the capture", (text,))]
-    base = _base_names((e.message.qname.rstrip(".").lower() for e in f.dns), wanted)
-
-    def key(e: DnsEvent) -> str:
-        return base[e.message.qname.rstrip(".").lower()]
-
     out: list[Finding] = []
-    for name in dict.fromkeys(key(e) for e in queries):
-        qs = [e for e in queries if key(e) == name]
-        rs = [e for e in answers if key(e) == name]
-        lines: list[str] = []
-        unanswered: list[DnsEvent] = []
-        latencies: list[int] = []
-        for q in qs:
-            r = next(
-                (
-                    a
-                    for a in rs
-                    if a.connection == q.connection
-                    and a.message.qname == q.message.qname
-                    and a.message.qtype == q.message.qtype
-                    and a.t_ns >= q.t_ns
-                ),
-                None,
+    for lookup in f.lookups:
+        out += _lookup_findings(lookup, wanted)
+    return out
+
+
+def _lookup_findings(lookup: DnsLookup, wanted: str | None) -> list[Finding]:
+    name = lookup.name.rstrip(".")
+    qs = lookup.queries
+    lines = tuple(_query_line(q) for q in qs[:16])
+    resolved = lookup.address is not None
+    rcodes = {q.rcode for q in qs if q.rcode is not None}
+    tried = list(dict.fromkeys(q.name for q in qs))
+    expanded = list(dict.fromkeys(q.name for q in qs if q.expansion))
+    unanswered = [q for q in qs if q.rcode is None]
+    retried = [q for q in qs if q.sends > 1]
+    out: list[Finding] = []
+    if not resolved and rcodes and rcodes <= {"NXDOMAIN", "NOERROR"} and "NXDOMAIN" in rcodes:
+        is_wanted = wanted is None or name.lower() == wanted.lower()
+        out.append(
+            Finding(
+                "error" if is_wanted else "warning",
+                3,
+                f"DNS: {name!r} does not exist: NXDOMAIN for all {count(len(tried), 'name')} tried"
+                + (f" ({len(expanded)} search-domain expansions, ndots:5)" if expanded else ""),
+                lines,
+                f"check the name: the Service is <name>.<namespace>.svc.cluster.local "
+                f"(kubectl get svc -A | grep -i {name.split('.')[0]!s}); "
+                "if it should exist, check CoreDNS's logs and the Service's namespace",
+                ROOT,
             )
-            head = f"{frame_ref(q.point, q.frame)}: {q.message.qtype_name} {q.message.qname}"
-            if r is None:
-                unanswered.append(q)
-                lines.append(f"{head} -> no answer")
-                continue
-            latencies.append(r.t_ns - q.t_ns)
-            got = ", ".join(t for _, t in r.message.answers[:3]) or "no records"
-            lines.append(
-                f"{head} -> {r.message.rcode_name} {got} ({frame_ref(r.point, r.frame)}, "
-                f"{_ms(r.t_ns - q.t_ns)})"
-            )
-        resolved = [
-            a
-            for a in rs
-            if a.message.rcode == 0 and any(t in (1, 28) for t, _ in a.message.answers)
-        ]
-        rcodes = {a.message.rcode_name for a in rs}
-        tried = list(dict.fromkeys(q.message.qname for q in qs))
-        expansions = [n for n in tried if n.rstrip(".").lower() != name]
-        missed = list(
-            dict.fromkeys(a.message.qname for a in rs if a.message.rcode_name == "NXDOMAIN")
         )
-        sent: dict[tuple[str, int], int] = {}
-        for q in qs:
-            sent[(q.message.qname, q.message.qtype)] = (
-                sent.get((q.message.qname, q.message.qtype), 0) + 1
+    elif not resolved and rcodes - {"NXDOMAIN", "NOERROR"}:
+        out.append(
+            Finding(
+                "error",
+                3,
+                f"DNS: the server failed to resolve {name!r} ({', '.join(sorted(rcodes))})",
+                lines,
+                "kubectl logs -n kube-system -l k8s-app=kube-dns; check CoreDNS's upstream "
+                "(forward) servers",
+                ROOT - 5,
             )
-        retries = {k: v for k, v in sent.items() if v > 1}
-        if not resolved and rs and rcodes <= {"NXDOMAIN", "NOERROR"} and "NXDOMAIN" in rcodes:
-            is_wanted = wanted is None or name == wanted
-            out.append(
-                Finding(
-                    "error" if is_wanted else "warning",
-                    3,
-                    f"DNS: {name!r} does not exist: NXDOMAIN for all {count(len(tried), 'name')} tried"
-                    + (
-                        f" ({len(expansions)} search-domain expansions, ndots:5)"
-                        if expansions
-                        else ""
-                    ),
-                    tuple(lines[:16]),
-                    f"check the name: the Service is <name>.<namespace>.svc.cluster.local "
-                    f"(kubectl get svc -A | grep -i {name.split('.')[0]!s}); "
-                    "if it should exist, check CoreDNS's logs and the Service's namespace",
-                    ROOT,
-                )
+        )
+    if unanswered:
+        out.append(
+            Finding(
+                "warning" if resolved else "error",
+                3,
+                f"DNS: {count(len(unanswered), 'query', 'queries')} for {name!r} got no answer (timeout)",
+                tuple(
+                    f"{frame_ref(q.point, q.frame)}: {q.qtype} {q.name} "
+                    f"({Tuple5(q.protocol, q.client, q.asked)})"
+                    for q in unanswered[:10]
+                ),
+                "check the DNS pods (step 1) and that UDP 53 to the kube-dns ClusterIP is "
+                "DNATed (conntrack -L -p udp --dport 53 on the client's node)",
+                LOCATED if not resolved else SYMPTOM,
             )
-        elif not resolved and rs and rcodes - {"NXDOMAIN", "NOERROR"}:
-            out.append(
-                Finding(
-                    "error",
-                    3,
-                    f"DNS: the server failed to resolve {name!r} ({', '.join(sorted(rcodes))})",
-                    tuple(lines[:16]),
-                    "kubectl logs -n kube-system -l k8s-app=kube-dns; check CoreDNS's upstream "
-                    "(forward) servers",
-                    ROOT - 5,
-                )
+        )
+    if retried:
+        out.append(
+            Finding(
+                "warning",
+                3,
+                f"DNS: retries for {name!r}: "
+                + ", ".join(f"{q.name} {q.qtype} sent {q.sends} times" for q in retried),
+                lines,
+                "retries mean lost or slow answers: look at CoreDNS's load and at conntrack "
+                "races on UDP (the 5 s resolver delay)",
+                SYMPTOM,
             )
-        if unanswered:
-            out.append(
-                Finding(
-                    "warning" if resolved else "error",
-                    3,
-                    f"DNS: {count(len(unanswered), 'query', 'queries')} for {name!r} got no answer (timeout)",
-                    tuple(
-                        f"{frame_ref(q.point, q.frame)}: {q.message.qtype_name} {q.message.qname} "
-                        f"({q.tuple5})"
-                        for q in unanswered[:10]
-                    ),
-                    "check the DNS pods (step 1) and that UDP 53 to the kube-dns ClusterIP is "
-                    "DNATed (conntrack -L -p udp --dport 53 on the client's node)",
-                    LOCATED if not resolved else SYMPTOM,
-                )
-            )
-        if retries:
+        )
+    if resolved:
+        elapsed = lookup.elapsed_ns or 0
+        missed = [q for q in qs if q.rcode == "NXDOMAIN"]
+        parts = [count(len(qs), "query", "queries")]
+        if lookup.expansions:
+            parts.append(f"{lookup.expansions} of them search-list expansions")
+        if missed:
+            parts.append(f"{count(len(missed), 'NXDOMAIN answer')} first (ndots:5)")
+        title = f"DNS: {name} -> {lookup.address} in {_ms3(elapsed)} ({', '.join(parts)})"
+        if elapsed >= SLOW_MS * MS:
             out.append(
                 Finding(
                     "warning",
                     3,
-                    f"DNS: retries for {name!r}: "
-                    + ", ".join(f"{n} {_qt(t)} sent {v} times" for (n, t), v in retries.items()),
-                    tuple(lines[:16]),
-                    "retries mean lost or slow answers: look at CoreDNS's load and at conntrack "
-                    "races on UDP (the 5 s resolver delay)",
-                    SYMPTOM,
+                    f"DNS is slow: {title}",
+                    lines,
+                    "check CoreDNS's CPU and its upstreams; use the FQDN with a trailing dot "
+                    "to skip the search list",
+                    SLOW,
                 )
             )
-        if resolved:
-            slow = max(latencies) if latencies else 0
-            addrs = list(
-                dict.fromkeys(t for a in resolved for ty, t in a.message.answers if ty in (1, 28))
-            )
-            title = (
-                f"DNS: {name} -> {', '.join(addrs[:4])} in {_ms(slow)} ({count(len(qs), 'query', 'queries')}"
-                + (
-                    f", {count(len(missed), 'NXDOMAIN search expansion')} first (ndots:5)"
-                    if missed
-                    else ""
-                )
-                + ")"
-            )
-            if slow >= SLOW_MS * MS:
-                out.append(
-                    Finding(
-                        "warning",
-                        3,
-                        f"DNS is slow: {title}",
-                        tuple(lines[:16]),
-                        "check CoreDNS's CPU and its upstreams; use the FQDN with a trailing dot "
-                        "to skip the search list",
-                        SLOW,
-                    )
-                )
-            else:
-                out.append(Finding("info", 3, title, tuple(lines[:16])))
+        else:
+            out.append(Finding("info", 3, title, lines))
     return out
-
-
-def _qt(t: int) -> str:
-    from tracer.summary import DNS_TYPES
-
-    return DNS_TYPES.get(t, f"TYPE{t}")
 
 
 # --- step 4: the Service and kube-proxy ------------------------------------------------------------

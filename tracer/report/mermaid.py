@@ -1,7 +1,8 @@
 """Render a `Path` as a Mermaid sequenceDiagram (paste it into Markdown on GitHub or GitLab).
 
-One participant per capture point in path order, one arrow per forward and reverse hop with its
-clock-corrected time and tuple, and a Note where a rewrite (DNAT, SNAT, their undoing) happens
+One participant per capture point in path order, a Note where the request (and its reply) is
+first seen, then one arrow per further forward and reverse hop with its clock-corrected time and
+tuple, and a Note where a rewrite (DNAT, SNAT, their undoing) happens
 and where an L7 proxy hands the request (or the response) on to its other connection.
 Pure: Path in, text out; computes nothing the path does not hold.
 """
@@ -82,10 +83,12 @@ def _arrows(
 ) -> None:
     if not hops:
         return
-    # The first sighting has no sender; show it as the point talking to itself.
+    # The first sighting has no previous point to come from: a Note where it was first seen
+    # (a self-arrow would read as a hop); the arrows start at the second sighting.
     arrow = "-->>" if reply else "->>"
     first = hops[0]
-    out.append(f"    {_pid(first.point)}{arrow}{_pid(first.point)}: {_label(first)}")
+    what = "reply first seen" if reply else "request first seen"
+    out.append(f"    Note over {_pid(first.point)}: {what} {_label(first)}")
     for i, (prev, h) in enumerate(zip(hops, hops[1:], strict=False), start=1):
         if is_proxy(h) and notes and i in notes:
             out.append(f"    Note over {_pid(h.point)}: {_text(notes[i])}")
