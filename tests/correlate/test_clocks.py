@@ -136,3 +136,17 @@ def test_cycle_that_does_not_close_is_warned() -> None:
     assert any("composed" in w and "a and c" in w for w in sol.warnings)
     consistent = [*pairs[:2], PairBounds(0, 2, 3_050, 2_950, 1, 1)]
     assert not any("composed" in w for w in solve(["a", "b", "c"], 0, consistent).warnings)
+
+
+def test_one_way_offset_is_called_a_limit_with_unknown_error_bound() -> None:
+    # Packets a -> b only: θ = clock(b) − clock(a) <= 700 (a delay of zero would make it 700).
+    sol = solve(["a", "b"], 0, [PairBounds(0, 1, upper=700, lower=None, n_upper=4, n_lower=0)])
+    (est,) = sol.estimates
+    assert est.offset_ns == 700
+    (w,) = [w for w in sol.warnings if w.startswith("clock b:")]
+    assert "only an upper limit" in w and "error bound is unknown" in w
+    assert "is a bound" not in w
+    # Seen from b as the reference, a's offset is −θ >= −700: a lower limit.
+    sol = solve(["a", "b"], 1, [PairBounds(0, 1, upper=700, lower=None, n_upper=4, n_lower=0)])
+    (w,) = [w for w in sol.warnings if w.startswith("clock a:")]
+    assert "only a lower limit" in w and "error bound is unknown" in w

@@ -445,10 +445,12 @@ def solve(names: list[str], reference: int, pairs: list[PairBounds]) -> ClockSol
         samples[dst] = p.n_upper + p.n_lower
         related[dst] = True
         if not p.two_way:
+            # Packets a -> b say θ <= upper; b -> a say θ >= lower; dst's offset is θ or −θ.
+            limit = "an upper" if (p.upper is not None) == (dst == p.b) else "a lower"
             warnings.append(
                 f"clock {names[dst]}: packets were matched in one direction only against "
-                f"{names[src]}; its offset is a bound that assumes the fastest packet took no "
-                f"time"
+                f"{names[src]}; its offset is only {limit} limit (it assumes the fastest "
+                f"packet took no time) and its error bound is unknown"
             )
     # Pairs left out of the tree close cycles: the offsets composed along the tree must agree
     # with what the pair itself says, within both bounds (section 2.5).

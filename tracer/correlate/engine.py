@@ -23,7 +23,7 @@ This module reads no files and prints nothing.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal
@@ -207,12 +207,65 @@ class Correlation:
 # ----------------------------------------------------------------------------- gather
 
 
+class _Columns(MutableMapping[str, Col]):
+    """The kept columns of every point's matched rows, gathered into one array on demand.
+
+    Copying all of them up front costs about as much memory as the captures themselves; here a
+    column is gathered when a step asks for it, and only the ones most steps use are kept
+    (the rest, read by one or two steps, are gathered again rather than held). Assigning a
+    column (the ISN pass rewrites seq/ack) replaces it for good.
+    """
+
+    def __init__(self, sources: list[tuple[Mapping[str, Any], I64, I64]], n: int) -> None:
+        self._sources = sources  # per point: (its columns, rows in time order, address lut)
+        self._n = n
+        self._sel: I64 | None = None  # rows left after filtering, None for all
+        self._cache: dict[str, Col] = {}
+
+    def __getitem__(self, name: str) -> Col:
+        hit = self._cache.get(name)
+        if hit is not None:
+            return hit
+        if name not in _KEEP:
+            raise KeyError(name)
+        parts = []
+        for c, idx, lut in self._sources:
+            v = np.asarray(c[name])[idx]
+            parts.append(lut[v] if name in ("src", "dst") else v)  # -1 indexes the trailing -1
+        out: Col = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        del parts
+        if self._sel is not None:
+            out = out[self._sel]
+        if name in _CACHED:
+            self._cache[name] = out
+        return out
+
+    def __setitem__(self, name: str, value: Col) -> None:
+        self._cache[name] = value
+
+    def __delitem__(self, name: str) -> None:
+        del self._cache[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_KEEP)
+
+    def __len__(self) -> int:
+        return len(_KEEP)
+
+    def filtered(self, keep: Bools) -> _Columns:
+        out = _Columns(self._sources, self._n)
+        sel = np.flatnonzero(keep)
+        out._sel = sel if self._sel is None else self._sel[sel]
+        out._cache = {k: v[keep] for k, v in self._cache.items()}
+        return out
+
+
 @dataclass
 class _Rows:
     pidx: I64
     row: I64
     t: I64
-    cols: dict[str, Col]
+    cols: _Columns
     addresses: list[str]
 
 
@@ -242,6 +295,10 @@ _KEEP = (
     "direction",
     "encap",
 )
+# Columns most steps read: gathered once and kept. The others are gathered when asked for.
+_CACHED = frozenset(
+    ("proto", "tcp_flags", "src", "dst", "seq", "payload_len", "icmp_type", "iface", "direction")
+)
 
 
 def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[I64]]:
@@ -266,19 +323,19 @@ def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[I64]]:
 
 def _gather(points: Sequence[PointFrames], warnings: list[str], notes: list[str]) -> _Rows:
     addresses, luts = _address_luts(points)
-    parts: dict[str, list[Col]] = {name: [] for name in _KEEP}
+    sources: list[tuple[Mapping[str, Any], I64, I64]] = []
     pidx_parts: list[I64] = []
     row_parts: list[I64] = []
     t_parts: list[I64] = []
     for pi, pf in enumerate(points):
         c = pf.frames.columns
         name = pf.point.name
-        try:
-            fam = np.asarray(c["family"])
-            proto = np.asarray(c["proto"])
-            opts = np.asarray(c["opts"])
-        except KeyError as e:
-            raise InputError(f"point {name}: frames lack column {e.args[0]!r}") from None
+        for col in ("family", "proto", "opts", *_KEEP, "t_ns"):
+            if col not in c:
+                raise InputError(f"point {name}: frames lack column {col!r}")
+        fam = np.asarray(c["family"])
+        proto = np.asarray(c["proto"])
+        opts = np.asarray(c["opts"])
         n = fam.shape[0]
         ip = fam != 0
         known = ip & np.isin(proto, (1, 6, 17, 58))
@@ -296,24 +353,24 @@ def _gather(points: Sequence[PointFrames], warnings: list[str], notes: list[str]
                 f"point {name}: {int(broken.sum())} truncated or fragmented frames were not matched"
             )
         idx = np.flatnonzero(ok)
+        del ip, known, broken, ok
         t = np.asarray(c["t_ns"], dtype=np.int64)[idx]
         order = np.argsort(t, kind="stable")
         idx = idx[order]
-        lut = luts[pi]
-        for col in _KEEP:
-            v = np.asarray(c[col])[idx]
-            if col in ("src", "dst"):
-                v = lut[v]  # -1 indexes the trailing -1
-            parts[col].append(v)
+        sources.append((c, idx, luts[pi]))
         pidx_parts.append(np.full(idx.shape[0], pi, dtype=np.int64))
         row_parts.append(idx.astype(np.int64, copy=False))
         t_parts.append(t[order])
-    cols = {k: np.concatenate(v) if v else np.zeros(0, np.int64) for k, v in parts.items()}
+        del t, order
 
     def cat(v: list[I64]) -> I64:
         return np.concatenate(v) if v else np.zeros(0, np.int64)
 
-    return _Rows(cat(pidx_parts), cat(row_parts), cat(t_parts), cols, addresses)
+    t_all = cat(t_parts)
+    del t_parts
+    return _Rows(
+        cat(pidx_parts), cat(row_parts), t_all, _Columns(sources, t_all.shape[0]), addresses
+    )
 
 
 # ICMP errors (RFC 792, RFC 4443): they quote the packet that caused them.
@@ -421,13 +478,7 @@ def _drop_stray_icmp(rows: _Rows, points: Sequence[PointFrames], warnings: list[
         f"and were left out"
     )
     keep = ~stray
-    return _Rows(
-        rows.pidx[keep],
-        rows.row[keep],
-        rows.t[keep],
-        {k: v[keep] for k, v in cols.items()},
-        rows.addresses,
-    )
+    return _Rows(rows.pidx[keep], rows.row[keep], rows.t[keep], cols.filtered(keep), rows.addresses)
 
 
 # ----------------------------------------------------------------------------- union-find
@@ -566,7 +617,9 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             "TCP segments are matched on seq/ack/flags/length/timestamps only"
         )
 
-    def sends() -> tuple[I64, int, Bools, I64, I64, npt.NDArray[np.uint64]]:
+    def sends(
+        proto: Col, cols: _Columns, rows: _Rows
+    ) -> tuple[I64, int, Bools, I64, I64, npt.NDArray[np.uint64]]:
         """Key every row, split equal keys into sends: (journey per row, count, ambiguous
         per journey, rows whose key no other point shares, rows of keys sent more than
         once and their keys)."""
@@ -575,19 +628,28 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         # (key, point, time).
         order = packed_order(key)
         s_key = key[order]
+        del key
         s_pidx = rows.pidx[order]
         s_t = rows.t[order]
         new_key = np.ones(n, dtype=bool)
         new_key[1:] = s_key[1:] != s_key[:-1]
         new_pt = new_key.copy()
         new_pt[1:] |= s_pidx[1:] != s_pidx[:-1]
+        # Keys that only one point shows: the ISN and offload passes start from these rows.
+        lone = _lone_rows(new_key, s_pidx, order)
+        del s_pidx
         gap = np.zeros(n, dtype=bool)
         gap[1:] = (s_t[1:] - s_t[:-1]) > SAME_SEND_WINDOW_NS
+        del s_t
         new_send = new_pt | gap
+        del gap
         cs = np.cumsum(new_send)
+        del new_send
         pt_start = np.flatnonzero(new_pt)
         pt_id = np.cumsum(new_pt) - 1
+        del new_pt
         k = cs - cs[pt_start][pt_id]  # ordinal of the send at this point (0 = first)
+        del pt_start, pt_id
         key_id = np.cumsum(new_key) - 1
         n_keys = int(key_id[-1]) + 1 if n else 0
         # Rows are sorted by key: a segmented maximum, no scatter.
@@ -612,19 +674,17 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             jambiguous[jid_sorted] = row_amb
         jid = np.empty(n, dtype=np.int64)
         jid[order] = jid_sorted
-        # Keys that only one point shows: the ISN and offload passes start from these rows.
-        lone = _lone_rows(new_key, s_pidx, order)
         # Keys sent more than once (paired k-th with k-th): time may have to pair them again.
         rep = np.zeros(0, np.int64)
         if n_keys and ambiguous_key.any():
             rep = np.flatnonzero(ambiguous_key[key_id])
         repeats, repeat_key = order[rep], s_key[rep]
         # The sorted views are done with: free them before the next stage's arrays are made.
-        del key, order, s_key, s_pidx, s_t, new_key, new_pt, gap, cs, pt_start, pt_id, k, key_id
+        del order, s_key, new_key, cs, k, key_id
         del jid_sorted, m
         return jid, n_j0, jambiguous, lone, repeats, repeat_key
 
-    jid, n_j0, jambiguous, lone, repeats, repeat_key = sends()
+    jid, n_j0, jambiguous, lone, repeats, repeat_key = sends(proto, cols, rows)
     point_rank = np.array([ROLE_RANK.get(pf.point.role, 1) for pf in points] or [0], dtype=np.int64)
     if lone.shape[0] and ((flags[lone] & TH_SYN) != 0).any():
         # A SYN no other point saw exactly: a firewall may have shifted the sequence numbers.
@@ -633,7 +693,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             _shift_warnings(shifts, points, rows, warnings)
             if shifts.flows:
                 cols["seq"], cols["ack"] = shifts.seq, shifts.ack
-                jid, n_j0, jambiguous, lone, repeats, repeat_key = sends()
+                jid, n_j0, jambiguous, lone, repeats, repeat_key = sends(proto, cols, rows)
 
     # --- 3. flows (a tuple at a point, split at each new SYN) and connections
     port_s = np.where(proto <= 1, cols["icmp_id"], cols["sport"])
@@ -646,7 +706,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     hi_ep = np.maximum(ep_s, ep_d)
     fkey = mix(mix(mix(seed(n, 0xF10), rows.pidx * 256 + proto), lo_ep), hi_ep)
     fid, n_fid = _dense(fkey.view(np.int64))
-    del lo_ep, hi_ep, fkey
+    del lo_ep, hi_ep, fkey, ep_d
     syn = tcp & ((flags & (TH_SYN | TH_ACK)) == TH_SYN)
     fid, n_fid = _split_at_syns(fid, n_fid, syn, cols["seq"], rows.t)
 
@@ -655,6 +715,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     nontcp = ~tcp
     jconf[jid[nontcp]] = ~jambiguous[jid[nontcp]]
     label, split = _learn_connections(jid, n_j0, fid, n_fid, jconf)
+    del jconf, nontcp
     if split:
         warnings.append(
             f"{split} matches contradicted the tuples learned for their connections "
@@ -668,6 +729,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     used[label] = True
     renumber = np.cumsum(used) - 1
     conn_of_row, n_c = renumber[label], int(used.sum())
+    del label, used, renumber
 
     # --- 4a. orientation: forward = from the client (the SYN's sender, else the first sender)
     echo_req = (~tcp) & np.isin(cols["icmp_type"], _ICMP_ECHO_REQUEST) & (proto != 17)
@@ -688,6 +750,8 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     if flip.any():
         is_fwd = np.where(flip[fid], ~is_fwd, is_fwd)
         jfwd = _journey_forward(jid, n_j, is_fwd)
+    # Flows have done their part (connections and orientation): free their per-row arrays.
+    del fid, ep_s, syn, anchor, echo_req, fwd_src, first, anchored, agree, total, flip
 
     # --- 4a'. offload super-segments: matched to their wire segments by sequence range
     offload_byte: npt.NDArray[np.int8] | None = None
@@ -741,6 +805,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             crank.reshape(n_c, n_dom),
             n_c,
         )
+        del cell, tmin, tmax, present, crank
         solution = clk.solve(dom_names, ref, pairs)
     warnings.extend(solution.warnings)
     dom_off = np.array(solution.offsets or (0,), dtype=np.int64)
@@ -791,11 +856,14 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     rel = np.clip(tc - jstart_t[jid], 0, 0xFFFFFFFF)
     # Sorting by journey first (fast, packed) leaves the full key nearly sorted, where a stable
     # argsort only has to fix each journey's few rows.
-    by_j = packed_order(jpos[jid])
-    final = by_j[np.argsort((((jpos[jid] * 4 + rank_dir) << 32) | rel)[by_j], kind="stable")]
-    del by_j, rel, rank_dir, rank, is_fwd, ep_d
+    jpos_row = jpos[jid]
+    by_j = packed_order(jpos_row)
+    sort_key = ((jpos_row * 4 + rank_dir) << 32) | rel
+    del rel, rank_dir, rank, is_fwd
+    final = by_j[np.argsort(sort_key[by_j], kind="stable")]
+    del by_j, sort_key
 
-    sj = jpos[jid][final]
+    sj = jpos_row[final]
     jstart = np.flatnonzero(np.r_[True, sj[1:] != sj[:-1]]) if n else np.zeros(0, np.int64)
     jstart = np.r_[jstart, n].astype(np.int64)
     jconn_sorted = crank_of[jconn][jorder]
@@ -818,33 +886,59 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     cpts = _distinct_count(crank_of[conn_of_row], rows.pidx, n_c, n_points)
 
     _match_warnings(points, rows.pidx, jid, n_j, warnings)
-    _negative_delay_warnings(final, jpos[jid], dom, tc, dom_names, warnings)
+    _negative_delay_warnings(final, jpos_row, dom, tc, dom_names, warnings)
 
     offsets = {pf.point.name: int(dom_off[dom_of_point[i]]) for i, pf in enumerate(points)}
+    # The table's sorted copies are made one at a time, each source freed once copied: the
+    # unsorted working columns and the table never all live at once.
+    addresses = tuple(rows.addresses)
+    r_pidx, r_row, r_t = rows.pidx, rows.row, rows.t
+    del rows, proto, flags, tcp, dom, jid, conn_of_row, jpos_row, sj
+    t_pidx = r_pidx[final]
+    del r_pidx
+    t_row = r_row[final]
+    del r_row
+    t_t = r_t[final]
+    del r_t
+    t_tc = tc[final]
+    del tc
+    sorted_cols: dict[str, Col] = {}
+    for name in ("src", "dst", "proto", "iface", "direction", "encap", "ttl", "ip_id"):
+        sorted_cols[name] = cols[name][final]
+        if name in _CACHED:
+            del cols[name]
+    t_sport = port_s[final]
+    del port_s
+    t_dport = port_d[final]
+    del port_d
+    t_plen = cols["payload_len"][final]
+    del cols["payload_len"]
+    t_flags = cols["tcp_flags"][final]
+    del cols
     table = Table(
-        pidx=rows.pidx[final],
-        row=rows.row[final],
-        t=rows.t[final],
-        tc=tc[final],
-        src=cols["src"][final],
-        dst=cols["dst"][final],
-        sport=port_s[final],
-        dport=port_d[final],
-        proto=proto[final],
-        iface=cols["iface"][final],
-        direction=cols["direction"][final],
-        encap=cols["encap"][final],
-        ttl=cols["ttl"][final],
-        ip_id=cols["ip_id"][final],
-        plen=cols["payload_len"][final],
-        flags=flags[final],
+        pidx=t_pidx,
+        row=t_row,
+        t=t_t,
+        tc=t_tc,
+        src=sorted_cols["src"],
+        dst=sorted_cols["dst"],
+        sport=t_sport,
+        dport=t_dport,
+        proto=sorted_cols["proto"],
+        iface=sorted_cols["iface"],
+        direction=sorted_cols["direction"],
+        encap=sorted_cols["encap"],
+        ttl=sorted_cols["ttl"],
+        ip_id=sorted_cols["ip_id"],
+        plen=t_plen,
+        flags=t_flags,
         jstart=jstart,
         jforward=jforward_sorted,
         jretrans=jretrans,
         cstart=cstart,
         cstart_ns=cstart_t[corder] if n_c else np.zeros(0, np.int64),
         cpoints=cpts,
-        addresses=tuple(rows.addresses),
+        addresses=addresses,
         offload=offload_byte[final] if offload_byte is not None else None,
     )
     return Correlation(
