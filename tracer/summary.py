@@ -49,19 +49,32 @@ def _printable(raw: bytes, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def http_request(payload: bytes) -> HttpRequest | None:
-    """The request line and Host header of an HTTP/1.x request, or None."""
+def http_request_head(payload: bytes) -> tuple[str, bytes, dict[bytes, bytes]] | None:
+    """The method, raw target and headers of an HTTP/1.x request, or None.
+
+    Header names are lower-cased and each keeps its first value, stripped, as raw bytes.
+    """
     m = _REQUEST_LINE.match(payload)
     if m is None:
         return None
-    host = None
+    headers: dict[bytes, bytes] = {}
     head = payload[m.end() :].split(b"\r\n\r\n", 1)[0]
     for line in head.split(b"\n"):
         name, sep, value = line.partition(b":")
-        if sep and name.strip().lower() == b"host":
-            host = _printable(value.strip(), 100) or None
-            break
-    return HttpRequest(m.group(1).decode("ascii"), _printable(m.group(2), _TARGET_MAX), host)
+        if sep:
+            headers.setdefault(name.strip().lower(), value.strip())
+    return m.group(1).decode("ascii"), m.group(2), headers
+
+
+def http_request(payload: bytes) -> HttpRequest | None:
+    """The request line and Host header of an HTTP/1.x request, or None."""
+    parsed = http_request_head(payload)
+    if parsed is None:
+        return None
+    method, target, headers = parsed
+    host = headers.get(b"host")
+    shown_host = _printable(host, 100) or None if host is not None else None
+    return HttpRequest(method, _printable(target, _TARGET_MAX), shown_host)
 
 
 def http_status(payload: bytes) -> int | None:

@@ -11,7 +11,6 @@ reader as a function so that the file access stays at the edge. Nothing here pri
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,14 +18,13 @@ import numpy as np
 
 from tracer.correlate.engine import Correlation
 from tracer.model import Connection, Journey, Observation, Stitch
+from tracer.summary import http_request_head
 
 # A proxy hands a request on within this long (nginx's default proxy_connect_timeout is 60 s;
 # a request that waited longer than that would have failed).
 MAX_PROXY_WAIT_NS = 60_000_000_000
 # How many proxies a request may cross in a row (ingress -> sidecar -> ...).
 MAX_LEGS = 4
-
-_REQUEST_LINE = re.compile(rb"([A-Z][A-Z-]{1,19}) ([\x21-\x7e]+) HTTP/\d\.\d\r?\n")
 
 
 @dataclass(frozen=True)
@@ -57,22 +55,21 @@ class HttpRequestInfo:
 
 def http_request_info(payload: bytes) -> HttpRequestInfo | None:
     """Decode an HTTP/1.x request's first line and identifying headers, or None."""
-    m = _REQUEST_LINE.match(payload)
-    if m is None:
+    parsed = http_request_head(payload)
+    if parsed is None:
         return None
-    headers: dict[bytes, str] = {}
-    head = payload[m.end() :].split(b"\r\n\r\n", 1)[0]
-    for line in head.split(b"\n"):
-        name, sep, value = line.partition(b":")
-        key = name.strip().lower()
-        if sep and key in (b"host", b"x-request-id", b"traceparent") and key not in headers:
-            headers[key] = value.strip().decode("ascii", "replace")
+    method, target, headers = parsed
+
+    def header(name: bytes) -> str | None:
+        value = headers.get(name)
+        return value.decode("ascii", "replace") or None if value is not None else None
+
     return HttpRequestInfo(
-        method=m.group(1).decode("ascii"),
-        target=m.group(2).decode("ascii", "replace"),
-        host=headers.get(b"host") or None,
-        request_id=headers.get(b"x-request-id") or None,
-        traceparent=headers.get(b"traceparent") or None,
+        method=method,
+        target=target.decode("ascii", "replace"),
+        host=header(b"host"),
+        request_id=header(b"x-request-id"),
+        traceparent=header(b"traceparent"),
     )
 
 
