@@ -134,22 +134,29 @@ def manifest_to_json(m: Manifest) -> dict[str, Any]:
     return {"schema": SCHEMA, **d}
 
 
-def load_manifest(run: str | os.PathLike[str]) -> Manifest:
-    """Read RUN/manifest.json; errors name the file and the field."""
-    path = Path(run) / "manifest.json"
+def read_json(path: str | os.PathLike[str]) -> Any | None:
+    """The parsed JSON of `path`, or None when the file does not exist; errors name the file."""
     try:
-        text = path.read_text()
+        text = Path(path).read_text()
     except FileNotFoundError:
-        raise InputError(
-            f"{run}: no manifest.json; not a run directory",
-            hint="give capture files with --point ROLE:NAME[@NODE]=FILE instead",
-        ) from None
+        return None
     except OSError as e:
         raise InputError(f"{path}: {e.strerror}") from e
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
+
+
+def load_manifest(run: str | os.PathLike[str]) -> Manifest:
+    """Read RUN/manifest.json; errors name the file and the field."""
+    path = Path(run) / "manifest.json"
+    data = read_json(path)
+    if data is None:
+        raise InputError(
+            f"{run}: no manifest.json; not a run directory",
+            hint="give capture files with --point ROLE:NAME[@NODE]=FILE instead",
+        )
     return manifest_from_json(data, str(path))
 
 

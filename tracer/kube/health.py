@@ -11,7 +11,6 @@ Must not let a client object escape, nor fail a capture: collection problems bec
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tracer.errors import ClusterError, InputError
-from tracer.rundir import write_json_private
+from tracer.rundir import read_json, write_json_private
 
 SCHEMA = "pathtrace-health/v1"
 HEALTH_FILE = Path("cluster") / "health.json"
@@ -390,14 +389,7 @@ def save_health(run: str | os.PathLike[str], health: HealthFacts) -> Path:
 def load_health(run: str | os.PathLike[str]) -> HealthFacts | None:
     """RUN/cluster/health.json, or None when the run has none."""
     path = Path(run) / HEALTH_FILE
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    data = read_json(path)
+    if data is None:
         return None
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from e
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
     return health_from_json(data, str(path))
