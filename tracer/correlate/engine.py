@@ -23,16 +23,17 @@ This module reads no files and prints nothing.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 import numpy.typing as npt
 
 from tracer.correlate import clocks as clk
-from tracer.correlate.keys import mix, packet_key, partial_hash, seed
+from tracer.correlate import kernels
+from tracer.correlate.keys import partial_hash
 from tracer.correlate.offload import (
     SeqShifts,
     SuperJoins,
@@ -68,6 +69,7 @@ from tracer.pcap.columns import (
 )
 
 I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
 Bools = npt.NDArray[np.bool_]
 Col = npt.NDArray[Any]  # an integer column in the dtype the reader gave it
 
@@ -182,8 +184,7 @@ class Correlation:
         n_j = int(tb.jforward.shape[0])
         jconn = np.repeat(np.arange(n_c), np.diff(tb.cstart))
         big = np.iinfo(np.int64).max
-        first = np.full(n_c, big, dtype=np.int64)
-        np.minimum.at(first, jconn, np.where(tb.jforward, np.arange(n_j), big))
+        first = kernels.group_min(jconn, np.where(tb.jforward, np.arange(n_j), big), n_c)
         first = np.where(first == big, tb.cstart[:-1], first)
         return tb.pidx[tb.jstart[first]], tb.pidx[tb.jstart[first + 1] - 1]
 
@@ -221,6 +222,7 @@ class _Columns(MutableMapping[str, Col]):
         self._n = n
         self._sel: I64 | None = None  # rows left after filtering, None for all
         self._cache: dict[str, Col] = {}
+        self._replaced: set[str] = set()  # columns assigned here (not the points' own)
 
     def __getitem__(self, name: str) -> Col:
         hit = self._cache.get(name)
@@ -242,6 +244,7 @@ class _Columns(MutableMapping[str, Col]):
 
     def __setitem__(self, name: str, value: Col) -> None:
         self._cache[name] = value
+        self._replaced.add(name)
 
     def __delitem__(self, name: str) -> None:
         del self._cache[name]
@@ -252,11 +255,26 @@ class _Columns(MutableMapping[str, Col]):
     def __len__(self) -> int:
         return len(_KEEP)
 
+    def derived(self, fn: Callable[[Mapping[str, Any]], Col], *, replaced: Sequence[str]) -> Col:
+        """`fn` of every point's own columns, gathered like a column (one array in row order).
+
+        Computing on each point's columns where they lie saves gathering each input column; it
+        is only right while none of `replaced` has been assigned here, else `fn` of the
+        gathered columns.
+        """
+        if any(name in self._replaced for name in replaced):
+            return fn(self)
+        parts = [fn(c)[idx] for c, idx, _ in self._sources]
+        out: Col = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        del parts
+        return out if self._sel is None else out[self._sel]
+
     def filtered(self, keep: Bools) -> _Columns:
         out = _Columns(self._sources, self._n)
         sel = np.flatnonzero(keep)
         out._sel = sel if self._sel is None else self._sel[sel]
         out._cache = {k: v[keep] for k, v in self._cache.items()}
+        out._replaced = set(self._replaced)
         return out
 
 
@@ -355,13 +373,17 @@ def _gather(points: Sequence[PointFrames], warnings: list[str], notes: list[str]
         idx = np.flatnonzero(ok)
         del ip, known, broken, ok
         t = np.asarray(c["t_ns"], dtype=np.int64)[idx]
-        order = np.argsort(t, kind="stable")
-        idx = idx[order]
+        # A capture is nearly always in time order already: sort only one that is not.
+        if t.shape[0] > 1 and bool((t[1:] < t[:-1]).any()):
+            order = np.argsort(t, kind="stable")
+            idx = idx[order]
+            t = t[order]
+            del order
         sources.append((c, idx, luts[pi]))
         pidx_parts.append(np.full(idx.shape[0], pi, dtype=np.int64))
         row_parts.append(idx.astype(np.int64, copy=False))
-        t_parts.append(t[order])
-        del t, order
+        t_parts.append(t)
+        del t
 
     def cat(v: list[I64]) -> I64:
         return np.concatenate(v) if v else np.zeros(0, np.int64)
@@ -503,33 +525,47 @@ def components(n: int, a: I64, b: I64) -> I64:
             lab = nxt
 
 
-def packed_order(key: npt.NDArray[Any]) -> I64:
+@overload
+def packed_order(key: npt.NDArray[Any]) -> I64: ...
+@overload
+def packed_order(key: npt.NDArray[Any], *, with_sorted: Literal[True]) -> tuple[I64, U64]: ...
+def packed_order(key: npt.NDArray[Any], *, with_sorted: bool = False) -> Any:
     """The permutation that sorts rows by `key` (64-bit), ties in row order: a stable argsort.
 
     numpy sorts plain 64-bit values about ten times faster than it argsorts them, so the row
     index is packed into the key's low bits and the values are sorted. Rows whose keys share
     the remaining high bits but differ below them (rare: a 40-bit collision) are put right
-    afterwards with an exact sort of just those rows.
+    afterwards with an exact sort of just those rows. `with_sorted` also returns the keys in
+    that order (as uint64), which the collision check has at hand anyway.
     """
     n = int(key.shape[0])
-    if n < 2:
-        return np.arange(n, dtype=np.int64)
     k = np.ascontiguousarray(key).view(np.uint64) if key.dtype != np.uint64 else key
+    if n < 2:
+        order = np.arange(n, dtype=np.int64)
+        return (order, k[order]) if with_sorted else order
     ib = np.uint64(max(1, (n - 1).bit_length()))
     low = (np.uint64(1) << ib) - np.uint64(1)
     idx = np.arange(n, dtype=np.uint64)
     if int(k.max()) >> (64 - int(ib)) == 0:
         # Small keys (ids, positions): key and row index fit side by side, exactly.
         packed = (k << ib) | idx
+        del idx
         packed.sort()
-        return (packed & low).view(np.int64)  # below 2**63: the same values, no copy
+        if with_sorted:
+            sk = packed >> ib
+            packed &= low
+            return packed.view(np.int64), sk
+        packed &= low
+        return packed.view(np.int64)  # below 2**63: the same values, no copy
     packed = (k >> ib) << ib
     packed |= idx
+    del idx
     packed.sort()
     order = (packed & low).view(np.int64)
     sk = k[order]
-    top = packed >> ib
-    same_top = top[1:] == top[:-1]
+    packed >>= ib  # the high bits each row was sorted on
+    same_top = packed[1:] == packed[:-1]
+    del packed
     bad = same_top & (sk[1:] != sk[:-1])
     if bad.any():
         run = np.cumsum(np.r_[True, ~same_top]) - 1
@@ -538,34 +574,20 @@ def packed_order(key: npt.NDArray[Any]) -> I64:
         rows = np.flatnonzero(bad_run[run])
         sub = np.lexsort((order[rows], sk[rows], run[rows]))
         order[rows] = order[rows][sub]
-    return order
+        sk[rows] = sk[rows][sub]
+    return (order, sk) if with_sorted else order
 
 
 def _dense(values: I64) -> tuple[I64, int]:
-    """Renumber arbitrary 64-bit ids to 0..k-1 (in sorted order of the ids as unsigned).
-
-    Sort-based: several times faster than np.unique(return_inverse=True) on millions of rows.
-    """
-    n = values.shape[0]
-    if n == 0:
-        return np.zeros(0, np.int64), 0
-    o = packed_order(values)
-    sv = values[o]
-    new = np.empty(n, dtype=bool)
-    new[0] = True
-    np.not_equal(sv[1:], sv[:-1], out=new[1:])
-    ids = np.cumsum(new) - 1
-    inv = np.empty(n, dtype=np.int64)
-    inv[o] = ids
-    return inv, int(ids[-1]) + 1
+    """Renumber arbitrary 64-bit ids to 0..k-1 (in sorted order of the ids as unsigned)."""
+    return kernels.dense(values)
 
 
 def _distinct_count(group: I64, value: I64, n_groups: int, n_values: int) -> I64:
     """How many distinct values (0..n_values-1) each group has."""
     if n_values <= 62:
         # A bit per value, OR-ed per group: linear, no sort.
-        mask = np.zeros(n_groups, dtype=np.int64)
-        np.bitwise_or.at(mask, group, np.left_shift(1, value))
+        mask = kernels.group_or(group, np.left_shift(1, value), n_groups)
         bits = np.zeros(n_groups, dtype=np.int64)
         for b in range(n_values):
             bits += (mask >> b) & 1
@@ -584,10 +606,7 @@ def _distinct(values: I64) -> I64:
 
 def _first_index(groups: I64, n: int) -> I64:
     """For each group id, the smallest row index that has it (-1 if none)."""
-    out = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(out, groups, np.arange(groups.shape[0], dtype=np.int64))
-    out[out == np.iinfo(np.int64).max] = -1
-    return out
+    return kernels.first_index(groups, n)
 
 
 # ----------------------------------------------------------------------------- correlate
@@ -609,8 +628,12 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     flags = cols["tcp_flags"]
 
     # --- 2. signatures and sends
-    partial = partial_hash(cols["payload_len"], cols["pcap_len"])
-    tcp_phash = not bool((partial & tcp).any())
+    partial = cols.derived(
+        lambda c: partial_hash(c["payload_len"], c["pcap_len"]) & (np.asarray(c["proto"]) == 6),
+        replaced=("payload_len", "pcap_len", "proto"),
+    )
+    tcp_phash = not bool(partial.any())
+    del partial
     if not tcp_phash:
         warnings.append(
             "some TCP payloads were captured too short for the payload hash (small snaplen): "
@@ -623,65 +646,35 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         """Key every row, split equal keys into sends: (journey per row, count, ambiguous
         per journey, rows whose key no other point shares, rows of keys sent more than
         once and their keys)."""
-        key = packet_key(proto, cols, tcp_phash=tcp_phash)
+        key = cols.derived(
+            lambda c: kernels.packet_key(c["proto"], c, tcp_phash=tcp_phash),
+            replaced=("seq", "ack"),
+        )
         # Rows are concatenated point by point, each in time order: ordering by (key, row) gives
         # (key, point, time).
-        order = packed_order(key)
-        s_key = key[order]
+        order, s_key = packed_order(key, with_sorted=True)
         del key
-        s_pidx = rows.pidx[order]
-        s_t = rows.t[order]
-        new_key = np.ones(n, dtype=bool)
-        new_key[1:] = s_key[1:] != s_key[:-1]
-        new_pt = new_key.copy()
-        new_pt[1:] |= s_pidx[1:] != s_pidx[:-1]
+        jid, n_j0, jambiguous, lone_row, rep = kernels.sends(
+            order,
+            s_key,
+            rows.pidx,
+            rows.t,
+            cols["iface"],
+            cols["direction"],
+            SAME_SEND_WINDOW_NS,
+        )
+        # Journeys numbered in the order rows first show them (see kernels.first_seen).
+        jid, new_of = kernels.first_seen(jid, n_j0)
+        amb = np.empty(n_j0, dtype=bool)
+        amb[new_of] = jambiguous
+        jambiguous = amb
+        del new_of, amb
         # Keys that only one point shows: the ISN and offload passes start from these rows.
-        lone = _lone_rows(new_key, s_pidx, order)
-        del s_pidx
-        gap = np.zeros(n, dtype=bool)
-        gap[1:] = (s_t[1:] - s_t[:-1]) > SAME_SEND_WINDOW_NS
-        del s_t
-        new_send = new_pt | gap
-        del gap
-        cs = np.cumsum(new_send)
-        del new_send
-        pt_start = np.flatnonzero(new_pt)
-        pt_id = np.cumsum(new_pt) - 1
-        del new_pt
-        k = cs - cs[pt_start][pt_id]  # ordinal of the send at this point (0 = first)
-        del pt_start, pt_id
-        key_id = np.cumsum(new_key) - 1
-        n_keys = int(key_id[-1]) + 1 if n else 0
-        # Rows are sorted by key: a segmented maximum, no scatter.
-        kmax = np.maximum.reduceat(k, np.flatnonzero(new_key)) if n else np.zeros(0, np.int64)
-        jbase = np.zeros(n_keys, dtype=np.int64)
-        if n_keys:
-            jbase[1:] = np.cumsum(kmax + 1)[:-1]
-        jid_sorted = jbase[key_id] + k
-        n_j0 = int(jbase[-1] + kmax[-1] + 1) if n_keys else 0
-        ambiguous_key = kmax > 0
-        jambiguous = np.zeros(n_j0, dtype=bool)
-        jambiguous[jid_sorted] = ambiguous_key[key_id]
-        # Two sends with identical bytes at the same moment (two clients, one payload) land in one
-        # cluster; they show as the same interface and direction twice. Split them by occurrence,
-        # the m-th with the m-th, and let the learned tuples judge the result.
-        m = _occurrence(cs - 1, cols["iface"][order], cols["direction"][order])
-        if m is not None:
-            jambiguous[jid_sorted[m > 0]] = True
-            row_amb = jambiguous[jid_sorted]
-            jid_sorted, n_j0 = _dense(jid_sorted * (int(m.max()) + 1) + m)
-            jambiguous = np.zeros(n_j0, dtype=bool)
-            jambiguous[jid_sorted] = row_amb
-        jid = np.empty(n, dtype=np.int64)
-        jid[order] = jid_sorted
+        lone = np.flatnonzero(lone_row)
         # Keys sent more than once (paired k-th with k-th): time may have to pair them again.
-        rep = np.zeros(0, np.int64)
-        if n_keys and ambiguous_key.any():
-            rep = np.flatnonzero(ambiguous_key[key_id])
-        repeats, repeat_key = order[rep], s_key[rep]
-        # The sorted views are done with: free them before the next stage's arrays are made.
-        del order, s_key, new_key, cs, k, key_id
-        del jid_sorted, m
+        pos = np.flatnonzero(rep)
+        repeats, repeat_key = order[pos], s_key[pos]
+        del order, s_key, rep, pos, lone_row
         return jid, n_j0, jambiguous, lone, repeats, repeat_key
 
     jid, n_j0, jambiguous, lone, repeats, repeat_key = sends(proto, cols, rows)
@@ -704,11 +697,14 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     ep_d = (cols["dst"] << 18) | ((port_d + 1) & 0x3FFFF)
     lo_ep = np.minimum(ep_s, ep_d)
     hi_ep = np.maximum(ep_s, ep_d)
-    fkey = mix(mix(mix(seed(n, 0xF10), rows.pidx * 256 + proto), lo_ep), hi_ep)
+    fkey = kernels.mix_rows(0xF10, (rows.pidx * 256 + proto, lo_ep, hi_ep))
     fid, n_fid = _dense(fkey.view(np.int64))
     del lo_ep, hi_ep, fkey, ep_d
     syn = tcp & ((flags & (TH_SYN | TH_ACK)) == TH_SYN)
     fid, n_fid = _split_at_syns(fid, n_fid, syn, cols["seq"], rows.t)
+    fid, new_of = kernels.first_seen(fid, n_fid)
+    n_fid = int(new_of.max()) + 1 if n else 0
+    del new_of
 
     jconf = np.zeros(n_j0, dtype=bool)
     jconf[jid[syn]] = True
@@ -789,13 +785,10 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     solution = clk.solve(dom_names or ["-"], ref, [])
     if n and len(dom_names) > 1:
         cell = jid * n_dom + dom
-        tmin = np.full(n_j * n_dom, np.iinfo(np.int64).max, dtype=np.int64)
-        tmax = np.full(n_j * n_dom, np.iinfo(np.int64).min, dtype=np.int64)
-        np.minimum.at(tmin, cell, rows.t)
-        np.maximum.at(tmax, cell, rows.t)
+        tmin = kernels.group_min(cell, rows.t, n_j * n_dom)
+        tmax = kernels.group_max(cell, rows.t, n_j * n_dom)
         present = (tmax != np.iinfo(np.int64).min).reshape(n_j, n_dom)
-        crank = np.full(n_c * n_dom, 99, dtype=np.int64)
-        np.minimum.at(crank, conn_of_row * n_dom + dom, rank)
+        crank = np.minimum(kernels.group_min(conn_of_row * n_dom + dom, rank, n_c * n_dom), 99)
         pairs = clk.pair_bounds(
             tmin.reshape(n_j, n_dom),
             tmax.reshape(n_j, n_dom),
@@ -836,14 +829,15 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
 
     # --- 4c. path order
     rank_dir = np.where(jfwd[jid], rank, max_rank - rank)
-    jstart_t = np.full(n_j, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(jstart_t, jid, tc)
-    cstart_t = np.full(n_c, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(cstart_t, jconn, jstart_t)
+    jstart_t = kernels.group_min(jid, tc, n_j)
+    cstart_t = kernels.group_min(jconn, jstart_t, n_c)
     corder = np.lexsort((np.arange(n_c), cstart_t))
     crank_of = np.empty(n_c, dtype=np.int64)
     crank_of[corder] = np.arange(n_c)
-    jorder = np.lexsort((np.arange(n_j), jstart_t, crank_of[jconn]))
+    # Journeys by (connection, start time, id): stable sorts, the least significant key first.
+    by_t = packed_order(jstart_t - int(jstart_t.min())) if n_j else np.zeros(0, np.int64)
+    jorder = by_t[kernels.group_order(crank_of[jconn][by_t], n_c)]
+    del by_t
     jpos = np.empty(n_j, dtype=np.int64)
     jpos[jorder] = np.arange(n_j)
     # Path order is causal order. The ends are fixed by role (the client sends first, the server
@@ -857,7 +851,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     # Sorting by journey first (fast, packed) leaves the full key nearly sorted, where a stable
     # argsort only has to fix each journey's few rows.
     jpos_row = jpos[jid]
-    by_j = packed_order(jpos_row)
+    by_j = kernels.group_order(jpos_row, n_j)
     sort_key = ((jpos_row * 4 + rank_dir) << 32) | rel
     del rel, rank_dir, rank, is_fwd
     final = by_j[np.argsort(sort_key[by_j], kind="stable")]
@@ -886,14 +880,13 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     cpts = _distinct_count(crank_of[conn_of_row], rows.pidx, n_c, n_points)
 
     _match_warnings(points, rows.pidx, jid, n_j, warnings)
-    _negative_delay_warnings(final, jpos_row, dom, tc, dom_names, warnings)
 
     offsets = {pf.point.name: int(dom_off[dom_of_point[i]]) for i, pf in enumerate(points)}
     # The table's sorted copies are made one at a time, each source freed once copied: the
     # unsorted working columns and the table never all live at once.
     addresses = tuple(rows.addresses)
     r_pidx, r_row, r_t = rows.pidx, rows.row, rows.t
-    del rows, proto, flags, tcp, dom, jid, conn_of_row, jpos_row, sj
+    del rows, proto, flags, tcp, dom, jid, conn_of_row, jpos_row
     t_pidx = r_pidx[final]
     del r_pidx
     t_row = r_row[final]
@@ -902,6 +895,8 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     del r_t
     t_tc = tc[final]
     del tc
+    _negative_delay_warnings(sj, dom_of_point[t_pidx], t_tc, dom_names, warnings)
+    del sj
     sorted_cols: dict[str, Col] = {}
     for name in ("src", "dst", "proto", "iface", "direction", "encap", "ttl", "ip_id"):
         sorted_cols[name] = cols[name][final]
@@ -958,33 +953,6 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     )
 
 
-def _occurrence(cluster: I64, iface: I64, direction: I64) -> I64 | None:
-    """Per row: how many earlier rows of its cluster had the same interface and direction.
-
-    None when no cluster repeats one (the usual case), so the caller can skip the split.
-    """
-    n = cluster.shape[0]
-    if n < 2:
-        return None
-    size = np.bincount(cluster)
-    # Only a known interface can repeat: a capture without interface ids (plain pcap of
-    # `-i any` with SLL v1) shows every sighting on "no interface".
-    multi = np.flatnonzero((size[cluster] > 1) & (iface >= 0))
-    if multi.shape[0] == 0:
-        return None
-    sub = cluster[multi] * (1 << 24) + ((iface[multi] + 1) & 0x3FFFFF) * 4 + (direction[multi] & 3)
-    o = np.argsort(sub, kind="stable")
-    ss = sub[o]
-    new = np.r_[True, ss[1:] != ss[:-1]]
-    if new.all():
-        return None
-    starts = np.flatnonzero(new)
-    ordinal = np.arange(o.shape[0]) - starts[np.cumsum(new) - 1]
-    m = np.zeros(n, dtype=np.int64)
-    m[multi[o]] = ordinal
-    return m
-
-
 def _split_at_syns(fid: I64, n_fid: int, syn: Bools, seq: I64, t: I64) -> tuple[I64, int]:
     """Split each flow where a connection starts (its SYN) and where a new one reuses the tuple.
 
@@ -993,8 +961,7 @@ def _split_at_syns(fid: I64, n_fid: int, syn: Bools, seq: I64, t: I64) -> tuple[
     if not syn.any():
         return fid, n_fid
     ef, es, et = fid[syn], seq[syn], t[syn]
-    first_t = np.full(n_fid, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first_t, ef, et)
+    first_t = kernels.group_min(ef, et, n_fid)
     per_fid = np.bincount(_distinct(ef * (1 << 32) + es) >> 32, minlength=n_fid)
     epoch = (t >= first_t[fid]).astype(np.int64)
     multi = np.flatnonzero(per_fid > 1)
@@ -1028,11 +995,11 @@ def _learn_connections(jid: I64, n_j: int, fid: I64, n_fid: int, jconf: Bools) -
     if other.any():
         rl = np.where(learned[fid], lab[fid], -1)
         sel = other & (rl >= 0)
-        pairs = _distinct(jid[sel] * (n_fid + 1) + rl[sel])
-        n_labels = np.bincount(pairs // (n_fid + 1), minlength=n_j)
-        single = np.full(n_j, -1, dtype=np.int64)
-        one = n_labels[pairs // (n_fid + 1)] == 1
-        single[(pairs // (n_fid + 1))[one]] = (pairs % (n_fid + 1))[one]
+        # Per journey, the one learned connection its other rows name (-1: none, or several).
+        lo = kernels.group_min(jid[sel], rl[sel], n_j)
+        hi = kernels.group_max(jid[sel], rl[sel], n_j)
+        single = np.where(lo == hi, lo, -1)
+        del lo, hi
         vote = other & (rl < 0) & (single[jid] >= 0)
         if vote.any():
             vk, vc = np.unique(fid[vote] * (n_fid + 1) + single[jid[vote]], return_counts=True)
@@ -1050,8 +1017,8 @@ def _learn_connections(jid: I64, n_j: int, fid: I64, n_fid: int, jconf: Bools) -
             lab = np.where(free, sub, lab)
             lab = lab[lab]
     label = lab[fid]
-    pairs_all = _distinct(jid * (n_fid + 1) + label)
-    split = int((np.bincount(pairs_all // (n_fid + 1), minlength=n_j) > 1).sum())
+    # Journeys whose rows ended up in more than one connection.
+    split = int((kernels.group_min(jid, label, n_j) < kernels.group_max(jid, label, n_j)).sum())
     return label, split
 
 
@@ -1078,9 +1045,10 @@ def _retransmissions(conn: I64, fwd: Bools, seq: I64, plen: I64, flags: I64, tcp
     if not counts.any():
         return out
     idx = np.flatnonzero(counts)
-    k = mix(mix(mix(seed(idx.shape[0], 7), conn[idx] * 2 + fwd[idx]), seq[idx]), plen[idx])
-    k = mix(k, flags[idx] & (TH_SYN | TH_FIN | TH_RST))
-    o = np.lexsort((idx, k))
+    k = kernels.mix_rows(
+        7, (conn[idx] * 2 + fwd[idx], seq[idx], plen[idx], flags[idx] & (TH_SYN | TH_FIN | TH_RST))
+    )
+    o = packed_order(k)
     ks = k[o]
     new = np.r_[True, ks[1:] != ks[:-1]]
     starts = np.flatnonzero(new)
@@ -1096,10 +1064,8 @@ def _match_warnings(
     if len(points) < 2 or pidx.shape[0] == 0:
         return
     npts = len(points)
-    lo = np.full(n_j, npts, dtype=np.int64)
-    hi = np.full(n_j, -1, dtype=np.int64)
-    np.minimum.at(lo, jid, pidx)
-    np.maximum.at(hi, jid, pidx)
+    lo = kernels.group_min(jid, pidx, n_j)
+    hi = kernels.group_max(jid, pidx, n_j)
     shared = (lo != hi)[jid]  # the packet was seen at two points or more
     seen = np.bincount(pidx[shared], minlength=npts)
     have = np.bincount(pidx, minlength=npts)
@@ -1109,13 +1075,12 @@ def _match_warnings(
 
 
 def _negative_delay_warnings(
-    final: I64, jpos_row: I64, dom: I64, tc: I64, dom_names: list[str], warnings: list[str]
+    j: I64, d: I64, t: I64, dom_names: list[str], warnings: list[str]
 ) -> None:
-    if final.shape[0] < 2:
+    """Hops between clock domains that go back in time (rows in path order: journey `j`,
+    clock domain `d`, corrected time `t`)."""
+    if j.shape[0] < 2:
         return
-    j = jpos_row[final]
-    d = dom[final]
-    t = tc[final]
     step = (j[1:] == j[:-1]) & (d[1:] != d[:-1])
     neg = step & (t[1:] < t[:-1])
     if neg.any():
@@ -1126,23 +1091,6 @@ def _negative_delay_warnings(
             f"{int(neg.sum())} hops have a negative one-way delay after clock correction "
             f"(up to {worst} ns; {where}): the offset estimate is off or clocks drift"
         )
-
-
-def _lone_rows(new_key: Bools, s_pidx: I64, order: I64) -> I64:
-    """Rows (in row order) whose key only one point shows, from the (key, point)-sorted view."""
-    n = int(order.shape[0])
-    if n == 0:
-        return np.zeros(0, np.int64)
-    first = np.flatnonzero(new_key)
-    last = np.empty_like(first)
-    last[:-1] = first[1:] - 1
-    last[-1] = n - 1
-    lone_key = np.flatnonzero(s_pidx[first] == s_pidx[last])
-    if lone_key.shape[0] == 0:
-        return np.zeros(0, np.int64)
-    lens = last[lone_key] - first[lone_key] + 1
-    shift = np.repeat(first[lone_key] - (np.cumsum(lens) - lens), lens)
-    return np.sort(order[shift + np.arange(int(lens.sum()))])
 
 
 def _flow_text(rows: _Rows, r: int) -> str:

@@ -1,0 +1,158 @@
+"""The compiled correlator kernels give exactly what their numpy references give."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tracer.correlate import kernels
+from tracer.correlate.engine import packed_order
+from tracer.correlate.kernels import KEY_COLUMNS
+
+native = kernels.native
+needs_native = pytest.mark.skipif(native is None, reason="the compiled kernels are not built")
+
+_BOUNDS = {"u1": (0, 255), "u4": (0, 2**32 - 1), "i4": (-1, 70000), "i2": (-1, 300)}
+
+
+@st.composite
+def key_columns(draw: st.DrawFn) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    n = draw(st.integers(0, 40))
+    proto = np.array(draw(st.lists(st.sampled_from([1, 6, 17, 58, 0]), min_size=n, max_size=n)))
+    cols = {}
+    for name, dt in KEY_COLUMNS:
+        lo, hi = _BOUNDS[dt]
+        values = draw(st.lists(st.integers(lo, hi), min_size=n, max_size=n))
+        cols[name] = np.array(values, dtype=dt)
+    return proto.astype(np.uint8), cols
+
+
+@needs_native
+@given(key_columns(), st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_packet_key_matches_reference(data: tuple, tcp_phash: bool) -> None:
+    proto, cols = data
+    fast = kernels.packet_key(proto, cols, tcp_phash=tcp_phash)
+    ref = kernels.packet_key(proto, cols, tcp_phash=tcp_phash, use=None)
+    assert fast.tolist() == ref.tolist()
+
+
+def test_packet_key_ignores_addresses_and_ports() -> None:
+    # The key is what NAT leaves alone: it is computed from no address or port column at all.
+    assert not {"src", "dst", "sport", "dport", "ttl"} & {name for name, _ in KEY_COLUMNS}
+
+
+@needs_native
+@given(
+    st.lists(st.tuples(st.integers(0, 9), st.integers(-(2**62), 2**62)), max_size=60),
+)
+@settings(max_examples=200, deadline=None)
+def test_group_reductions_match_numpy(rows: list[tuple[int, int]]) -> None:
+    g = np.array([r[0] for r in rows], dtype=np.int64)
+    v = np.array([r[1] for r in rows], dtype=np.int64)
+    for f in (kernels.group_min, kernels.group_max, kernels.group_or):
+        assert f(g, v, 10).tolist() == f(g, v, 10, use=None).tolist()
+
+
+@needs_native
+def test_group_reduce_rejects_a_group_out_of_range() -> None:
+    with pytest.raises(IndexError):
+        kernels.group_min(np.array([0, 5]), np.array([1, 2]), 3)
+
+
+@needs_native
+@given(st.lists(st.lists(st.integers(-(2**63), 2**63 - 1), min_size=3, max_size=3), max_size=30))
+@settings(max_examples=100, deadline=None)
+def test_mix_rows_matches_keys_mix(rows: list[list[int]]) -> None:
+    if not rows:
+        return
+    cols = [np.array([r[c] for r in rows], dtype=np.int64) for c in range(3)]
+    assert kernels.mix_rows(7, cols).tolist() == kernels.mix_rows(7, cols, use=None).tolist()
+
+
+@given(st.lists(st.integers(0, 5), max_size=50))
+def test_dense_numbers_in_key_order(values: list[int]) -> None:
+    ids, k = kernels.dense(np.array(values, dtype=np.int64))
+    distinct = sorted(set(values))
+    assert k == len(distinct)
+    assert ids.tolist() == [distinct.index(v) for v in values]
+
+
+@st.composite
+def sightings(draw: st.DrawFn) -> tuple:
+    """Rows of a few points, each point's rows in time order, with few distinct keys."""
+    n_points = draw(st.integers(1, 3))
+    keys, pidx, t, iface, direction = [], [], [], [], []
+    for p in range(n_points):
+        n = draw(st.integers(0, 12))
+        times = sorted(draw(st.lists(st.integers(0, 50_000_000), min_size=n, max_size=n)))
+        for when in times:
+            keys.append(draw(st.integers(0, 4)))
+            pidx.append(p)
+            t.append(when)
+            iface.append(draw(st.integers(-1, 2)))
+            direction.append(draw(st.integers(0, 2)))
+    return (
+        np.array(keys, dtype=np.uint64),
+        np.array(pidx, dtype=np.int64),
+        np.array(t, dtype=np.int64),
+        np.array(iface, dtype=np.int32),
+        np.array(direction, dtype=np.int8),
+    )
+
+
+@needs_native
+@given(sightings())
+@settings(max_examples=300, deadline=None)
+def test_sends_match_numpy(rows: tuple) -> None:
+    key, pidx, t, iface, direction = rows
+    order, s_key = packed_order(key, with_sorted=True)
+    fast = kernels.sends(order, s_key, pidx, t, iface, direction, 10_000_000)
+    ref = kernels.sends(order, s_key, pidx, t, iface, direction, 10_000_000, use=None)
+    for a, b in zip(fast, ref, strict=True):
+        assert np.asarray(a).tolist() == np.asarray(b).tolist()
+
+
+def test_sends_pairs_the_kth_send_at_each_point() -> None:
+    # One key sent twice (a retransmission 200 ms later), seen at two points: the first sends
+    # pair up, the second sends pair up, and the key is marked as sent more than once.
+    key = np.array([9, 9, 9, 9], dtype=np.uint64)
+    pidx = np.array([0, 0, 1, 1], dtype=np.int64)
+    t = np.array([0, 200_000_000, 1_000, 200_001_000], dtype=np.int64)
+    iface = np.zeros(4, dtype=np.int32)
+    direction = np.zeros(4, dtype=np.int8)
+    for use in {kernels.native, None}:
+        order, s_key = packed_order(key, with_sorted=True)
+        jid, n_j, amb, lone, rep = kernels.sends(
+            order, s_key, pidx, t, iface, direction, 10_000_000, use=use
+        )
+        assert n_j == 2
+        assert jid.tolist() == [0, 1, 0, 1]
+        assert amb.tolist() == [True, True]
+        assert not lone.any()
+        assert rep.all()
+
+
+@needs_native
+@given(st.lists(st.integers(0, 2**64 - 1), max_size=80), st.integers(1, 100))
+@settings(max_examples=200, deadline=None)
+def test_dense_table_matches_the_sort(values: list[int], limit: int) -> None:
+    keys = np.array(values, dtype=np.uint64)
+    out = np.empty(keys.shape[0], dtype=np.int64)
+    k = native.dense_few(keys, limit, out)
+    ref, k_ref = kernels.dense(keys, use=None)
+    if len(set(values)) > limit:
+        assert k == -1  # too many distinct keys for the table: the caller sorts instead
+    else:
+        assert k == k_ref
+        assert out.tolist() == ref.tolist()
+
+
+@given(st.lists(st.integers(0, 6), max_size=60))
+def test_group_order_is_a_stable_sort_by_group(groups: list[int]) -> None:
+    g = np.array(groups, dtype=np.int64)
+    expected = sorted(range(len(groups)), key=lambda i: (groups[i], i))
+    for use in {kernels.native, None}:
+        assert kernels.group_order(g, 7, use=use).tolist() == expected

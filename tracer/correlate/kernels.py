@@ -1,0 +1,329 @@
+"""The correlator's per-row kernels, compiled where the extension is built, numpy otherwise.
+
+Each function here has two implementations that give identical results: the compiled one in
+`_native.c` (one pass per row, GIL released) and the numpy one below, which is the reference
+and the fallback for an install without a C compiler. tests/correlate/test_kernels.py holds
+them to each other. Pure: arrays in, arrays out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+I64 = npt.NDArray[np.int64]
+U64 = npt.NDArray[np.uint64]
+Bools = npt.NDArray[np.bool_]
+
+
+def _load_native() -> ModuleType | None:
+    try:
+        from tracer.correlate import _native  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _native  # type: ignore[no-any-return]
+
+
+native: ModuleType | None = _load_native()
+
+# The dtypes the compiled packet_key reads, in its argument order (the reader's column dtypes).
+KEY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("seq", "u4"),
+    ("ack", "u4"),
+    ("tsval", "u4"),
+    ("tsecr", "u4"),
+    ("tcp_flags", "u1"),
+    ("opts", "u1"),
+    ("payload_len", "i4"),
+    ("ip_id", "i4"),
+    ("phash", "u4"),
+    ("icmp_type", "i2"),
+    ("icmp_code", "i2"),
+    ("icmp_seq", "i4"),
+)
+
+
+def _as(a: Any, dtype: str) -> npt.NDArray[Any]:
+    """A contiguous array of `dtype`, without a copy when it already is one (values that do
+    not fit wrap as a C cast does; the reader's columns always fit)."""
+    arr = np.asarray(a)
+    if arr.dtype == np.dtype(dtype) and arr.flags.c_contiguous:
+        return arr
+    return np.ascontiguousarray(arr.astype(dtype))
+
+
+def packet_key(
+    proto: npt.NDArray[Any],
+    cols: Mapping[str, npt.NDArray[Any]],
+    *,
+    tcp_phash: bool = True,
+    use: Any = native,
+) -> U64:
+    """`keys.packet_key`: the NAT-invariant key of every row refined by the IPv4 ID."""
+    if use is None:
+        from tracer.correlate.keys import packet_key as reference
+
+        return reference(proto, cols, tcp_phash=tcp_phash)
+    n = int(np.asarray(proto).shape[0])
+    out = np.empty(n, dtype=np.uint64)
+    use.packet_key(
+        _as(proto, "u1"), *(_as(cols[name], dt) for name, dt in KEY_COLUMNS), tcp_phash, out
+    )
+    return out
+
+
+def group_min(groups: I64, values: I64, n: int, *, use: Any = native) -> I64:
+    """Per group 0..n-1, the smallest of its values (int64 max where a group has none)."""
+    out = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+    _group_reduce(groups, values, out, 0, use)
+    return out
+
+
+def group_max(groups: I64, values: I64, n: int, *, use: Any = native) -> I64:
+    """Per group 0..n-1, the largest of its values (int64 min where a group has none)."""
+    out = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+    _group_reduce(groups, values, out, 1, use)
+    return out
+
+
+def group_or(groups: I64, values: I64, n: int, *, use: Any = native) -> I64:
+    """Per group 0..n-1, the bitwise or of its values (0 where a group has none)."""
+    out = np.zeros(n, dtype=np.int64)
+    _group_reduce(groups, values, out, 2, use)
+    return out
+
+
+def first_index(groups: I64, n: int, *, use: Any = native) -> I64:
+    """For each group id 0..n-1, the smallest row index that has it (-1 if none)."""
+    out = group_min(groups, np.arange(groups.shape[0], dtype=np.int64), n, use=use)
+    out[out == np.iinfo(np.int64).max] = -1
+    return out
+
+
+def mix_rows(seed: int, columns: Sequence[npt.NDArray[Any]], *, use: Any = native) -> U64:
+    """`keys.mix` folded over several columns in turn, from a seed: one hash per row."""
+    from tracer.correlate.keys import mix
+    from tracer.correlate.keys import seed as seeded
+
+    n = int(np.asarray(columns[0]).shape[0])
+    if use is None:
+        h = seeded(n, seed)
+        for c in columns:
+            h = mix(h, c)
+        return h
+    out = np.empty(n, dtype=np.uint64)
+    use.mix_rows(seed, [_as(c, "i8") for c in columns], out)
+    return out
+
+
+def _group_reduce(groups: I64, values: I64, out: I64, op: int, use: Any) -> None:
+    g = _as(groups, "i8")
+    v = _as(values, "i8")
+    if v.shape != g.shape:
+        v = np.ascontiguousarray(np.broadcast_to(v, g.shape))
+    if use is not None:
+        if not use.group_reduce(g, v, out, op):
+            raise IndexError("group id out of range")
+        return
+    (np.minimum, np.maximum, np.bitwise_or)[op].at(out, g, v)
+
+
+def group_order(groups: I64, n: int, *, use: Any = native) -> I64:
+    """The stable permutation that sorts rows by their group id 0..n-1."""
+    g = _as(groups, "i8")
+    if use is None:
+        from tracer.correlate.engine import packed_order
+
+        return packed_order(g)
+    out = np.empty(g.shape[0], dtype=np.int64)
+    if not use.counting_order(g, n, out):
+        raise IndexError("group id out of range")
+    return out
+
+
+def first_seen(ids: I64, n: int, *, use: Any = native) -> tuple[I64, I64]:
+    """Renumber ids 0..n-1 in the order the rows first show them.
+
+    Returns (new id per row, new id of each old id, -1 for one no row has). Numbered so, the
+    ids of rows close together are close together: every later gather or reduction by id walks
+    memory in order instead of jumping about (on millions of rows, the cache misses cost more
+    than the arithmetic).
+    """
+    g = _as(ids, "i8")
+    if use is not None:
+        out = np.empty(g.shape[0], dtype=np.int64)
+        mapping = np.empty(n, dtype=np.int64)
+        if not use.first_seen(g, out, mapping):
+            raise IndexError("id out of range")
+        return out, mapping
+    first = group_min(g, np.arange(g.shape[0], dtype=np.int64), n, use=None)
+    present = np.flatnonzero(first != np.iinfo(np.int64).max)
+    mapping = np.full(n, -1, dtype=np.int64)
+    mapping[present[np.argsort(first[present], kind="stable")]] = np.arange(present.shape[0])
+    return mapping[g], mapping
+
+
+# Distinct keys up to which `dense` tries a hash table (16 MB of slots at most); beyond that a
+# sort of all rows is faster than the table's cache misses.
+DENSE_TABLE_LIMIT = 1 << 20
+
+
+def dense(values: npt.NDArray[Any], *, use: Any = native) -> tuple[I64, int]:
+    """Renumber 64-bit ids to 0..k-1, in sorted order of the ids as unsigned."""
+    from tracer.correlate.engine import packed_order
+
+    v = np.ascontiguousarray(values)
+    n = int(v.shape[0])
+    if n == 0:
+        return np.zeros(0, np.int64), 0
+    keys = v.view(np.uint64) if v.dtype.itemsize == 8 else v.astype(np.int64).view(np.uint64)
+    if use is not None:
+        out = np.empty(n, dtype=np.int64)
+        k = int(use.dense_few(keys, min(n, DENSE_TABLE_LIMIT), out))
+        if k >= 0:
+            return out, k
+        del out
+    o, sv = packed_order(keys, with_sorted=True)
+    new = np.empty(n, dtype=bool)
+    new[0] = True
+    np.not_equal(sv[1:], sv[:-1], out=new[1:])
+    del sv
+    ids = np.cumsum(new) - 1
+    inv = np.empty(n, dtype=np.int64)
+    inv[o] = ids
+    return inv, int(ids[-1]) + 1
+
+
+def sends(
+    order: I64,
+    s_key: U64,
+    pidx: I64,
+    t: I64,
+    iface: npt.NDArray[Any],
+    direction: npt.NDArray[Any],
+    window: int,
+    *,
+    use: Any = native,
+) -> tuple[I64, int, Bools, Bools, Bools]:
+    """Split rows sorted by (key, point, time) into sends and number their journeys.
+
+    `order` sorts the rows so, `s_key` is the key in that order; `pidx`, `t`, `iface` and
+    `direction` are in row order. At one point a new send starts after a gap of more than
+    `window` ns; the k-th send of a key at one point pairs with the k-th at every other (one
+    journey). A send showing the same interface and direction twice holds two packets with
+    identical bytes: they are split by occurrence, the m-th with the m-th, and marked ambiguous.
+
+    Returns (journey per row, journey count, ambiguous per journey, lone per row: its key is
+    seen at one point only, repeated per sorted position: its key was sent more than once).
+    """
+    n = int(order.shape[0])
+    if use is not None:
+        # Sorted copies first, so that the compiled pass reads and writes sequentially.
+        kk = np.empty(n, dtype=np.int64)
+        jamb = np.zeros(n, dtype=np.uint8)
+        lone_s = np.empty(n, dtype=np.uint8)
+        rep = np.empty(n, dtype=np.uint8)
+        n_j, _ = use.sends(
+            _as(s_key, "u8"),
+            _as(pidx, "i8")[order],
+            _as(t, "i8")[order],
+            _as(iface, "i4")[order],
+            _as(direction, "i1")[order],
+            int(window),
+            kk,
+            jamb,
+            lone_s,
+            rep,
+        )
+        jid = np.empty(n, dtype=np.int64)
+        jid[order] = kk
+        del kk
+        lone = np.zeros(n, dtype=bool)
+        lone[order[lone_s.view(bool)]] = True
+        return jid, int(n_j), jamb[:n_j].view(bool), lone, rep.view(bool)
+    return _sends_numpy(order, s_key, pidx, t, iface, direction, window)
+
+
+def _sends_numpy(
+    order: I64,
+    s_key: U64,
+    pidx: I64,
+    t: I64,
+    iface: npt.NDArray[Any],
+    direction: npt.NDArray[Any],
+    window: int,
+) -> tuple[I64, int, Bools, Bools, Bools]:
+    n = int(order.shape[0])
+    if n == 0:
+        z = np.zeros(0, dtype=bool)
+        return np.zeros(0, np.int64), 0, z, z, z
+    s_pidx = pidx[order]
+    s_t = t[order]
+    new_key = np.ones(n, dtype=bool)
+    new_key[1:] = s_key[1:] != s_key[:-1]
+    new_pt = new_key.copy()
+    new_pt[1:] |= s_pidx[1:] != s_pidx[:-1]
+    first = np.flatnonzero(new_key)
+    last = np.r_[first[1:] - 1, n - 1]
+    key_id = np.cumsum(new_key) - 1
+    lone = np.zeros(n, dtype=bool)
+    lone[order] = (s_pidx[first] == s_pidx[last])[key_id]
+    gap = np.zeros(n, dtype=bool)
+    gap[1:] = (s_t[1:] - s_t[:-1]) > window
+    cs = np.cumsum(new_pt | gap)
+    pt_start = np.flatnonzero(new_pt)
+    k = cs - cs[pt_start][np.cumsum(new_pt) - 1]  # ordinal of the send at this point
+    kmax = np.maximum.reduceat(k, first)
+    jbase = np.zeros(first.shape[0], dtype=np.int64)
+    jbase[1:] = np.cumsum(kmax + 1)[:-1]
+    jid_sorted = jbase[key_id] + k
+    n_j = int(jbase[-1] + kmax[-1] + 1)
+    ambiguous_key = kmax > 0
+    jamb = np.zeros(n_j, dtype=bool)
+    jamb[jid_sorted] = ambiguous_key[key_id]
+    m = _occurrence(cs - 1, iface[order], direction[order])
+    if m is not None:
+        jamb[jid_sorted[m > 0]] = True
+        row_amb = jamb[jid_sorted]
+        jid_sorted, n_j = dense(jid_sorted * (int(m.max()) + 1) + m, use=None)
+        jamb = np.zeros(n_j, dtype=bool)
+        jamb[jid_sorted] = row_amb
+    jid = np.empty(n, dtype=np.int64)
+    jid[order] = jid_sorted
+    return jid, n_j, jamb, lone, ambiguous_key[key_id]
+
+
+def _occurrence(cluster: I64, iface: npt.NDArray[Any], direction: npt.NDArray[Any]) -> I64 | None:
+    """Per row: how many earlier rows of its cluster had the same interface and direction.
+
+    None when no cluster repeats one (the usual case), so the caller can skip the split.
+    """
+    n = cluster.shape[0]
+    if n < 2:
+        return None
+    size = np.bincount(cluster)
+    # Only a known interface can repeat: a capture without interface ids (plain pcap of
+    # `-i any` with SLL v1) shows every sighting on "no interface".
+    iface = iface.astype(np.int64)
+    multi = np.flatnonzero((size[cluster] > 1) & (iface >= 0))
+    if multi.shape[0] == 0:
+        return None
+    sub = (
+        cluster[multi] * (1 << 24)
+        + ((iface[multi] + 1) & 0x3FFFFF) * 4
+        + (direction[multi].astype(np.int64) & 3)
+    )
+    o = np.argsort(sub, kind="stable")
+    ss = sub[o]
+    new = np.r_[True, ss[1:] != ss[:-1]]
+    if new.all():
+        return None
+    starts = np.flatnonzero(new)
+    ordinal = np.arange(o.shape[0]) - starts[np.cumsum(new) - 1]
+    m = np.zeros(n, dtype=np.int64)
+    m[multi[o]] = ordinal
+    return m
