@@ -8,23 +8,21 @@ RUN/nodes/<node>/links.json; bare files are described on the command line:
 
 NODE names the clock domain (points on the same node share one clock); a point given without one
 has node None and is a clock domain of its own. A capture that names no interface (a plain pcap
-taken on a pod's eth0) takes the manifest point's `interface` for its hops. This module reads files and nothing else: the
-capture reader and the links parser are passed in (the real ones by default), it never
-correlates or prints. Several large captures are read at once in forked reader processes (the
-decoded columns come back through an unlinked temporary file mapped copy-on-write, not through a
-pipe); any trouble there and the file is simply read again here. Errors are `UsageError` for a spec that does not parse and `InputError` /
-`CaptureFormatError` naming the file for one that cannot be read.
+taken on a pod's eth0) takes the manifest point's `interface` for its hops. This module reads
+files and nothing else: the capture reader and the links parser are passed in (the real ones by
+default), it never correlates or prints. Several captures are read at once in threads (the
+compiled reader kernels release the GIL while they decode); any trouble there and the file is
+simply read again in order, where its error is reported like any other. Errors are `UsageError`
+for a spec that does not parse and `InputError` / `CaptureFormatError` naming the file for one
+that cannot be read.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import multiprocessing
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,85 +85,31 @@ def _default_links_parser(text: str) -> dict[int, str]:
 
 # --- parallel reading ----------------------------------------------------------------------------
 
-# Below this many capture bytes in all, forking a reader costs more than it saves.
-PARALLEL_MIN_BYTES = 32 << 20
-
-
-def _read_to_file(path: str, tmpdir: str) -> tuple[Frames, str, list[tuple[str, str, int, int]]]:
-    """In a reader process: decode `path`, write its columns one after another to a temporary
-    file; return the frames without columns, the file, and (name, dtype, offset, length)."""
-    from tracer.pcap import read_frames
-
-    frames = read_frames(path)
-    layout: list[tuple[str, str, int, int]] = []
-    fd, out = tempfile.mkstemp(prefix="pathtrace-cols-", dir=tmpdir)
-    offset = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            for name, col in frames.columns.items():
-                arr = np.ascontiguousarray(col)
-                arr.tofile(f)
-                layout.append((name, arr.dtype.str, offset, int(arr.shape[0])))
-                offset += arr.nbytes
-    except BaseException:
-        os.unlink(out)
-        raise
-    return dataclasses.replace(frames, columns={}), out, layout
-
-
-def _map_columns(frames: Frames, file: str, layout: list[tuple[str, str, int, int]]) -> Frames:
-    """The reader process's columns, mapped copy-on-write; the file is unlinked at once."""
-    try:
-        size = os.path.getsize(file)
-        mapped = np.memmap(file, dtype=np.uint8, mode="c") if size else np.zeros(0, np.uint8)
-    finally:
-        os.unlink(file)
-    columns = {
-        name: mapped[off : off + n * np.dtype(dt).itemsize].view(np.dtype(dt))
-        for name, dt, off, n in layout
-    }
-    return dataclasses.replace(frames, columns=columns)
+# Below this many capture bytes in all, starting threads is not worth it.
+PARALLEL_MIN_BYTES = 1 << 20
 
 
 def _read_parallel(paths: Sequence[str]) -> dict[str, Frames]:
-    """Decode several files at once: this process takes the largest, forked readers the rest.
+    """Decode several files at once in threads, the largest first.
 
-    Returns what was read; a file missing from the result (a reader failed, or the machine has
-    one core) is to be read the ordinary way, which reports its error as usual.
+    Returns what was read; a file missing from the result (its reader failed) is to be read the
+    ordinary way, which reports its error as usual.
     """
-    cpus = os.cpu_count() or 1
-    if cpus < 2 or len(paths) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+    if len(paths) < 2:
         return {}
-    sizes = {}
-    for p in paths:
-        try:
-            sizes[p] = os.path.getsize(p)
-        except OSError:
-            return {}
+    sizes = {p: _size(p) for p in paths}
     if sum(sizes.values()) < PARALLEL_MIN_BYTES:
         return {}
-    own = max(paths, key=sizes.__getitem__)
-    rest = sorted((p for p in paths if p != own), key=sizes.__getitem__, reverse=True)
+    order = sorted(paths, key=sizes.__getitem__, reverse=True)
     out: dict[str, Frames] = {}
-    ctx = multiprocessing.get_context("fork")
-    with tempfile.TemporaryDirectory(prefix="pathtrace-read-") as tmpdir:
-        pool = ProcessPoolExecutor(max_workers=min(cpus - 1, len(rest)), mp_context=ctx)
-        try:
-            futures: dict[str, Future[tuple[Frames, str, list[tuple[str, str, int, int]]]]] = {
-                p: pool.submit(_read_to_file, p, tmpdir) for p in rest
-            }
+    workers = min(len(order), max(2, os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pathtrace-read") as pool:
+        futures = {p: pool.submit(_default_reader, p) for p in order}
+        for p, fut in futures.items():
             try:
-                out[own] = _default_reader(own)
-            except PathtraceError:
-                pass  # read again in order, where the error is reported like any other
-            for p, fut in futures.items():
-                try:
-                    frames, file, layout = fut.result()
-                except Exception:  # noqa: BLE001 - any reader trouble: read it here instead
-                    continue
-                out[p] = _map_columns(frames, file, layout)
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+                out[p] = fut.result()
+            except Exception:  # noqa: BLE001 - any reader trouble: read it again in order
+                continue
     return out
 
 

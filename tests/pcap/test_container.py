@@ -13,6 +13,9 @@ from tracer.errors import CaptureFormatError
 from tracer.pcap import read_frames
 from tracer.pcap.columns import DIR_IN, DIR_OUT, DIR_UNKNOWN
 
+# Every test here runs against the compiled kernels and the numpy path (see conftest.py).
+pytestmark = pytest.mark.usefixtures("kernel")
+
 T0 = 1_700_000_000_000_000_000
 
 

@@ -23,6 +23,9 @@ from tracer.pcap.columns import (
     payload_hash,
 )
 
+# Every test here runs against the compiled kernels and the numpy path (see conftest.py).
+pytestmark = pytest.mark.usefixtures("kernel")
+
 PAYLOAD = b"GET / HTTP/1.1\r\nHost: web\r\n\r\n"
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +13,9 @@ from tests.pcap import craft as c
 from tests.pcap.helpers import read_rows
 from tracer.pcap import fast
 from tracer.pcap.columns import OPT_MSS, OPT_TS
+
+# Every test here runs against the compiled kernels and the numpy path (see conftest.py).
+pytestmark = pytest.mark.usefixtures("kernel")
 
 MSS = b"\x02\x04"
 TS = b"\x08\x0a"

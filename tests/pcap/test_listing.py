@@ -6,6 +6,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,9 @@ from tests.pcap import craft as c
 from tests.pcap.helpers import read_both, write
 from tracer.pcap import read_frames
 from tracer.pcap.listing import format_time, records, split_stack, table_chunks, tcp_flags_text
+
+# Every test here runs against the compiled kernels and the numpy path (see conftest.py).
+pytestmark = pytest.mark.usefixtures("kernel")
 
 
 def test_tcp_flags_like_tcpdump() -> None:

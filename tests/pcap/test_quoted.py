@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -13,6 +14,9 @@ from tracer.pcap.decode import quoted_fields
 from tracer.pcap.reader import read_frames
 from tracer.testing.synth import START_NS, Pkt, Sighting, icmp_quote
 from tracer.testing.wire import write_pcap
+
+# Every test here runs against the compiled kernels and the numpy path (see conftest.py).
+pytestmark = pytest.mark.usefixtures("kernel")
 
 SYN = Pkt("tcp", "10.244.1.7", "10.96.0.104", 40000, 80, seq=3_000_000_001, flags=TH_SYN)
 DNS = Pkt("udp", "10.244.1.7", "10.96.0.10", 41234, 53, payload=b"\x12\x34" + b"\0" * 10)

@@ -19,6 +19,9 @@ from tracer.pcap import container, reader
 from tracer.pcap.columns import OPT_TS, payload_hash
 from tracer.pcap.container import index_capture
 
+# Every test here runs against the compiled kernels and the numpy path (see conftest.py).
+pytestmark = pytest.mark.usefixtures("kernel")
+
 
 def mixed_frames(n: int, seed: int) -> list[tuple[bytes, dict[str, int]]]:
     """Frames of many layouts with the values each was built with."""

@@ -11,6 +11,9 @@ import pytest
 from tests.pcap.helpers import as_rows, read_both
 from tracer.pcap.columns import DIR_IN, DIR_OUT, OPT_SUPER, OPT_TS
 
+# Every test here runs against the compiled kernels and the numpy path (see conftest.py).
+pytestmark = pytest.mark.usefixtures("kernel")
+
 # Frame counts as the README states them (capinfos -c).
 COUNTS = {
     "tcpdump_vxlan.pcap": 10,

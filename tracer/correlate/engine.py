@@ -108,25 +108,18 @@ class PointFrames:
 
 @dataclass(frozen=True)
 class Table:
-    """Every matched row, sorted by connection, packet and path order (internal)."""
+    """Every matched row, sorted by connection, packet and path order (internal).
+
+    Per row it holds only where the row comes from (point, frame) and its corrected time; every
+    other per-row value is read from the point's own columns when asked for (`column`, or the
+    properties below for all rows), so the table costs a few bytes a row, not a copy of the
+    captures' columns.
+    """
 
     # per row (sorted)
-    pidx: I64
-    row: I64
-    t: I64
+    pidx: Col
+    row: Col
     tc: I64
-    src: Col
-    dst: Col
-    sport: Col
-    dport: Col
-    proto: Col
-    iface: Col
-    direction: Col
-    encap: Col
-    ttl: Col
-    ip_id: Col
-    plen: Col
-    flags: Col
     # per journey (ordered), rows [jstart[j], jstart[j + 1])
     jstart: I64
     jforward: Bools
@@ -136,9 +129,53 @@ class Table:
     cstart_ns: I64
     cpoints: I64
     addresses: tuple[str, ...]
+    # per point: its columns and the map from its address ids to `addresses` (-1 at the end)
+    sources: tuple[tuple[Mapping[str, Any], Col], ...] = ()
     # per row (sorted): 0, or 1/2 for a super-segment matched by sequence range whose time is
     # that of its first/last byte; None when the capture had none
     offload: npt.NDArray[np.int8] | None = None
+
+    def column(self, name: str, rows: slice | I64 | None = None) -> Col:
+        """Column `name` for the table's rows `rows` (all when None), from the points' columns.
+
+        Besides the reader's column names: "t" (capture time), "plen" (payload length), "flags"
+        (TCP flags); "sport"/"dport" are the ICMP echo identifier for ICMP rows, and "src"/"dst"
+        index `addresses`.
+        """
+        pidx = self.pidx if rows is None else self.pidx[rows]
+        frow = self.row if rows is None else self.row[rows]
+        if name in ("sport", "dport"):
+            proto = self.column("proto", rows)
+            ports = self.column(f"_{name}", rows)
+            icmp = (proto == 1) | (proto == 58)
+            if icmp.any():
+                ports = np.where(icmp, self.column("icmp_id", rows), ports)
+            return ports
+        source = _TABLE_NAMES.get(name, name.lstrip("_"))
+        out: Col | None = None
+        for p, (cols, lut) in enumerate(self.sources):
+            here = np.flatnonzero(pidx == p)
+            if not here.shape[0]:
+                continue
+            v = np.asarray(cols[source])[frow[here]]
+            if source in ("src", "dst"):
+                v = lut[v]  # -1 indexes the trailing -1
+            if out is None:
+                out = np.empty(pidx.shape[0], dtype=v.dtype)
+            out[here] = v
+        return out if out is not None else np.zeros(pidx.shape[0], np.int64)
+
+    src = property(lambda self: self.column("src"))
+    dst = property(lambda self: self.column("dst"))
+    sport = property(lambda self: self.column("sport"))
+    dport = property(lambda self: self.column("dport"))
+    proto = property(lambda self: self.column("proto"))
+    plen = property(lambda self: self.column("plen"))
+    flags = property(lambda self: self.column("flags"))
+
+
+# Table column names that differ from the reader's.
+_TABLE_NAMES: Mapping[str, str] = {"t": "t_ns", "plen": "payload_len", "flags": "tcp_flags"}
 
 
 @dataclass(frozen=True)
@@ -218,7 +255,7 @@ class _Columns(MutableMapping[str, Col]):
     """
 
     def __init__(self, sources: list[tuple[Mapping[str, Any], I64, I64]], n: int) -> None:
-        self._sources = sources  # per point: (its columns, rows in time order, address lut)
+        self.sources = sources  # per point: (its columns, rows in time order, address lut)
         self._n = n
         self._sel: I64 | None = None  # rows left after filtering, None for all
         self._cache: dict[str, Col] = {}
@@ -231,7 +268,7 @@ class _Columns(MutableMapping[str, Col]):
         if name not in _KEEP:
             raise KeyError(name)
         parts = []
-        for c, idx, lut in self._sources:
+        for c, idx, lut in self.sources:
             v = np.asarray(c[name])[idx]
             parts.append(lut[v] if name in ("src", "dst") else v)  # -1 indexes the trailing -1
         out: Col = np.concatenate(parts) if parts else np.zeros(0, np.int64)
@@ -264,13 +301,39 @@ class _Columns(MutableMapping[str, Col]):
         """
         if any(name in self._replaced for name in replaced):
             return fn(self)
-        parts = [fn(c)[idx] for c, idx, _ in self._sources]
+        parts = [fn(c)[idx] for c, idx, _ in self.sources]
         out: Col = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         del parts
         return out if self._sel is None else out[self._sel]
 
+    def rows(self, name: str, rows: I64) -> Col:
+        """Column `name` at some rows only (a cached or replaced column where there is one)."""
+        hit = self._cache.get(name)
+        if hit is not None:
+            return hit[rows]
+        if self._sel is not None:
+            rows = self._sel[rows]
+        bounds = np.cumsum([0] + [idx.shape[0] for _, idx, _ in self.sources])
+        point = np.searchsorted(bounds, rows, side="right") - 1
+        out: Col | None = None
+        for p, (c, idx, lut) in enumerate(self.sources):
+            here = np.flatnonzero(point == p)
+            if not here.shape[0]:
+                continue
+            v = np.asarray(c[name])[idx[rows[here] - bounds[p]]]
+            if name in ("src", "dst"):
+                v = lut[v]
+            if out is None:
+                out = np.empty(rows.shape[0], dtype=v.dtype)
+            out[here] = v
+        return out if out is not None else np.zeros(rows.shape[0], np.int64)
+
+    def drop_cached(self) -> None:
+        """Forget the gathered copies of the points' columns (replaced ones stay)."""
+        self._cache = {k: v for k, v in self._cache.items() if k in self._replaced}
+
     def filtered(self, keep: Bools) -> _Columns:
-        out = _Columns(self._sources, self._n)
+        out = _Columns(self.sources, self._n)
         sel = np.flatnonzero(keep)
         out._sel = sel if self._sel is None else self._sel[sel]
         out._cache = {k: v[keep] for k, v in self._cache.items()}
@@ -319,7 +382,7 @@ _CACHED = frozenset(
 )
 
 
-def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[I64]]:
+def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[Col]]:
     """One address table for all points (ids in order of first appearance) and, per point, the
     map from its own address ids to those, with a trailing -1 for "no address".
 
@@ -332,7 +395,7 @@ def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[I64]]:
     ids = dict(zip(merged, range(len(merged)), strict=True))
     luts = []
     for tab in tables:
-        lut = np.empty(len(tab) + 1, dtype=np.int64)
+        lut = np.empty(len(tab) + 1, dtype=np.int32)
         lut[:-1] = np.fromiter(map(ids.__getitem__, tab), dtype=np.int64, count=len(tab))
         lut[-1] = -1
         luts.append(lut)
@@ -693,8 +756,9 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     port_d = np.where(proto <= 1, cols["icmp_id"], cols["dport"])
     port_s = np.where(proto == 58, cols["icmp_id"], port_s)
     port_d = np.where(proto == 58, cols["icmp_id"], port_d)
-    ep_s = (cols["src"] << 18) | ((port_s + 1) & 0x3FFFF)
-    ep_d = (cols["dst"] << 18) | ((port_d + 1) & 0x3FFFF)
+    ep_s = (cols["src"].astype(np.int64) << 18) | ((port_s + 1) & 0x3FFFF)
+    ep_d = (cols["dst"].astype(np.int64) << 18) | ((port_d + 1) & 0x3FFFF)
+    del port_s, port_d
     lo_ep = np.minimum(ep_s, ep_d)
     hi_ep = np.maximum(ep_s, ep_d)
     fkey = kernels.mix_rows(0xF10, (rows.pidx * 256 + proto, lo_ep, hi_ep))
@@ -764,14 +828,15 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
 
     # --- 4b. clocks
     dom_names: list[str] = []
-    dom_of_point = np.zeros(max(n_points, 1), dtype=np.int64)
+    # Small dtypes for the per-point codes: they become per-row arrays below.
+    dom_of_point: Col = np.zeros(max(n_points, 1), dtype=np.int8 if n_points < 128 else np.int64)
     for i, pf in enumerate(points):
         dname = pf.point.node if pf.point.node is not None else pf.point.name
         if dname not in dom_names:
             dom_names.append(dname)
         dom_of_point[i] = dom_names.index(dname)
-    rank_of_point = np.array(
-        [ROLE_RANK.get(pf.point.role, 1) for pf in points] or [0], dtype=np.int64
+    rank_of_point: Col = np.array(
+        [ROLE_RANK.get(pf.point.role, 1) for pf in points] or [0], dtype=np.int8
     )
     # An ICMP error travels back to the sender of the packet it quotes: towards the client.
     max_rank = int(rank_of_point.max())
@@ -807,6 +872,9 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         if model is not None:
             here = dom == d
             tc[here] = model.correct(rows.t[here])
+    # No later step reads the capture times or the clock domains of rows.
+    rows.t = rows.t[:0]
+    del dom
 
     # --- 4b'. sends told apart only by time: paired again on corrected time where needed
     if repeats.shape[0]:
@@ -826,6 +894,16 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
                 f"(nothing but time to tell their copies apart) were paired across points by "
                 f"clock-corrected time: a copy was missing at some point"
             )
+
+    # Per connection, how many points saw it (in connection order; permuted below), and which
+    # points matched nothing: done before the path order's arrays exist, to keep the peak low.
+    cpts_by_conn = _distinct_count(conn_of_row, rows.pidx, n_c, n_points)
+    _match_warnings(points, rows.pidx, jid, n_j, warnings)
+    del conn_of_row
+    # From here on only the TCP columns of each journey's first row are read again (gathered
+    # anew): the cached columns would only raise the peak.
+    cols.drop_cached()
+    del proto, flags, tcp
 
     # --- 4c. path order
     rank_dir = np.where(jfwd[jid], rank, max_rank - rank)
@@ -847,13 +925,14 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     # estimate. One sort key: journey, end rank, time since the journey's first sighting
     # (never negative; clipped at 4.3 s, far beyond one send). Rows are already in (point,
     # time) order and the sort is stable, so equal times keep the points' order.
-    rel = np.clip(tc - jstart_t[jid], 0, 0xFFFFFFFF)
-    # Sorting by journey first (fast, packed) leaves the full key nearly sorted, where a stable
-    # argsort only has to fix each journey's few rows.
+    sort_key = np.clip(tc - jstart_t[jid], 0, 0xFFFFFFFF)
     jpos_row = jpos[jid]
+    del jid, rank, is_fwd
+    sort_key |= (jpos_row * 4 + rank_dir) << 32
+    del rank_dir
+    # Sorting by journey first (a counting sort) leaves the full key nearly sorted, where a
+    # stable argsort only has to fix each journey's few rows.
     by_j = kernels.group_order(jpos_row, n_j)
-    sort_key = ((jpos_row * 4 + rank_dir) << 32) | rel
-    del rel, rank_dir, rank, is_fwd
     final = by_j[np.argsort(sort_key[by_j], kind="stable")]
     del by_j, sort_key
 
@@ -870,70 +949,40 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     jretrans = _retransmissions(
         jconn_sorted,
         jforward_sorted,
-        cols["seq"][jfirst_row],
-        cols["payload_len"][jfirst_row],
-        flags[jfirst_row],
-        tcp[jfirst_row],
+        cols.rows("seq", jfirst_row),
+        cols.rows("payload_len", jfirst_row),
+        cols.rows("tcp_flags", jfirst_row),
+        cols.rows("proto", jfirst_row) == 6,
     )
 
-    # --- per connection: how many points saw it
-    cpts = _distinct_count(crank_of[conn_of_row], rows.pidx, n_c, n_points)
-
-    _match_warnings(points, rows.pidx, jid, n_j, warnings)
-
     offsets = {pf.point.name: int(dom_off[dom_of_point[i]]) for i, pf in enumerate(points)}
-    # The table's sorted copies are made one at a time, each source freed once copied: the
-    # unsorted working columns and the table never all live at once.
+    # The table keeps where each row comes from; its other columns are read when asked for.
     addresses = tuple(rows.addresses)
-    r_pidx, r_row, r_t = rows.pidx, rows.row, rows.t
-    del rows, proto, flags, tcp, dom, jid, conn_of_row, jpos_row
-    t_pidx = r_pidx[final]
+    r_pidx, r_row = rows.pidx, rows.row
+    sources = tuple((c, lut) for c, _, lut in rows.cols.sources)
+    del rows, jpos_row, cols
+    # Compact dtypes where the values allow (point and frame indexes): the table lives as long
+    # as the analysis.
+    t_pidx = r_pidx[final].astype(np.int16 if n_points < 1 << 15 else np.int64)
     del r_pidx
-    t_row = r_row[final]
+    t_row = r_row[final].astype(np.int32 if n == 0 or int(r_row.max()) < 1 << 31 else np.int64)
     del r_row
-    t_t = r_t[final]
-    del r_t
     t_tc = tc[final]
     del tc
     _negative_delay_warnings(sj, dom_of_point[t_pidx], t_tc, dom_names, warnings)
     del sj
-    sorted_cols: dict[str, Col] = {}
-    for name in ("src", "dst", "proto", "iface", "direction", "encap", "ttl", "ip_id"):
-        sorted_cols[name] = cols[name][final]
-        if name in _CACHED:
-            del cols[name]
-    t_sport = port_s[final]
-    del port_s
-    t_dport = port_d[final]
-    del port_d
-    t_plen = cols["payload_len"][final]
-    del cols["payload_len"]
-    t_flags = cols["tcp_flags"][final]
-    del cols
     table = Table(
         pidx=t_pidx,
         row=t_row,
-        t=t_t,
         tc=t_tc,
-        src=sorted_cols["src"],
-        dst=sorted_cols["dst"],
-        sport=t_sport,
-        dport=t_dport,
-        proto=sorted_cols["proto"],
-        iface=sorted_cols["iface"],
-        direction=sorted_cols["direction"],
-        encap=sorted_cols["encap"],
-        ttl=sorted_cols["ttl"],
-        ip_id=sorted_cols["ip_id"],
-        plen=t_plen,
-        flags=t_flags,
         jstart=jstart,
         jforward=jforward_sorted,
         jretrans=jretrans,
         cstart=cstart,
         cstart_ns=cstart_t[corder] if n_c else np.zeros(0, np.int64),
-        cpoints=cpts,
+        cpoints=cpts_by_conn[corder],
         addresses=addresses,
+        sources=sources,
         offload=offload_byte[final] if offload_byte is not None else None,
     )
     return Correlation(
@@ -1170,6 +1219,22 @@ def journey_kind(proto: int, flags: int, plen: int) -> str:
 
 
 _OFFLOAD_BYTE: Mapping[int, str] = {1: "first byte", 2: "last byte"}
+# The table columns an Observation is built from.
+_OBSERVATION_COLUMNS = (
+    "proto",
+    "sport",
+    "dport",
+    "src",
+    "dst",
+    "iface",
+    "encap",
+    "ip_id",
+    "ttl",
+    "t",
+    "direction",
+    "plen",
+    "flags",
+)
 
 
 def _materialise(corr: Correlation, index: int) -> Connection:
@@ -1177,49 +1242,55 @@ def _materialise(corr: Correlation, index: int) -> Connection:
     pts = corr.point_frames
     addr = tb.addresses
     j0, j1 = int(tb.cstart[index]), int(tb.cstart[index + 1])
+    # This connection's rows, each column read once for all of them.
+    base = int(tb.jstart[j0])
+    span = slice(base, int(tb.jstart[j1]))
+    c = {name: tb.column(name, span).tolist() for name in _OBSERVATION_COLUMNS}
+    pidx_l = tb.pidx[span].tolist()
+    row_l = tb.row[span].tolist()
+    off_l = tb.offload[span].tolist() if tb.offload is not None else None
     journeys: list[Journey] = []
     for j in range(j0, j1):
-        r0, r1 = int(tb.jstart[j]), int(tb.jstart[j + 1])
+        r0, r1 = int(tb.jstart[j]) - base, int(tb.jstart[j + 1]) - base
         obs = []
         for r in range(r0, r1):
-            pi = int(tb.pidx[r])
-            pf = pts[pi]
-            prname = PROTO_NAMES.get(int(tb.proto[r]), "ip")
+            pf = pts[pidx_l[r]]
+            prname = PROTO_NAMES.get(c["proto"][r], "ip")
             ports = prname in ("tcp", "udp")
-            sp, dp = int(tb.sport[r]), int(tb.dport[r])
+            sp, dp = c["sport"][r], c["dport"][r]
             tup = Tuple5(
                 prname,
-                Endpoint(addr[int(tb.src[r])], sp if ports else None),
-                Endpoint(addr[int(tb.dst[r])], dp if ports else None),
+                Endpoint(addr[c["src"][r]], sp if ports else None),
+                Endpoint(addr[c["dst"][r]], dp if ports else None),
             )
-            iface = int(tb.iface[r])
+            iface = c["iface"][r]
             ifname = pf.ifnames.get(iface) or pf.frames.interfaces.get(iface)
-            enc = int(tb.encap[r])
+            enc = c["encap"][r]
             encap = pf.frames.encaps[enc] if 0 <= enc < len(pf.frames.encaps) else ()
-            ip_id = int(tb.ip_id[r])
-            ttl = int(tb.ttl[r])
+            ip_id = c["ip_id"][r]
+            ttl = c["ttl"][r]
             obs.append(
                 Observation(
                     point=pf.point.name,
-                    frame=int(tb.row[r]),
-                    t_ns=int(tb.t[r]),
+                    frame=row_l[r],
+                    t_ns=c["t"][r],
                     tuple5=tup,
                     interface=ifname,
-                    direction=_DIRECTIONS.get(int(tb.direction[r])),
+                    direction=_DIRECTIONS.get(c["direction"][r]),
                     ttl=ttl if ttl >= 0 else None,
                     ip_id=ip_id if ip_id >= 0 else None,
                     encap=tuple(encap),
-                    payload_len=int(tb.plen[r]),
-                    offload=_OFFLOAD_BYTE.get(int(tb.offload[r]))
-                    if tb.offload is not None
-                    else None,
+                    payload_len=c["plen"][r],
+                    offload=_OFFLOAD_BYTE.get(off_l[r]) if off_l is not None else None,
                 )
             )
-        r0 = int(tb.jstart[j])
+        r0 += base
         direction: Literal["forward", "reverse"] = "forward" if tb.jforward[j] else "reverse"
         journeys.append(
             Journey(
-                kind=journey_kind(int(tb.proto[r0]), int(tb.flags[r0]), int(tb.plen[r0])),
+                kind=journey_kind(
+                    c["proto"][r0 - base], c["flags"][r0 - base], c["plen"][r0 - base]
+                ),
                 direction=direction,
                 observations=tuple(obs),
                 retransmission=int(tb.jretrans[j]),

@@ -22,10 +22,10 @@ Bools = npt.NDArray[np.bool_]
 
 def _load_native() -> ModuleType | None:
     try:
-        from tracer.correlate import _native  # type: ignore[attr-defined]
+        from tracer.correlate import _native
     except ImportError:
         return None
-    return _native  # type: ignore[no-any-return]
+    return _native
 
 
 native: ModuleType | None = _load_native()
@@ -76,21 +76,21 @@ def packet_key(
     return out
 
 
-def group_min(groups: I64, values: I64, n: int, *, use: Any = native) -> I64:
+def group_min(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = native) -> I64:
     """Per group 0..n-1, the smallest of its values (int64 max where a group has none)."""
     out = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     _group_reduce(groups, values, out, 0, use)
     return out
 
 
-def group_max(groups: I64, values: I64, n: int, *, use: Any = native) -> I64:
+def group_max(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = native) -> I64:
     """Per group 0..n-1, the largest of its values (int64 min where a group has none)."""
     out = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     _group_reduce(groups, values, out, 1, use)
     return out
 
 
-def group_or(groups: I64, values: I64, n: int, *, use: Any = native) -> I64:
+def group_or(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = native) -> I64:
     """Per group 0..n-1, the bitwise or of its values (0 where a group has none)."""
     out = np.zeros(n, dtype=np.int64)
     _group_reduce(groups, values, out, 2, use)
@@ -120,7 +120,7 @@ def mix_rows(seed: int, columns: Sequence[npt.NDArray[Any]], *, use: Any = nativ
     return out
 
 
-def _group_reduce(groups: I64, values: I64, out: I64, op: int, use: Any) -> None:
+def _group_reduce(groups: I64, values: npt.NDArray[Any], out: I64, op: int, use: Any) -> None:
     g = _as(groups, "i8")
     v = _as(values, "i8")
     if v.shape != g.shape:

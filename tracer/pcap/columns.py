@@ -2,7 +2,9 @@
 
 A `Frames` holds one row per frame of one capture file, as numpy columns; nothing here is a
 Python object per packet. The reader fills it; the correlator, `packets` and the report read it.
-Absent values use the sentinel named beside each column, never NaN.
+Absent values use the sentinel named beside each column, never NaN. A column that holds one
+value on every row (no ICMP errors in the file: all `quoted_*` are absent) is stored once, as a
+read-only view of that value: consumers read columns and never write them.
 """
 
 from __future__ import annotations
@@ -99,6 +101,24 @@ class Frames:
 
     def col(self, name: str) -> npt.NDArray[np.generic]:
         return self.columns[name]
+
+
+def store_constants_once(
+    columns: dict[str, npt.NDArray[np.generic]],
+) -> dict[str, npt.NDArray[np.generic]]:
+    """The same columns, each one that holds a single value on every row replaced by a
+    read-only zero-stride view of that value (numpy indexing and arithmetic see no difference;
+    the memory of the column is freed)."""
+    out: dict[str, npt.NDArray[np.generic]] = {}
+    for name, col in columns.items():
+        n = int(col.shape[0])
+        if n > 1 and col.strides[0] != 0:
+            value = col[0]
+            # A sample first: most columns that vary show it within a few thousand rows.
+            if bool((col[:: max(1, n // 4096)] == value).all()) and bool((col == value).all()):
+                col = np.broadcast_to(col[:1].copy(), (n,))
+        out[name] = col
+    return out
 
 
 def empty_columns(n: int) -> dict[str, npt.NDArray[np.generic]]:

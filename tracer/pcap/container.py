@@ -1,10 +1,13 @@
 """Find the frames of a pcap or pcapng file: where each one's bytes are and its record metadata.
 
 Records form a chain (each header gives the next one's offset), so finding them is sequential.
-A Python loop walks the chain, but jumps along "runs" of records that numpy found beforehand by
-following many chains at once from start points spread over the file; the loop only enters a
-run at an offset it reached itself, so the result is exactly the plain walk's. Per-frame fields
-(timestamps, lengths, interface ids) are then gathered with numpy. Nothing here looks inside a
+With the compiled kernels (`fast.native`) the chain is walked in C: a pcap file's whole walk,
+and each stretch of well-formed pcapng packet blocks (anything else, damage included, is left to
+the Python loop, which handles it exactly as without them). Without them, a Python loop walks the
+chain, but jumps along "runs" of records that numpy found beforehand by following many chains at
+once from start points spread over the file; the loop only enters a run at an offset it reached
+itself, so the result is exactly the plain walk's. Per-frame fields (timestamps, lengths,
+interface ids) are gathered with numpy (by the C walk, for pcap). Nothing here looks inside a
 frame. Damage after the first frame becomes a warning naming the file and byte offset; damage
 before it is a CaptureFormatError.
 """
@@ -12,6 +15,7 @@ before it is a CaptureFormatError.
 from __future__ import annotations
 
 import dataclasses
+import mmap
 import struct
 from array import array
 from collections.abc import Callable
@@ -21,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tracer.errors import CaptureFormatError
+from tracer.pcap import fast
 from tracer.pcap.columns import DIR_IN, DIR_OUT, DIR_UNKNOWN
 from tracer.pcap.decode import Buffer
 from tracer.pcap.gather import field, gather, window
@@ -76,8 +81,12 @@ class FrameIndex:
         return int(self.data_off.shape[0])
 
 
-def index_capture(buf: Buffer, path: str) -> FrameIndex:
-    """Index the frames of a whole capture file held in `buf` (bytes or an mmap)."""
+def index_capture(buf: Buffer, path: str, *, drop: bool = False) -> FrameIndex:
+    """Index the frames of a whole capture file held in `buf` (bytes or an mmap).
+
+    `drop=True` (for a read-only mmap of the file) hands the pages the walk has read back to the
+    kernel as it goes, so that they do not pile up in RSS; they are read again on the next touch.
+    """
     if len(buf) == 0:
         raise CaptureFormatError(path, "the file is empty", offset=0)
     if len(buf) < 4:
@@ -88,7 +97,7 @@ def index_capture(buf: Buffer, path: str) -> FrameIndex:
     for order in ("<", ">"):
         magic = struct.unpack(order + "I", head)[0]
         if magic in (PCAP_MAGIC_US, PCAP_MAGIC_NS):
-            return _index_pcap(buf, path, order, magic == PCAP_MAGIC_NS)
+            return _index_pcap(buf, path, order, magic == PCAP_MAGIC_NS, drop)
     raise CaptureFormatError(
         path,
         f"not a pcap or pcapng file (magic {head.hex()})",
@@ -290,7 +299,7 @@ def _pcapng_runs(buf: Buffer, data: npt.NDArray[np.uint8], order: str) -> _Runs 
     return _walk_chains(starts[1:], size, step)
 
 
-def _index_pcap(buf: Buffer, path: str, order: str, nanos: bool) -> FrameIndex:
+def _index_pcap(buf: Buffer, path: str, order: str, nanos: bool, drop: bool) -> FrameIndex:
     size = len(buf)
     if size < 24:
         raise CaptureFormatError(
@@ -299,6 +308,86 @@ def _index_pcap(buf: Buffer, path: str, order: str, nanos: bool) -> FrameIndex:
     _, _, _, _, _, snaplen, linktype_field = struct.unpack_from(order + "IHHiIII", buf, 0)
     linktype = linktype_field & 0xFFFF  # upper bits may carry the FCS length
     warnings: list[str] = []
+    if fast.native is not None:
+        data_off, caplen_a, origlen, t_ns, pos, bad_caplen = _walk_native(buf, order, nanos, drop)
+    else:
+        data_off, caplen_a, origlen, t_ns, pos, bad_caplen = _walk_numpy(buf, order, nanos)
+    n = len(data_off)
+    if bad_caplen >= 0:
+        message = (
+            f"record header says caplen {bad_caplen} (more than {MAX_CAPLEN}): the file is damaged"
+        )
+        if not n:
+            raise CaptureFormatError(path, message, offset=pos)
+        warnings.append(f"{path}: at byte {pos}: {message}; read the {n} frames before it")
+    elif pos > size:
+        last = int(data_off[-1]) - 16
+        warnings.append(
+            f"{path}: at byte {last}: the last record is truncated (caplen {int(caplen_a[-1])}, "
+            f"{size - last - 16} bytes present); read the {n - 1} frames before it"
+        )
+        n -= 1
+        data_off, caplen_a, origlen, t_ns = data_off[:n], caplen_a[:n], origlen[:n], t_ns[:n]
+        if not n:
+            raise CaptureFormatError(path, "the only record is truncated", offset=last)
+    elif pos < size:
+        warnings.append(
+            f"{path}: at byte {pos}: truncated record header ({size - pos} of 16 bytes); "
+            f"read the {n} frames before it"
+        )
+    return FrameIndex(
+        data_off=data_off,
+        caplen=caplen_a,
+        origlen=origlen,
+        t_ns=t_ns,
+        linktype=np.full(n, linktype, dtype=np.int32),
+        iface=np.full(n, -1, dtype=np.int32),
+        direction=np.full(n, DIR_UNKNOWN, dtype=np.int8),
+        interfaces=(Interface(linktype, snaplen),),
+        warnings=tuple(warnings),
+    )
+
+
+# What a pcap walk gives: data_off, caplen, origlen, t_ns of every record it passed (the last
+# one may run past the end of the file), the position where it stopped, and the absurd caplen
+# that stopped it (-1 when it was the end of the file).
+_Walk = tuple[
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    int,
+    int,
+]
+
+
+def _walk_native(buf: Buffer, order: str, nanos: bool, drop: bool = False) -> _Walk:
+    """The record walk in C, filling the record metadata as it goes."""
+    assert fast.native is not None
+    little = order == "<"
+    # With drop, pages are handed back behind the walk: the headers are all it reads.
+    drop = drop and isinstance(buf, mmap.mmap)
+    size = len(buf)
+    pos, bad = 24, -1
+    chunks: list[list[npt.NDArray[np.int64]]] = []
+    while True:
+        # Room for every record of at least 48 bytes (a frame of 32): real captures never need
+        # a second chunk, and pages of the room left unused are never touched, so cost nothing.
+        room = max(1024, (size - pos) // 48 + 1)
+        out = [np.empty(room, np.int64) for _ in range(4)]
+        filled, pos, bad = fast.native.pcap_walk(buf, pos, little, nanos, drop, *out)
+        chunks.append([a[:filled] for a in out])
+        if filled < room or bad >= 0 or pos + 16 > size:
+            break
+    if len(chunks) == 1:
+        data_off, caplen, origlen, t_ns = chunks[0]
+    else:
+        data_off, caplen, origlen, t_ns = (np.concatenate(c) for c in zip(*chunks, strict=True))
+    return data_off, caplen, origlen, t_ns, pos, bad
+
+
+def _walk_numpy(buf: Buffer, order: str, nanos: bool) -> _Walk:
+    size = len(buf)
     data = np.frombuffer(buf, dtype=np.uint8)
     runs = _pcap_runs(buf, data, order, nanos)
     pieces: list[npt.NDArray[np.int64]] = []
@@ -328,43 +417,11 @@ def _index_pcap(buf: Buffer, path: str, order: str, nanos: bool) -> FrameIndex:
     rec = np.concatenate(pieces)
     e = order
     header = window(data, rec, 16)
-    caplen_a = field(header, 8, e + "u4")
-    if bad_caplen >= 0:
-        message = (
-            f"record header says caplen {bad_caplen} (more than {MAX_CAPLEN}): the file is damaged"
-        )
-        if not len(rec):
-            raise CaptureFormatError(path, message, offset=pos)
-        warnings.append(f"{path}: at byte {pos}: {message}; read the {len(rec)} frames before it")
-    elif pos > size:
-        last = int(rec[-1])
-        warnings.append(
-            f"{path}: at byte {last}: the last record is truncated (caplen {int(caplen_a[-1])}, "
-            f"{size - last - 16} bytes present); read the {len(rec) - 1} frames before it"
-        )
-        rec, caplen_a, header = rec[:-1], caplen_a[:-1], header[:-1]
-        if not len(rec):
-            raise CaptureFormatError(path, "the only record is truncated", offset=last)
-    elif pos < size:
-        warnings.append(
-            f"{path}: at byte {pos}: truncated record header ({size - pos} of 16 bytes); "
-            f"read the {len(rec)} frames before it"
-        )
     sec = field(header, 0, e + "u4")
     frac = field(header, 4, e + "u4")
     t_ns = sec * 1_000_000_000 + (frac if nanos else frac * 1000)
-    n = len(rec)
-    return FrameIndex(
-        data_off=rec + 16,
-        caplen=caplen_a,
-        origlen=field(header, 12, e + "u4"),
-        t_ns=t_ns,
-        linktype=np.full(n, linktype, dtype=np.int32),
-        iface=np.full(n, -1, dtype=np.int32),
-        direction=np.full(n, DIR_UNKNOWN, dtype=np.int8),
-        interfaces=(Interface(linktype, snaplen),),
-        warnings=tuple(warnings),
-    )
+    caplen_a = field(header, 8, e + "u4")
+    return rec + 16, caplen_a, field(header, 12, e + "u4"), t_ns, pos, bad_caplen
 
 
 def _options(buf: Buffer, start: int, end: int, order: str) -> list[tuple[int, bytes]]:
@@ -428,6 +485,7 @@ def _index_pcapng(buf: Buffer, path: str) -> FrameIndex:
     header: struct.Struct | None = None
     trailer: struct.Struct | None = None
     frame_blocks = FRAME_BLOCKS
+    room: npt.NDArray[np.int64] | None = None  # where the compiled walk writes block offsets
     while pos < size:
         if pos + 12 > size:
             warnings.append(f"{path}: at byte {pos}: truncated block header ({size - pos} bytes)")
@@ -445,15 +503,25 @@ def _index_pcapng(buf: Buffer, path: str) -> FrameIndex:
                 break
             header = struct.Struct(order + "II")
             trailer = struct.Struct(order + "I")
-            if order not in all_runs:
+            if order not in all_runs and fast.native is None:
                 all_runs[order] = _pcapng_runs(buf, data, order)
-            runs = all_runs[order]
+            runs = all_runs.get(order)
             sections.append(_Section(len(offsets), order, []))
         if header is None or trailer is None:
             raise CaptureFormatError(
                 path, "pcapng file does not start with a section header", offset=0
             )
-        if runs is not None and (k := runs.find(pos)) >= 0:
+        if fast.native is not None:
+            if room is None:
+                # Room for every packet block the file can hold (each is at least 12 bytes);
+                # pages the runs leave unused are never touched, so cost nothing.
+                room = np.empty(size // 12 + 1, np.int64)
+            k, pos_after = fast.native.pcapng_walk(buf, pos, order == "<", room)
+            if k:
+                offsets.extend(room[:k].copy())
+                pos = pos_after
+                continue
+        elif runs is not None and (k := runs.find(pos)) >= 0:
             run, pos = runs.take(k)
             offsets.extend(run)
             continue

@@ -4,11 +4,16 @@ Takes frames of one link type (Ethernet, SLL, SLL2, raw IPv4) and decodes those 
 the everyday one: IPv4 without options or fragmentation, then TCP (any option list, walked for
 all rows at once), UDP that is not an overlay port, or ICMP that is not an error. Every other frame is left to the reference decoder (`tracer.pcap.decode`),
 whose values these must equal exactly. Pure: arrays in, arrays out; no Python loop per frame.
+
+`native` is the compiled twin of this module (`_native.c`: the same decoding one frame at a time
+in C, plus the pcap record walk and address interning), or None where it was not built; the
+reader prefers it, and tests set it to None to check this numpy path.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +42,17 @@ from tracer.pcap.decode import (
     TUNNEL_PORTS,
 )
 from tracer.pcap.gather import window
+
+
+def _load_native() -> ModuleType | None:
+    try:
+        from tracer.pcap import _native
+    except ImportError:  # built without a compiler: the numpy path does the same work
+        return None
+    return _native
+
+
+native: ModuleType | None = _load_native()
 
 QUOTED_COLUMNS = tuple(col for col in COLUMNS if col[0].startswith("quoted_"))
 

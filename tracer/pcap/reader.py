@@ -1,13 +1,16 @@
 """`read_frames`: one capture file (pcap or pcapng) into a `Frames` of numpy columns.
 
-The file is mapped once. `container` finds the frames; each batch of frames is decoded by the
-vectorised fast path (`fast`) where the layout allows and by the reference decoder (`decode`)
-for the rest; addresses are interned once at the end. This module is the only one in the
-package that opens a file; it never prints and lets only tracer.errors escape for bad input.
+The file is mapped once. `container` finds the frames; the compiled kernel (`fast.native`) or,
+without it, the vectorised fast path (`fast`, a batch at a time) decodes those of common layout
+and the reference decoder (`decode`) the rest; addresses are interned once at the end. Pages of
+the mapping are handed back to the kernel as soon as they are decoded, so the capture's own bytes
+do not pile up in RSS. This module is the only one in the package that opens a file; it never
+prints and lets only tracer.errors escape for bad input.
 """
 
 from __future__ import annotations
 
+import bisect
 import mmap
 import os
 import socket
@@ -18,7 +21,7 @@ import numpy.typing as npt
 
 from tracer.errors import CaptureFormatError
 from tracer.pcap import fast
-from tracer.pcap.columns import COLUMN_NAMES, COLUMNS, Frames
+from tracer.pcap.columns import COLUMN_NAMES, COLUMNS, Frames, store_constants_once
 from tracer.pcap.container import FrameIndex, index_capture
 from tracer.pcap.decode import LINKTYPE_LINUX_SLL2, Row, decode_frame
 
@@ -55,13 +58,16 @@ def read_frames(path: str | os.PathLike[str], *, vectorise: bool = True) -> Fram
         except (OSError, ValueError) as e:
             raise CaptureFormatError(name, f"cannot map the file: {e}") from e
         try:
-            return _decode_all(mapped, name, vectorise)
+            frames = _decode_all(mapped, name, vectorise)
         finally:
             try:
                 mapped.close()
             except BufferError:
                 # A numpy view still refers to the map (e.g. held by a traceback); the GC frees it.
                 pass
+    if fast.native is not None:
+        fast.native.trim()  # the temporaries of the read are freed now: give their memory back
+    return frames
 
 
 class _Interner:
@@ -87,7 +93,7 @@ class _Interner:
 
 
 def _decode_all(buf: mmap.mmap, path: str, vectorise: bool) -> Frames:
-    index = index_capture(buf, path)
+    index = index_capture(buf, path, drop=True)
     n = len(index)
     data = np.frombuffer(buf, dtype=np.uint8)
     # Left uninitialised: every row is decoded by exactly one of the two paths, and each writes
@@ -103,6 +109,41 @@ def _decode_all(buf: mmap.mmap, path: str, vectorise: bool) -> Frames:
     src = np.empty(n, dtype=np.int64)  # address keys, written for every row like the columns
     dst = np.empty(n, dtype=np.int64)
     interner = _Interner()
+    # The index pass read every record header: those pages are done with.
+    _drop(buf, 0, len(buf))
+    if vectorise and fast.native is not None:
+        _decode_native(buf, index, cols, src, dst, interner)
+    else:
+        _decode_numpy(buf, data, index, cols, src, dst, interner, vectorise)
+    del data
+    addresses = _intern_addresses(src, dst, cols, interner)
+    return Frames(
+        path=path,
+        linktypes=tuple(i.linktype for i in index.interfaces),
+        columns=store_constants_once(cols),
+        encaps=tuple(sorted(interner.encaps, key=interner.encaps.__getitem__)),
+        addresses=addresses,
+        interfaces={
+            k: i.name
+            for k, i in enumerate(index.interfaces)
+            if i.name is not None and i.linktype != LINKTYPE_LINUX_SLL2
+        },
+        comments=dict(index.comments),
+        warnings=index.warnings,
+    )
+
+
+def _decode_numpy(
+    buf: mmap.mmap,
+    data: npt.NDArray[np.uint8],
+    index: FrameIndex,
+    cols: dict[str, npt.NDArray[np.generic]],
+    src: npt.NDArray[np.int64],
+    dst: npt.NDArray[np.int64],
+    interner: _Interner,
+    vectorise: bool,
+) -> None:
+    n = len(index)
     for start in range(0, n, BATCH):
         stop = min(n, start + BATCH)
         done = np.zeros(stop - start, dtype=bool)
@@ -130,22 +171,103 @@ def _decode_all(buf: mmap.mmap, path: str, vectorise: bool) -> Frames:
         rest = np.flatnonzero(~done) + start
         if len(rest):
             _decode_rest(buf, index, rest, cols, src, dst, interner)
-    del data
-    addresses = _intern_addresses(src, dst, cols, interner)
-    return Frames(
-        path=path,
-        linktypes=tuple(i.linktype for i in index.interfaces),
-        columns=cols,
-        encaps=tuple(sorted(interner.encaps, key=interner.encaps.__getitem__)),
-        addresses=addresses,
-        interfaces={
-            k: i.name
-            for k, i in enumerate(index.interfaces)
-            if i.name is not None and i.linktype != LINKTYPE_LINUX_SLL2
-        },
-        comments=dict(index.comments),
-        warnings=index.warnings,
+        _drop_rows(buf, index, start, stop)
+
+
+# Link types the compiled kernel decodes, and their slot in its table of encap ids.
+_NATIVE_SLOTS = {1: 0, 276: 1, 113: 2, 101: 3, 228: 3, 12: 3, 14: 3}
+# The columns the compiled kernel writes, in the order it takes them (see _native.c).
+NATIVE_COLUMNS = (
+    "iface",
+    "direction",
+    "encap",
+    "family",
+    "proto",
+    "sport",
+    "dport",
+    "ip_id",
+    "ttl",
+    "seq",
+    "ack",
+    "tcp_flags",
+    "payload_len",
+    "tsval",
+    "tsecr",
+    "mss",
+    "opts",
+    "phash",
+    "pcap_len",
+    "icmp_type",
+    "icmp_code",
+    "icmp_id",
+    "icmp_seq",
+    "payload_off",
+    "quoted_proto",
+    "quoted_sport",
+    "quoted_dport",
+    "quoted_seq",
+)
+
+
+def _decode_native(
+    buf: mmap.mmap,
+    index: FrameIndex,
+    cols: dict[str, npt.NDArray[np.generic]],
+    src: npt.NDArray[np.int64],
+    dst: npt.NDArray[np.int64],
+    interner: _Interner,
+) -> None:
+    """Every frame of common layout in one call to the compiled kernel, the rest in Python."""
+    assert fast.native is not None
+    n = len(index)
+    if len(index.interfaces) == 1:
+        present = [index.interfaces[0].linktype]
+    else:
+        present = np.unique(index.linktype).tolist()
+    ids = bytearray(b"\xff" * 12)
+    for linktype in sorted(present):
+        if linktype not in _NATIVE_SLOTS:
+            continue
+        link = fast.LAYOUTS[linktype][0]
+        head = (link,) if link else ()
+        slot = _NATIVE_SLOTS[linktype]
+        for k, l4 in enumerate(("tcp", "udp", "icmp")):
+            ids[slot * 3 + k] = interner.encap((*head, "ipv4", l4))
+    done = np.zeros(n, dtype=np.uint8)
+    arrays = tuple(cols[name] for name in NATIVE_COLUMNS) + (src, dst, done)
+    fast.native.decode(
+        buf, index.data_off, index.caplen, index.linktype, bytes(ids), arrays, 0, n, True
     )
+    rest = np.flatnonzero(done == 0)
+    del done
+    for start in range(0, len(rest), BATCH):
+        part = rest[start : start + BATCH]
+        _decode_rest(buf, index, part, cols, src, dst, interner)
+        _drop(
+            buf,
+            int(index.data_off[part[0]]),
+            int(index.data_off[part[-1]] + index.caplen[part[-1]]),
+        )
+
+
+_PAGE = mmap.PAGESIZE
+
+
+def _drop(buf: mmap.mmap, start: int, stop: int) -> None:
+    """The mapped file's bytes [start, stop) are decoded: drop their pages from RSS (they stay
+    in the page cache, and come back on the next touch)."""
+    if not isinstance(buf, mmap.mmap) or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    start -= start % _PAGE
+    stop = min(stop, len(buf))
+    if stop > start:
+        buf.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+
+def _drop_rows(buf: mmap.mmap, index: FrameIndex, start: int, stop: int) -> None:
+    if stop > start:
+        last = stop - 1
+        _drop(buf, int(index.data_off[start]), int(index.data_off[last] + index.caplen[last]))
 
 
 def _decode_rest(
@@ -179,6 +301,24 @@ def _intern_addresses(
     cols: dict[str, npt.NDArray[np.generic]],
     interner: _Interner,
 ) -> tuple[str, ...]:
+    v6 = sorted(interner.v6, key=interner.v6.__getitem__)
+    texts: list[str]
+    if fast.native is not None:
+        # A hash of the distinct keys in C: the same sorted ids as the numpy way, and the text
+        # of each IPv4 address made there; IPv6 keys come after them.
+        texts, other = fast.native.intern(src, dst, cols["src"], cols["dst"])
+    else:
+        keys = _intern_numpy(src, dst, cols)
+        v4 = bisect.bisect_left(keys, _V6_BASE)
+        texts = [socket.inet_ntoa(struct.pack(">I", key)) for key in keys[:v4]]
+        other = keys[v4:]
+    texts.extend(socket.inet_ntop(socket.AF_INET6, v6[key - _V6_BASE]) for key in other)
+    return tuple(texts)
+
+
+def _intern_numpy(
+    src: npt.NDArray[np.int64], dst: npt.NDArray[np.int64], cols: dict[str, npt.NDArray[np.generic]]
+) -> list[int]:
     n = len(src)
     keys = np.concatenate([src, dst])
     present = keys >= 0
@@ -193,11 +333,5 @@ def _intern_addresses(
     ids[present] = np.searchsorted(unique, values)
     cols["src"][:] = ids[:n]
     cols["dst"][:] = ids[n:]
-    v6 = sorted(interner.v6, key=interner.v6.__getitem__)
-    texts: list[str] = []
-    for key in unique.tolist():
-        if key < _V6_BASE:
-            texts.append(socket.inet_ntoa(struct.pack(">I", key)))
-        else:
-            texts.append(socket.inet_ntop(socket.AF_INET6, v6[key - _V6_BASE]))
-    return tuple(texts)
+    keys_list: list[int] = unique.tolist()
+    return keys_list
