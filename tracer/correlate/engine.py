@@ -43,6 +43,7 @@ from tracer.correlate.offload import (
     super_segment_joins,
 )
 from tracer.errors import InputError
+from tracer.memory import give_back
 from tracer.model import (
     CapturePoint,
     ClockEstimate,
@@ -328,6 +329,18 @@ class _Columns(MutableMapping[str, Col]):
             out[here] = v
         return out if out is not None else np.zeros(rows.shape[0], np.int64)
 
+    def frame_rows(self) -> I64:
+        """Each row's frame index in its point's capture."""
+        parts = [idx for _, idx, _ in self.sources]
+        out: I64 = np.concatenate(parts) if parts else np.zeros(0, np.int64)
+        return out if self._sel is None else out[self._sel]
+
+    def forget(self, *names: str) -> None:
+        """Drop the gathered copies of these columns (no later step reads them)."""
+        for name in names:
+            if name not in self._replaced:
+                self._cache.pop(name, None)
+
     def drop_cached(self) -> None:
         """Forget the gathered copies of the points' columns (replaced ones stay)."""
         self._cache = {k: v for k, v in self._cache.items() if k in self._replaced}
@@ -343,14 +356,19 @@ class _Columns(MutableMapping[str, Col]):
 
 @dataclass
 class _Rows:
-    pidx: I64
-    row: I64
+    pidx: Col
     t: I64
     cols: _Columns
     addresses: list[str]
 
+    @property
+    def row(self) -> I64:
+        """Each row's frame index in its point's capture (rebuilt when asked for, not held)."""
+        return self.cols.frame_rows()
+
 
 _KEEP = (
+    "t_ns",
     "family",
     "proto",
     "src",
@@ -405,8 +423,9 @@ def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[Col]]:
 def _gather(points: Sequence[PointFrames], warnings: list[str], notes: list[str]) -> _Rows:
     addresses, luts = _address_luts(points)
     sources: list[tuple[Mapping[str, Any], I64, I64]] = []
-    pidx_parts: list[I64] = []
-    row_parts: list[I64] = []
+    pidx_parts: list[Col] = []
+    # Point indexes are small: int16 per row (arithmetic on them casts to int64 first).
+    pidx_dtype = np.int16 if len(points) < 1 << 15 else np.int64
     t_parts: list[I64] = []
     for pi, pf in enumerate(points):
         c = pf.frames.columns
@@ -443,8 +462,7 @@ def _gather(points: Sequence[PointFrames], warnings: list[str], notes: list[str]
             t = t[order]
             del order
         sources.append((c, idx, luts[pi]))
-        pidx_parts.append(np.full(idx.shape[0], pi, dtype=np.int64))
-        row_parts.append(idx.astype(np.int64, copy=False))
+        pidx_parts.append(np.full(idx.shape[0], pi, dtype=pidx_dtype))
         t_parts.append(t)
         del t
 
@@ -453,9 +471,7 @@ def _gather(points: Sequence[PointFrames], warnings: list[str], notes: list[str]
 
     t_all = cat(t_parts)
     del t_parts
-    return _Rows(
-        cat(pidx_parts), cat(row_parts), t_all, _Columns(sources, t_all.shape[0]), addresses
-    )
+    return _Rows(cat(pidx_parts), t_all, _Columns(sources, t_all.shape[0]), addresses)
 
 
 # ICMP errors (RFC 792, RFC 4443): they quote the packet that caused them.
@@ -563,7 +579,7 @@ def _drop_stray_icmp(rows: _Rows, points: Sequence[PointFrames], warnings: list[
         f"and were left out"
     )
     keep = ~stray
-    return _Rows(rows.pidx[keep], rows.row[keep], rows.t[keep], cols.filtered(keep), rows.addresses)
+    return _Rows(rows.pidx[keep], rows.t[keep], cols.filtered(keep), rows.addresses)
 
 
 # ----------------------------------------------------------------------------- union-find
@@ -650,7 +666,7 @@ def _distinct_count(group: I64, value: I64, n_groups: int, n_values: int) -> I64
     """How many distinct values (0..n_values-1) each group has."""
     if n_values <= 62:
         # A bit per value, OR-ed per group: linear, no sort.
-        mask = kernels.group_or(group, np.left_shift(1, value), n_groups)
+        mask = kernels.group_or(group, np.left_shift(1, value.astype(np.int64)), n_groups)
         bits = np.zeros(n_groups, dtype=np.int64)
         for b in range(n_values):
             bits += (mask >> b) & 1
@@ -741,10 +757,11 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         return jid, n_j0, jambiguous, lone, repeats, repeat_key
 
     jid, n_j0, jambiguous, lone, repeats, repeat_key = sends(proto, cols, rows)
+    give_back()  # the sort's temporaries are freed: the flow stage reuses their pages
     point_rank = np.array([ROLE_RANK.get(pf.point.role, 1) for pf in points] or [0], dtype=np.int64)
     if lone.shape[0] and ((flags[lone] & TH_SYN) != 0).any():
         # A SYN no other point saw exactly: a firewall may have shifted the sequence numbers.
-        shifts = learn_isn_shifts(cols, rows.pidx, rows.t, point_rank)
+        shifts = learn_isn_shifts(cols, rows.pidx.astype(np.int64), rows.t, point_rank)
         if shifts is not None:
             _shift_warnings(shifts, points, rows, warnings)
             if shifts.flows:
@@ -759,13 +776,19 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     ep_s = (cols["src"].astype(np.int64) << 18) | ((port_s + 1) & 0x3FFFF)
     ep_d = (cols["dst"].astype(np.int64) << 18) | ((port_d + 1) & 0x3FFFF)
     del port_s, port_d
+    cols.forget("src", "dst", "iface", "direction", "payload_len", "seq")
+    give_back()
     lo_ep = np.minimum(ep_s, ep_d)
-    hi_ep = np.maximum(ep_s, ep_d)
-    fkey = kernels.mix_rows(0xF10, (rows.pidx * 256 + proto, lo_ep, hi_ep))
+    hi_ep = np.maximum(ep_s, ep_d, out=ep_d)
+    fkey = kernels.mix_rows(0xF10, (rows.pidx.astype(np.int64) * 256 + proto, lo_ep, hi_ep))
+    del lo_ep, hi_ep, ep_d
     fid, n_fid = _dense(fkey.view(np.int64))
-    del lo_ep, hi_ep, fkey, ep_d
+    del fkey
     syn = tcp & ((flags & (TH_SYN | TH_ACK)) == TH_SYN)
-    fid, n_fid = _split_at_syns(fid, n_fid, syn, cols["seq"], rows.t)
+    fid, n_fid = _split_at_syns(fid, n_fid, syn, cols.rows("seq", np.flatnonzero(syn)), rows.t)
+    # The capture times are not read again until the clocks: gathered anew there rather than
+    # held through the connection stages (the memory peak).
+    rows.t = np.zeros(0, np.int64)
     fid, new_of = kernels.first_seen(fid, n_fid)
     n_fid = int(new_of.max()) + 1 if n else 0
     del new_of
@@ -804,7 +827,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     jfwd = _journey_forward(jid, n_j, is_fwd)
     # A flow seen only mid-connection may have been oriented by a reply: flip it where its rows
     # mostly disagree with the packets they belong to.
-    agree = np.bincount(fid, weights=(is_fwd == jfwd[jid]).astype(np.float64), minlength=n_fid)
+    agree = np.bincount(fid[is_fwd == jfwd[jid]], minlength=n_fid)
     total = np.bincount(fid, minlength=n_fid)
     flip = (~anchored) & (agree * 2 < total)
     if flip.any():
@@ -813,10 +836,14 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     # Flows have done their part (connections and orientation): free their per-row arrays.
     del fid, ep_s, syn, anchor, echo_req, fwd_src, first, anchored, agree, total, flip
 
+    rows.t = cols["t_ns"].astype(np.int64, copy=False)
+
     # --- 4a'. offload super-segments: matched to their wire segments by sequence range
     offload_byte: npt.NDArray[np.int8] | None = None
     if lone.shape[0]:
-        joins = super_segment_joins(lone, conn_of_row, is_fwd, rows.pidx, point_rank, cols, rows.t)
+        joins = super_segment_joins(
+            lone, conn_of_row, is_fwd, rows.pidx.astype(np.int64), point_rank, cols, rows.t
+        )
         if joins is not None:
             jid = jid.copy()
             jid[joins.rows] = jid[joins.targets]
@@ -873,7 +900,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             here = dom == d
             tc[here] = model.correct(rows.t[here])
     # No later step reads the capture times or the clock domains of rows.
-    rows.t = rows.t[:0]
+    rows.t = np.zeros(0, np.int64)
     del dom
 
     # --- 4b'. sends told apart only by time: paired again on corrected time where needed
@@ -937,6 +964,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     del by_j, sort_key
 
     sj = jpos_row[final]
+    del jpos_row
     jstart = np.flatnonzero(np.r_[True, sj[1:] != sj[:-1]]) if n else np.zeros(0, np.int64)
     jstart = np.r_[jstart, n].astype(np.int64)
     jconn_sorted = crank_of[jconn][jorder]
@@ -960,10 +988,10 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     addresses = tuple(rows.addresses)
     r_pidx, r_row = rows.pidx, rows.row
     sources = tuple((c, lut) for c, _, lut in rows.cols.sources)
-    del rows, jpos_row, cols
+    del rows, cols
     # Compact dtypes where the values allow (point and frame indexes): the table lives as long
     # as the analysis.
-    t_pidx = r_pidx[final].astype(np.int16 if n_points < 1 << 15 else np.int64)
+    t_pidx = r_pidx[final]
     del r_pidx
     t_row = r_row[final].astype(np.int32 if n == 0 or int(r_row.max()) < 1 << 31 else np.int64)
     del r_row
@@ -1002,18 +1030,26 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     )
 
 
-def _split_at_syns(fid: I64, n_fid: int, syn: Bools, seq: I64, t: I64) -> tuple[I64, int]:
+def _split_at_syns(fid: I64, n_fid: int, syn: Bools, syn_seq: Col, t: I64) -> tuple[I64, int]:
     """Split each flow where a connection starts (its SYN) and where a new one reuses the tuple.
 
-    Returns new flow ids (not dense: flow f becomes f * epochs + epoch) and their range.
+    `syn_seq` is the sequence number of each SYN row (in row order). Returns new flow ids (not
+    dense: flow f becomes f * epochs + epoch) and their range.
     """
     if not syn.any():
         return fid, n_fid
-    ef, es, et = fid[syn], seq[syn], t[syn]
+    ef, es, et = fid[syn], np.asarray(syn_seq, dtype=np.int64), t[syn]
     first_t = kernels.group_min(ef, et, n_fid)
     per_fid = np.bincount(_distinct(ef * (1 << 32) + es) >> 32, minlength=n_fid)
-    epoch = (t >= first_t[fid]).astype(np.int64)
+    later = t >= first_t[fid]
     multi = np.flatnonzero(per_fid > 1)
+    if not multi.shape[0]:
+        # One SYN per flow (the usual case): rows before it are epoch 0, the rest epoch 1.
+        out = fid * 2
+        out += later
+        return out, n_fid * 2
+    epoch = later.astype(np.int64)
+    del later
     # Rare (a port reused within the capture): count the distinct SYNs before each row.
     for f in multi.tolist():
         mine = ef == f
@@ -1032,11 +1068,11 @@ def _learn_connections(jid: I64, n_j: int, fid: I64, n_fid: int, jconf: Bools) -
     n = jid.shape[0]
     if n == 0:
         return np.zeros(0, np.int64), 0
-    jfirst = _first_index(jid, n_j)
-    anchor_fid = fid[jfirst[jid]]
+    # Each journey's anchor: the flow of its first row.
+    anchor_j = fid[_first_index(jid, n_j)]
     conf_row = jconf[jid]
     # Phase 1: confident matches define connections.
-    lab = components(n_fid, fid[conf_row], anchor_fid[conf_row])
+    lab = components(n_fid, fid[conf_row], anchor_j[jid[conf_row]])
     learned = np.zeros(n_fid, dtype=bool)
     learned[fid[conf_row]] = True
     # Phase 2: other matches may attach a flow to one learned connection, never join two.
@@ -1045,11 +1081,14 @@ def _learn_connections(jid: I64, n_j: int, fid: I64, n_fid: int, jconf: Bools) -
         rl = np.where(learned[fid], lab[fid], -1)
         sel = other & (rl >= 0)
         # Per journey, the one learned connection its other rows name (-1: none, or several).
-        lo = kernels.group_min(jid[sel], rl[sel], n_j)
-        hi = kernels.group_max(jid[sel], rl[sel], n_j)
+        js, rs = jid[sel], rl[sel]
+        lo = kernels.group_min(js, rs, n_j)
+        hi = kernels.group_max(js, rs, n_j)
+        del js, rs
         single = np.where(lo == hi, lo, -1)
         del lo, hi
         vote = other & (rl < 0) & (single[jid] >= 0)
+        del rl, sel
         if vote.any():
             vk, vc = np.unique(fid[vote] * (n_fid + 1) + single[jid[vote]], return_counts=True)
             vf, vl = vk // (n_fid + 1), vk % (n_fid + 1)
@@ -1059,9 +1098,9 @@ def _learn_connections(jid: I64, n_j: int, fid: I64, n_fid: int, jconf: Bools) -
             lab[vf[head]] = vl[head]
             learned[vf[head]] = True
         # Phase 3: flows no confident match reached form connections among themselves.
-        rest = other & ~learned[fid] & ~learned[anchor_fid]
+        rest = other & ~learned[fid] & ~learned[anchor_j][jid]
         if rest.any():
-            sub = components(n_fid, fid[rest], anchor_fid[rest])
+            sub = components(n_fid, fid[rest], anchor_j[jid[rest]])
             free = ~learned
             lab = np.where(free, sub, lab)
             lab = lab[lab]

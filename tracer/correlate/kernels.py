@@ -229,10 +229,10 @@ def sends(
         rep = np.empty(n, dtype=np.uint8)
         n_j, _ = use.sends(
             _as(s_key, "u8"),
-            _as(pidx, "i8")[order],
-            _as(t, "i8")[order],
-            _as(iface, "i4")[order],
-            _as(direction, "i1")[order],
+            _as(np.asarray(pidx)[order], "i8"),
+            _as(np.asarray(t)[order], "i8"),
+            _as(np.asarray(iface)[order], "i4"),
+            _as(np.asarray(direction)[order], "i1"),
             int(window),
             kk,
             jamb,

@@ -19,9 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#if defined(__GLIBC__)
-#include <malloc.h>
-#endif
 #include <unistd.h>
 
 /* Mirrors of the Python constants (tracer/pcap/columns.py, decode.py, container.py). */
@@ -658,24 +655,12 @@ done:
     return result;
 }
 
-/* trim(): hand the C heap's free memory back to the kernel. A read frees large temporaries
- * (record offsets, address keys) that glibc keeps once its mmap threshold has grown past them:
- * without this they stay in RSS for the rest of the run. */
-static PyObject *trim(PyObject *self, PyObject *noargs) {
-#if defined(__GLIBC__)
-    Py_BEGIN_ALLOW_THREADS;
-    malloc_trim(0);
-    Py_END_ALLOW_THREADS;
-#endif
-    Py_RETURN_NONE;
-}
 
 static PyMethodDef methods[] = {
     {"pcap_walk", pcap_walk, METH_VARARGS, "Walk pcap record headers (count, or fill arrays)."},
     {"pcapng_walk", pcapng_walk, METH_VARARGS, "Walk consecutive pcapng packet blocks."},
     {"decode", decode, METH_VARARGS, "Decode the frames of common layout into the columns."},
     {"intern", intern_keys, METH_VARARGS, "Address keys to ranks among the distinct keys."},
-    {"trim", trim, METH_NOARGS, "Return the C heap's free memory to the kernel."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -20,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tracer.errors import CaptureFormatError
+from tracer.memory import give_back
 from tracer.pcap import fast
 from tracer.pcap.columns import COLUMN_NAMES, COLUMNS, Frames, store_constants_once
 from tracer.pcap.container import FrameIndex, index_capture
@@ -65,8 +66,7 @@ def read_frames(path: str | os.PathLike[str], *, vectorise: bool = True) -> Fram
             except BufferError:
                 # A numpy view still refers to the map (e.g. held by a traceback); the GC frees it.
                 pass
-    if fast.native is not None:
-        fast.native.trim()  # the temporaries of the read are freed now: give their memory back
+    give_back()  # the temporaries of the read are freed now
     return frames
 
 
