@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracer.correlate import kernels
+from tracer.correlate import Correlation, PointFrames, correlate, kernels
 from tracer.correlate.engine import packed_order
 from tracer.correlate.kernels import KEY_COLUMNS
+from tracer.inputs import load_run
+from tracer.testing.accuracy import Case, generate
+
+PCAPS = Path(__file__).resolve().parents[2] / "pcaps"
 
 native = kernels.native
 needs_native = pytest.mark.skipif(native is None, reason="the compiled kernels are not built")
@@ -73,11 +79,15 @@ def test_mix_rows_matches_keys_mix(rows: list[list[int]]) -> None:
 
 
 @given(st.lists(st.integers(0, 5), max_size=50))
-def test_dense_numbers_in_key_order(values: list[int]) -> None:
-    ids, k = kernels.dense(np.array(values, dtype=np.int64))
-    distinct = sorted(set(values))
-    assert k == len(distinct)
-    assert ids.tolist() == [distinct.index(v) for v in values]
+def test_dense_numbers_in_key_order_or_first_seen(values: list[int]) -> None:
+    for use in {kernels.native, None}:
+        ids, k = kernels.dense(np.array(values, dtype=np.int64), use=use)
+        distinct = sorted(set(values))
+        assert k == len(distinct)
+        assert ids.tolist() == [distinct.index(v) for v in values]
+        ids, k = kernels.dense(np.array(values, dtype=np.int64), ordered=False, use=use)
+        seen = list(dict.fromkeys(values))
+        assert ids.tolist() == [seen.index(v) for v in values]
 
 
 @st.composite
@@ -141,13 +151,14 @@ def test_sends_pairs_the_kth_send_at_each_point() -> None:
 def test_dense_table_matches_the_sort(values: list[int], limit: int) -> None:
     keys = np.array(values, dtype=np.uint64)
     out = np.empty(keys.shape[0], dtype=np.int64)
-    k = native.dense_few(keys, limit, out)
-    ref, k_ref = kernels.dense(keys, use=None)
-    if len(set(values)) > limit:
-        assert k == -1  # too many distinct keys for the table: the caller sorts instead
-    else:
-        assert k == k_ref
-        assert out.tolist() == ref.tolist()
+    for ordered in (True, False):
+        k = native.dense_few(keys, limit, ordered, out)
+        ref, k_ref = kernels.dense(keys, ordered=ordered, use=None)
+        if len(set(values)) > limit:
+            assert k == -1  # too many distinct keys for the table: the caller sorts instead
+        else:
+            assert k == k_ref
+            assert out.tolist() == ref.tolist()
 
 
 @given(st.lists(st.integers(0, 6), max_size=60))
@@ -156,3 +167,44 @@ def test_group_order_is_a_stable_sort_by_group(groups: list[int]) -> None:
     expected = sorted(range(len(groups)), key=lambda i: (groups[i], i))
     for use in {kernels.native, None}:
         assert kernels.group_order(g, 7, use=use).tolist() == expected
+
+
+def _same_correlation(a: Correlation, b: Correlation) -> None:
+    ta, tb = a.table, b.table
+    for name in ("pidx", "row", "tc", "jstart", "jforward", "jretrans", "cstart", "cstart_ns"):
+        assert np.array_equal(getattr(ta, name), getattr(tb, name)), name
+    assert np.array_equal(ta.cpoints, tb.cpoints)
+    assert a.warnings == b.warnings
+    assert a.clocks == b.clocks
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "case",
+    [
+        Case("offset and drift", 300, 60_000_000_000, 900_000_000, 40.0),
+        Case("loss and reordering", 300, 60_000_000_000, 250_000_000, loss=0.05, jitter_ns=300_000),
+        Case("retransmissions", 300, 30_000_000_000, -400_000_000, retransmit=True),
+        Case("no TCP timestamps", 500, 1_000_000_000, 700_000_000, timestamps=False),
+    ],
+    ids=lambda c: c.name,
+)
+def test_correlation_is_the_same_without_the_compiled_kernels(
+    monkeypatch: pytest.MonkeyPatch, case: Case
+) -> None:
+    gen = generate(case, seed=3)
+    fast = correlate(gen.pointframes)
+    monkeypatch.setattr(kernels, "native", None)
+    _same_correlation(fast, correlate(gen.pointframes))
+
+
+@needs_native
+@pytest.mark.parametrize("run", sorted(p.name for p in PCAPS.iterdir() if p.is_dir()))
+def test_recorded_runs_correlate_the_same_without_the_compiled_kernels(
+    monkeypatch: pytest.MonkeyPatch, run: str
+) -> None:
+    loaded = load_run(PCAPS / run)
+    points = [PointFrames(p.point, p.frames, p.ifnames) for p in loaded.points]
+    fast = correlate(points)
+    monkeypatch.setattr(kernels, "native", None)
+    _same_correlation(fast, correlate(points))

@@ -243,10 +243,12 @@ static PyObject *counting_order(PyObject *self, PyObject *args) {
     return PyBool_FromLong(ok);
 }
 
-/* dense_few(keys u8, limit, out i8) -> k, or -1 when there are more than `limit` distinct
- * keys: out[i] = the rank of keys[i] among the distinct keys in unsigned order. An open-
- * addressing table small enough to stay in cache finds the distinct keys; only those are
- * sorted. (For many distinct keys a sort of all rows is faster: the caller falls back.) */
+/* dense_few(keys u8, limit, ordered, out i8) -> k, or -1 when there are more than `limit`
+ * distinct keys: out[i] = the id of keys[i] among the distinct keys, numbered in unsigned key
+ * order (`ordered`) or in the order rows first show them. An open-addressing table, grown as
+ * keys come (so that it stays as small as the distinct keys allow, and in cache), finds them;
+ * only the distinct keys are sorted. For many distinct keys a sort of all rows is faster: the
+ * caller falls back to it. */
 static int cmp_u64(const void *a, const void *b) {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
@@ -259,10 +261,22 @@ static inline uint64_t slot_hash(uint64_t x) {
     return x;
 }
 
+/* Place every distinct key again in a table of `cap` slots. */
+static void rehash(int32_t *slots, size_t cap, const uint64_t *uniq, Py_ssize_t k) {
+    size_t mask = cap - 1;
+    memset(slots, 0xFF, cap * sizeof(int32_t));
+    for (Py_ssize_t u = 0; u < k; u++) {
+        size_t s = slot_hash(uniq[u]) & mask;
+        while (slots[s] >= 0) s = (s + 1) & mask;
+        slots[s] = (int32_t)u;
+    }
+}
+
 static PyObject *dense_few(PyObject *self, PyObject *args) {
     PyObject *ok, *oo;
     Py_ssize_t limit;
-    if (!PyArg_ParseTuple(args, "OnO", &ok, &limit, &oo)) return NULL;
+    int ordered;
+    if (!PyArg_ParseTuple(args, "OnpO", &ok, &limit, &ordered, &oo)) return NULL;
     Buf b[2];
     memset(b, 0, sizeof b);
     if (get_buf(ok, &b[0], 8, -1, 0, "keys") < 0 ||
@@ -270,40 +284,48 @@ static PyObject *dense_few(PyObject *self, PyObject *args) {
         release(b, 2);
         return NULL;
     }
+    if (limit > INT32_MAX / 2) limit = INT32_MAX / 2;
     const uint64_t *keys = PTR(b[0], uint64_t);
     int64_t *out = PTR(b[1], int64_t);
     Py_ssize_t n = LEN(b[0], uint64_t);
-    size_t cap = 16;
-    while (cap < (size_t)limit * 2) cap <<= 1;
-    size_t mask = cap - 1;
-    int64_t *slots = malloc(cap * sizeof(int64_t));
+    size_t cap = 1 << 12;
+    int32_t *slots = malloc(cap * sizeof(int32_t));
     uint64_t *uniq = malloc(((size_t)limit + 1) * sizeof(uint64_t));
-    uint64_t *sorted = malloc(((size_t)limit + 1) * sizeof(uint64_t));
-    int64_t *rank = malloc(((size_t)limit + 1) * sizeof(int64_t));
-    if (!slots || !uniq || !sorted || !rank) {
+    if (!slots || !uniq) {
         free(slots);
         free(uniq);
-        free(sorted);
-        free(rank);
         release(b, 2);
         return PyErr_NoMemory();
     }
     Py_ssize_t k = 0;
+    int failed = 0;
     Py_BEGIN_ALLOW_THREADS
-    memset(slots, 0xFF, cap * sizeof(int64_t));
-    for (Py_ssize_t i = 0; i < n && k >= 0; i++) {
+    memset(slots, 0xFF, cap * sizeof(int32_t));
+    size_t mask = cap - 1;
+    for (Py_ssize_t i = 0; i < n && k >= 0 && !failed; i++) {
         uint64_t key = keys[i];
         size_t s = slot_hash(key) & mask;
         for (;;) {
-            int64_t id = slots[s];
+            int32_t id = slots[s];
             if (id < 0) {
                 if (k == limit) {
                     k = -1;
                     break;
                 }
-                slots[s] = k;
+                slots[s] = (int32_t)k;
                 uniq[k] = key;
                 out[i] = k++;
+                if ((size_t)k * 2 > cap) {
+                    int32_t *grown = realloc(slots, cap * 2 * sizeof(int32_t));
+                    if (!grown) {
+                        failed = 1;
+                        break;
+                    }
+                    slots = grown;
+                    cap *= 2;
+                    mask = cap - 1;
+                    rehash(slots, cap, uniq, k);
+                }
                 break;
             }
             if (uniq[id] == key) {
@@ -313,23 +335,29 @@ static PyObject *dense_few(PyObject *self, PyObject *args) {
             s = (s + 1) & mask;
         }
     }
-    if (k > 0) {
+    if (k > 0 && ordered && !failed) {
         /* first-seen ids -> ranks in key order: sort the distinct keys, find each one's place */
-        memcpy(sorted, uniq, (size_t)k * sizeof(uint64_t));
-        qsort(sorted, (size_t)k, sizeof(uint64_t), cmp_u64);
-        for (Py_ssize_t r = 0; r < k; r++) {
-            size_t s = slot_hash(sorted[r]) & mask;
-            while (uniq[slots[s]] != sorted[r]) s = (s + 1) & mask;
-            rank[slots[s]] = r;
+        uint64_t *sorted = malloc((size_t)k * sizeof(uint64_t));
+        int64_t *rank = malloc((size_t)k * sizeof(int64_t));
+        if (!sorted || !rank) failed = 1;
+        else {
+            memcpy(sorted, uniq, (size_t)k * sizeof(uint64_t));
+            qsort(sorted, (size_t)k, sizeof(uint64_t), cmp_u64);
+            for (Py_ssize_t r = 0; r < k; r++) {
+                size_t s = slot_hash(sorted[r]) & mask;
+                while (uniq[slots[s]] != sorted[r]) s = (s + 1) & mask;
+                rank[slots[s]] = r;
+            }
+            for (Py_ssize_t i = 0; i < n; i++) out[i] = rank[out[i]];
         }
-        for (Py_ssize_t i = 0; i < n; i++) out[i] = rank[out[i]];
+        free(sorted);
+        free(rank);
     }
     Py_END_ALLOW_THREADS
     free(slots);
     free(uniq);
-    free(sorted);
-    free(rank);
     release(b, 2);
+    if (failed) return PyErr_NoMemory();
     return PyLong_FromSsize_t(k);
 }
 

@@ -1,6 +1,7 @@
 """The correlation engine: group every frame of every point into packets and connections.
 
-Pipeline (all vectorised with numpy; no Python loop per packet):
+Pipeline (vectorised: numpy, and the compiled kernels of `kernels` for the passes numpy needs
+many sweeps for; no Python loop per packet):
 1. gather the IP rows of every point, sorted by time within the point;
 2. key each row on its NAT-invariant signature refined by the IPv4 ID, and split rows with equal
    keys into sends: at one point, sightings of one send are close in time, a later send of the
@@ -16,13 +17,16 @@ again; an offload super-segment (GSO/TSO/GRO) joins the packet of the wire segme
 the byte its time stands for; and sends that only time tells apart (no IP ID, no TSval) are
 paired again on clock-corrected time where a copy was missing at some point.
 Model objects (`Connection`, `Journey`, `Observation`) are built only when asked for, one
-connection at a time, so a capture of millions of frames costs arrays, not objects.
+connection at a time, so a capture of millions of frames costs arrays, not objects. Memory is
+the other budget: per row the table keeps only where the row comes from and its corrected time,
+working arrays are freed (and the heap trimmed) as soon as a stage is done with them, and
+journeys and flows are numbered in the order rows first show them, so that gathers by id walk
+memory in order.
 This module reads no files and prints nothing.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -400,6 +404,10 @@ _CACHED = frozenset(
 )
 
 
+# IP protocols the correlator matches (TCP, UDP, ICMP, ICMPv6), as a lookup by protocol number.
+_KNOWN_PROTO = np.isin(np.arange(256), (1, 6, 17, 58))
+
+
 def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[Col]]:
     """One address table for all points (ids in order of first appearance) and, per point, the
     map from its own address ids to those, with a trailing -1 for "no address".
@@ -409,14 +417,20 @@ def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[Col]]:
     gathering.
     """
     tables = [pf.frames.addresses for pf in points]
-    merged = list(dict.fromkeys(itertools.chain.from_iterable(tables)))
-    ids = dict(zip(merged, range(len(merged)), strict=True))
-    luts = []
+    ids: dict[str, int] = {}
+    luts: list[Col] = []
     for tab in tables:
+        # Addresses not seen at an earlier point get the next ids, in this point's order.
+        new = list(dict.fromkeys(a for a in tab if a not in ids) if ids else dict.fromkeys(tab))
+        ids.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
         lut = np.empty(len(tab) + 1, dtype=np.int32)
-        lut[:-1] = np.fromiter(map(ids.__getitem__, tab), dtype=np.int64, count=len(tab))
+        if len(new) == len(tab) and (not new or ids[tab[0]] == len(ids) - len(tab)):
+            lut[:-1] = np.arange(len(ids) - len(tab), len(ids))  # all new, in order
+        else:
+            lut[:-1] = np.fromiter(map(ids.__getitem__, tab), dtype=np.int64, count=len(tab))
         lut[-1] = -1
         luts.append(lut)
+    merged = list(ids)
     return merged, luts
 
 
@@ -438,7 +452,7 @@ def _gather(points: Sequence[PointFrames], warnings: list[str], notes: list[str]
         opts = np.asarray(c["opts"])
         n = fam.shape[0]
         ip = fam != 0
-        known = ip & np.isin(proto, (1, 6, 17, 58))
+        known = ip & _KNOWN_PROTO[proto]
         broken = known & ((opts & (OPT_TRUNCATED | OPT_FRAGMENT)) != 0)
         ok = known & ~broken
         if n and not ip.any():
@@ -482,7 +496,9 @@ def icmp_error_rows(proto: Col, icmp_type: Col) -> Bools:
     """Rows that are ICMP or ICMPv6 errors (they quote another packet; they are not requests)."""
     out = np.zeros(proto.shape[0], dtype=bool)
     for p, types in _ICMP_ERRORS.items():
-        out |= (proto == p) & np.isin(icmp_type, types)
+        rows = np.flatnonzero(proto == p)  # few or none: test the types of those rows only
+        if rows.shape[0]:
+            out[rows] = np.isin(icmp_type[rows], types)
     return out
 
 
@@ -782,7 +798,8 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     hi_ep = np.maximum(ep_s, ep_d, out=ep_d)
     fkey = kernels.mix_rows(0xF10, (rows.pidx.astype(np.int64) * 256 + proto, lo_ep, hi_ep))
     del lo_ep, hi_ep, ep_d
-    fid, n_fid = _dense(fkey.view(np.int64))
+    # Flows numbered as rows first show them (see kernels.first_seen).
+    fid, n_fid = kernels.dense(fkey, ordered=False)
     del fkey
     syn = tcp & ((flags & (TH_SYN | TH_ACK)) == TH_SYN)
     fid, n_fid = _split_at_syns(fid, n_fid, syn, cols.rows("seq", np.flatnonzero(syn)), rows.t)

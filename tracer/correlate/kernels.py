@@ -29,6 +29,14 @@ def _load_native() -> ModuleType | None:
 
 
 native: ModuleType | None = _load_native()
+# Default of every `use` argument: the compiled kernels when they are built (read at call time,
+# so a test can set `native` to None to run the numpy references), else the numpy reference.
+AUTO: Any = object()
+
+
+def _pick(use: Any) -> Any:
+    return native if use is AUTO else use
+
 
 # The dtypes the compiled packet_key reads, in its argument order (the reader's column dtypes).
 KEY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -61,9 +69,10 @@ def packet_key(
     cols: Mapping[str, npt.NDArray[Any]],
     *,
     tcp_phash: bool = True,
-    use: Any = native,
+    use: Any = AUTO,
 ) -> U64:
     """`keys.packet_key`: the NAT-invariant key of every row refined by the IPv4 ID."""
+    use = _pick(use)
     if use is None:
         from tracer.correlate.keys import packet_key as reference
 
@@ -76,36 +85,41 @@ def packet_key(
     return out
 
 
-def group_min(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = native) -> I64:
+def group_min(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = AUTO) -> I64:
     """Per group 0..n-1, the smallest of its values (int64 max where a group has none)."""
+    use = _pick(use)
     out = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
     _group_reduce(groups, values, out, 0, use)
     return out
 
 
-def group_max(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = native) -> I64:
+def group_max(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = AUTO) -> I64:
     """Per group 0..n-1, the largest of its values (int64 min where a group has none)."""
+    use = _pick(use)
     out = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
     _group_reduce(groups, values, out, 1, use)
     return out
 
 
-def group_or(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = native) -> I64:
+def group_or(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = AUTO) -> I64:
     """Per group 0..n-1, the bitwise or of its values (0 where a group has none)."""
+    use = _pick(use)
     out = np.zeros(n, dtype=np.int64)
     _group_reduce(groups, values, out, 2, use)
     return out
 
 
-def first_index(groups: I64, n: int, *, use: Any = native) -> I64:
+def first_index(groups: I64, n: int, *, use: Any = AUTO) -> I64:
     """For each group id 0..n-1, the smallest row index that has it (-1 if none)."""
+    use = _pick(use)
     out = group_min(groups, np.arange(groups.shape[0], dtype=np.int64), n, use=use)
     out[out == np.iinfo(np.int64).max] = -1
     return out
 
 
-def mix_rows(seed: int, columns: Sequence[npt.NDArray[Any]], *, use: Any = native) -> U64:
+def mix_rows(seed: int, columns: Sequence[npt.NDArray[Any]], *, use: Any = AUTO) -> U64:
     """`keys.mix` folded over several columns in turn, from a seed: one hash per row."""
+    use = _pick(use)
     from tracer.correlate.keys import mix
     from tracer.correlate.keys import seed as seeded
 
@@ -132,8 +146,9 @@ def _group_reduce(groups: I64, values: npt.NDArray[Any], out: I64, op: int, use:
     (np.minimum, np.maximum, np.bitwise_or)[op].at(out, g, v)
 
 
-def group_order(groups: I64, n: int, *, use: Any = native) -> I64:
+def group_order(groups: I64, n: int, *, use: Any = AUTO) -> I64:
     """The stable permutation that sorts rows by their group id 0..n-1."""
+    use = _pick(use)
     g = _as(groups, "i8")
     if use is None:
         from tracer.correlate.engine import packed_order
@@ -145,7 +160,7 @@ def group_order(groups: I64, n: int, *, use: Any = native) -> I64:
     return out
 
 
-def first_seen(ids: I64, n: int, *, use: Any = native) -> tuple[I64, I64]:
+def first_seen(ids: I64, n: int, *, use: Any = AUTO) -> tuple[I64, I64]:
     """Renumber ids 0..n-1 in the order the rows first show them.
 
     Returns (new id per row, new id of each old id, -1 for one no row has). Numbered so, the
@@ -153,6 +168,7 @@ def first_seen(ids: I64, n: int, *, use: Any = native) -> tuple[I64, I64]:
     memory in order instead of jumping about (on millions of rows, the cache misses cost more
     than the arithmetic).
     """
+    use = _pick(use)
     g = _as(ids, "i8")
     if use is not None:
         out = np.empty(g.shape[0], dtype=np.int64)
@@ -172,8 +188,10 @@ def first_seen(ids: I64, n: int, *, use: Any = native) -> tuple[I64, I64]:
 DENSE_TABLE_LIMIT = 1 << 20
 
 
-def dense(values: npt.NDArray[Any], *, use: Any = native) -> tuple[I64, int]:
-    """Renumber 64-bit ids to 0..k-1, in sorted order of the ids as unsigned."""
+def dense(values: npt.NDArray[Any], *, ordered: bool = True, use: Any = AUTO) -> tuple[I64, int]:
+    """Renumber 64-bit ids to 0..k-1: in sorted order of the ids as unsigned, or (`ordered`
+    False) in the order the rows first show them."""
+    use = _pick(use)
     from tracer.correlate.engine import packed_order
 
     v = np.ascontiguousarray(values)
@@ -183,7 +201,7 @@ def dense(values: npt.NDArray[Any], *, use: Any = native) -> tuple[I64, int]:
     keys = v.view(np.uint64) if v.dtype.itemsize == 8 else v.astype(np.int64).view(np.uint64)
     if use is not None:
         out = np.empty(n, dtype=np.int64)
-        k = int(use.dense_few(keys, min(n, DENSE_TABLE_LIMIT), out))
+        k = int(use.dense_few(keys, min(n, DENSE_TABLE_LIMIT), ordered, out))
         if k >= 0:
             return out, k
         del out
@@ -195,7 +213,11 @@ def dense(values: npt.NDArray[Any], *, use: Any = native) -> tuple[I64, int]:
     ids = np.cumsum(new) - 1
     inv = np.empty(n, dtype=np.int64)
     inv[o] = ids
-    return inv, int(ids[-1]) + 1
+    k = int(ids[-1]) + 1
+    del ids, o
+    if not ordered:
+        inv, _ = first_seen(inv, k, use=None)
+    return inv, k
 
 
 def sends(
@@ -207,7 +229,7 @@ def sends(
     direction: npt.NDArray[Any],
     window: int,
     *,
-    use: Any = native,
+    use: Any = AUTO,
 ) -> tuple[I64, int, Bools, Bools, Bools]:
     """Split rows sorted by (key, point, time) into sends and number their journeys.
 
@@ -220,6 +242,7 @@ def sends(
     Returns (journey per row, journey count, ambiguous per journey, lone per row: its key is
     seen at one point only, repeated per sorted position: its key was sent more than once).
     """
+    use = _pick(use)
     n = int(order.shape[0])
     if use is not None:
         # Sorted copies first, so that the compiled pass reads and writes sequentially.

@@ -4,7 +4,8 @@ A signature is a uint64 hash of what netfilter NAT, routing and overlays leave a
 (reference/correlation.md section 1): TCP seq, ack, the six classic flags, payload length,
 TSval/TSecr when the option is present and the payload hash; UDP length and payload hash; ICMP
 type, code, sequence and payload hash. It never includes addresses, ports, TTL, checksums or the
-ICMP echo identifier. Pure numpy; no Python loop per packet.
+ICMP echo identifier. Pure numpy; no Python loop per packet. `kernels.packet_key` computes the
+same key in one compiled pass (this one is its reference).
 """
 
 from __future__ import annotations
@@ -48,9 +49,9 @@ def partial_hash(
     payload_len: npt.NDArray[np.generic], pcap_len: npt.NDArray[np.generic]
 ) -> npt.NDArray[np.bool_]:
     """Rows whose payload hash covers fewer bytes than it should (a short snaplen)."""
-    plen = np.asarray(payload_len, dtype=np.int64)
+    plen = np.asarray(payload_len)  # compared in their own (signed) dtype: no int64 copies
     need = np.minimum(plen, PHASH_BYTES)
-    return (plen > 0) & (np.asarray(pcap_len, dtype=np.int64) < need)
+    return (plen > 0) & (np.asarray(pcap_len) < need)
 
 
 def signature(

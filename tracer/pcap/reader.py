@@ -177,36 +177,7 @@ def _decode_numpy(
 # Link types the compiled kernel decodes, and their slot in its table of encap ids.
 _NATIVE_SLOTS = {1: 0, 276: 1, 113: 2, 101: 3, 228: 3, 12: 3, 14: 3}
 # The columns the compiled kernel writes, in the order it takes them (see _native.c).
-NATIVE_COLUMNS = (
-    "iface",
-    "direction",
-    "encap",
-    "family",
-    "proto",
-    "sport",
-    "dport",
-    "ip_id",
-    "ttl",
-    "seq",
-    "ack",
-    "tcp_flags",
-    "payload_len",
-    "tsval",
-    "tsecr",
-    "mss",
-    "opts",
-    "phash",
-    "pcap_len",
-    "icmp_type",
-    "icmp_code",
-    "icmp_id",
-    "icmp_seq",
-    "payload_off",
-    "quoted_proto",
-    "quoted_sport",
-    "quoted_dport",
-    "quoted_seq",
-)
+NATIVE_COLUMNS = tuple(n for n in COLUMN_NAMES if n not in ("t_ns", "src", "dst", "origlen"))
 
 
 def _decode_native(
