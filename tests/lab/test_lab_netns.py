@@ -214,7 +214,8 @@ def test_analyzer_follows_the_true_path(runs: dict[str, Path], name: str) -> Non
     """The analyzer against what the lab knows: its configuration and the kernel's conntrack.
 
     Points in path order, the DNAT (and SNAT) to the addresses conntrack recorded, the break
-    point of each fault, and the server time of slow-server within 2 ms of the configured delay.
+    point of each fault, and the server time of slow-server: at least the configured delay, and
+    not more than the server's own work beyond it.
     """
     run = runs[name]
     truth = manifest(run)["extra"]["lab"]
@@ -242,4 +243,8 @@ def test_analyzer_follows_the_true_path(runs: dict[str, Path], name: str) -> Non
         assert not [h for h in path.forward if h.translation]
     if truth.get("server_delay_ns"):
         assert path.latency.server_ns is not None
-        assert abs(path.latency.server_ns - truth["server_delay_ns"]) <= 2_000_000
+        # The server sleeps the configured delay between reading the request and answering:
+        # its time at the server point is never shorter, and longer only by its own work and
+        # scheduling (a few ms on a busy 2-core machine; a wrong packet would be off by far more).
+        delay = truth["server_delay_ns"]
+        assert delay <= path.latency.server_ns <= delay + 20_000_000
