@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tracer.correlate import Correlation, PointFrames, correlate, select, translations
+from tracer.correlate.engine import _address_luts
+from tracer.inputs import load_run
 from tracer.model import Connection, Journey
+from tracer.pcap import read_frames
 from tracer.pcap.columns import Frames, empty_columns
 from tracer.testing import synth
 
@@ -296,3 +303,32 @@ def test_captures_without_interface_ids() -> None:
     conn = select(corr)
     _assert_journeys_match_truth(sc, conn)
     assert all(o.interface is None for j in conn.journeys for o in j.observations)
+
+
+def test_address_tables_merge_the_same_by_number_and_by_text() -> None:
+    """The reader's numeric IPv4 keys merge the points' address tables to the same addresses
+    as merging their texts (IPv6 addresses, which have no numeric key, by text in both)."""
+    run = Path(__file__).resolve().parents[2] / "pcaps" / "ingress"
+    points = [PointFrames(p.point, p.frames, p.ifnames) for p in load_run(run).points]
+    assert all(p.frames.address_keys is not None for p in points)
+    by_number = _address_luts(points)
+    by_text = _address_luts(
+        [
+            dataclasses.replace(p, frames=dataclasses.replace(p.frames, address_keys=None))
+            for p in points
+        ]
+    )
+    for merged, luts in (by_number, by_text):
+        for p, lut in zip(points, luts, strict=True):
+            assert [merged[i] for i in lut[:-1]] == list(p.frames.addresses)
+            assert lut[-1] == -1
+    assert sorted(by_number[0]) == sorted(by_text[0])
+
+
+def test_address_keys_hold_each_ipv4_address_as_its_number() -> None:
+    cap = next((Path(__file__).resolve().parents[2] / "pcaps" / "clusterip").glob("**/*.pcap*"))
+    frames = read_frames(cap)
+    assert frames.address_keys is not None
+    for text, key in zip(frames.addresses, frames.address_keys.tolist(), strict=True):
+        ip = ipaddress.ip_address(text)
+        assert key == (int(ip) if ip.version == 4 else -1)

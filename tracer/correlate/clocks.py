@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import numpy as np
 import numpy.typing as npt
 
+from tracer.correlate import kernels
 from tracer.model import ClockEstimate
 
 I64 = npt.NDArray[np.int64]
@@ -345,15 +346,11 @@ def fit_lines(x_f: I64, y_f: I64, x_r: I64, y_r: I64) -> Fit | None:
 
 
 def _reduce_min(values: I64, groups: I64, mask: npt.NDArray[np.bool_], n: int) -> I64:
-    out = np.full(n, _BIG, dtype=np.int64)
-    np.minimum.at(out, groups[mask], values[mask])
-    return out
+    return kernels.group_min(groups[mask], values[mask], n)  # int64 max where none
 
 
 def _reduce_max(values: I64, groups: I64, mask: npt.NDArray[np.bool_], n: int) -> I64:
-    out = np.full(n, _SMALL, dtype=np.int64)
-    np.maximum.at(out, groups[mask], values[mask])
-    return out
+    return kernels.group_max(groups[mask], values[mask], n)  # int64 min where none
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ This module reads no files and prints nothing.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -311,27 +312,37 @@ class _Columns(MutableMapping[str, Col]):
         del parts
         return out if self._sel is None else out[self._sel]
 
-    def rows(self, name: str, rows: I64) -> Col:
-        """Column `name` at some rows only (a cached or replaced column where there is one)."""
-        hit = self._cache.get(name)
-        if hit is not None:
-            return hit[rows]
+    def at(self, rows: I64, *names: str) -> list[Col]:
+        """Columns `names` at some rows only (from the cached or replaced copy where there is
+        one, else from the points' own columns: no full gather)."""
         if self._sel is not None:
-            rows = self._sel[rows]
+            frames = self._sel[rows]
+        else:
+            frames = rows
         bounds = np.cumsum([0] + [idx.shape[0] for _, idx, _ in self.sources])
-        point = np.searchsorted(bounds, rows, side="right") - 1
-        out: Col | None = None
-        for p, (c, idx, lut) in enumerate(self.sources):
+        point = np.searchsorted(bounds, frames, side="right") - 1
+        where = []
+        for p, (_, idx, _) in enumerate(self.sources):
             here = np.flatnonzero(point == p)
-            if not here.shape[0]:
+            where.append((here, idx[frames[here] - bounds[p]]))
+        out: list[Col] = []
+        for name in names:
+            hit = self._cache.get(name)
+            if hit is not None:
+                out.append(hit[rows])
                 continue
-            v = np.asarray(c[name])[idx[rows[here] - bounds[p]]]
-            if name in ("src", "dst"):
-                v = lut[v]
-            if out is None:
-                out = np.empty(rows.shape[0], dtype=v.dtype)
-            out[here] = v
-        return out if out is not None else np.zeros(rows.shape[0], np.int64)
+            col: Col | None = None
+            for (c, _, lut), (here, frame) in zip(self.sources, where, strict=True):
+                if not here.shape[0]:
+                    continue
+                v = np.asarray(c[name])[frame]
+                if name in ("src", "dst"):
+                    v = lut[v]
+                if col is None:
+                    col = np.empty(rows.shape[0], dtype=v.dtype)
+                col[here] = v
+            out.append(col if col is not None else np.zeros(rows.shape[0], np.int64))
+        return out
 
     def frame_rows(self) -> I64:
         """Each row's frame index in its point's capture."""
@@ -417,6 +428,9 @@ def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[Col]]:
     gathering.
     """
     tables = [pf.frames.addresses for pf in points]
+    keys = [pf.frames.address_keys for pf in points]
+    if all(k is not None and k.shape[0] == len(t) for k, t in zip(keys, tables, strict=True)):
+        return _address_luts_by_number(tables, [k for k in keys if k is not None])
     ids: dict[str, int] = {}
     luts: list[Col] = []
     for tab in tables:
@@ -431,6 +445,31 @@ def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[Col]]:
         lut[-1] = -1
         luts.append(lut)
     merged = list(ids)
+    return merged, luts
+
+
+def _address_luts_by_number(
+    tables: Sequence[Sequence[str]], keys: Sequence[I64]
+) -> tuple[list[str], list[Col]]:
+    """`_address_luts` from the reader's numeric IPv4 keys: IPv4 addresses first, in numeric
+    order (one sort of the keys, no string hashing), then IPv6 addresses by text."""
+    all_keys = np.concatenate(keys) if keys else np.zeros(0, np.int64)
+    offsets = np.cumsum([0] + [len(t) for t in tables])
+    v4_at = np.flatnonzero(all_keys >= 0)
+    unique, first = np.unique(all_keys[v4_at], return_index=True)
+    texts = list(itertools.chain.from_iterable(tables))
+    merged = [texts[i] for i in v4_at[first].tolist()]
+    v6: dict[str, int] = {}
+    luts: list[Col] = []
+    for t, (tab, k) in enumerate(zip(tables, keys, strict=True)):
+        lut = np.empty(len(tab) + 1, dtype=np.int32)
+        is_v4 = k >= 0
+        lut[:-1][is_v4] = np.searchsorted(unique, k[is_v4])
+        for i in np.flatnonzero(~is_v4).tolist():
+            lut[i] = v6.setdefault(texts[int(offsets[t]) + i], len(unique) + len(v6))
+        lut[-1] = -1
+        luts.append(lut)
+    merged.extend(v6)
     return merged, luts
 
 
@@ -802,7 +841,9 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     fid, n_fid = kernels.dense(fkey, ordered=False)
     del fkey
     syn = tcp & ((flags & (TH_SYN | TH_ACK)) == TH_SYN)
-    fid, n_fid = _split_at_syns(fid, n_fid, syn, cols.rows("seq", np.flatnonzero(syn)), rows.t)
+    (syn_seq,) = cols.at(np.flatnonzero(syn), "seq")
+    fid, n_fid = _split_at_syns(fid, n_fid, syn, syn_seq, rows.t)
+    del syn_seq
     # The capture times are not read again until the clocks: gathered anew there rather than
     # held through the connection stages (the memory peak).
     rows.t = np.zeros(0, np.int64)
@@ -991,14 +1032,9 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     # --- retransmissions: later sends of the same sequence space in one connection
     jfirst_row = final[jstart[:-1]]
     jforward_sorted = jfwd[jorder]
-    jretrans = _retransmissions(
-        jconn_sorted,
-        jforward_sorted,
-        cols.rows("seq", jfirst_row),
-        cols.rows("payload_len", jfirst_row),
-        cols.rows("tcp_flags", jfirst_row),
-        cols.rows("proto", jfirst_row) == 6,
-    )
+    seq0, plen0, flags0, proto0 = cols.at(jfirst_row, "seq", "payload_len", "tcp_flags", "proto")
+    jretrans = _retransmissions(jconn_sorted, jforward_sorted, seq0, plen0, flags0, proto0 == 6)
+    del seq0, plen0, flags0, proto0
 
     offsets = {pf.point.name: int(dom_off[dom_of_point[i]]) for i, pf in enumerate(points)}
     # The table keeps where each row comes from; its other columns are read when asked for.

@@ -15,20 +15,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tracer import compiled
+
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
 Bools = npt.NDArray[np.bool_]
 
 
-def _load_native() -> ModuleType | None:
-    try:
-        from tracer.correlate import _native
-    except ImportError:
-        return None
-    return _native
-
-
-native: ModuleType | None = _load_native()
+native: ModuleType | None = compiled.load("tracer.correlate._native")
 # Default of every `use` argument: the compiled kernels when they are built (read at call time,
 # so a test can set `native` to None to run the numpy references), else the numpy reference.
 AUTO: Any = object()

@@ -95,6 +95,9 @@ class Frames:
     interfaces: dict[int, str] = field(default_factory=dict)
     comments: dict[int, str] = field(default_factory=dict)  # frame index -> opt_comment
     warnings: tuple[str, ...] = ()
+    # Per address id: the IPv4 address as an integer (0..2**32-1), -1 for an IPv6 one; None when
+    # the reader did not say (merging address tables by number is then done by text).
+    address_keys: npt.NDArray[np.int64] | None = None
 
     def __len__(self) -> int:
         return int(self.columns["t_ns"].shape[0])

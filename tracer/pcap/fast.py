@@ -18,6 +18,7 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
+from tracer import compiled
 from tracer.pcap.columns import (
     COLUMNS,
     DIR_IN,
@@ -43,16 +44,7 @@ from tracer.pcap.decode import (
 )
 from tracer.pcap.gather import window
 
-
-def _load_native() -> ModuleType | None:
-    try:
-        from tracer.pcap import _native
-    except ImportError:  # built without a compiler: the numpy path does the same work
-        return None
-    return _native
-
-
-native: ModuleType | None = _load_native()
+native: ModuleType | None = compiled.load("tracer.pcap._native")
 
 QUOTED_COLUMNS = tuple(col for col in COLUMNS if col[0].startswith("quoted_"))
 

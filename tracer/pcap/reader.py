@@ -117,6 +117,8 @@ def _decode_all(buf: mmap.mmap, path: str, vectorise: bool) -> Frames:
         _decode_numpy(buf, data, index, cols, src, dst, interner, vectorise)
     del data
     addresses = _intern_addresses(src, dst, cols, interner)
+    address_keys = _address_keys(src, dst, cols, len(addresses))
+    del src, dst
     return Frames(
         path=path,
         linktypes=tuple(i.linktype for i in index.interfaces),
@@ -130,6 +132,7 @@ def _decode_all(buf: mmap.mmap, path: str, vectorise: bool) -> Frames:
         },
         comments=dict(index.comments),
         warnings=index.warnings,
+        address_keys=address_keys,
     )
 
 
@@ -264,6 +267,21 @@ def _decode_rest(
     cols["encap"][rest] = [interner.encap(tuple(r.encap)) for r in rows]
     src[rest] = [interner.address(r.src) for r in rows]
     dst[rest] = [interner.address(r.dst) for r in rows]
+
+
+def _address_keys(
+    src: npt.NDArray[np.int64],
+    dst: npt.NDArray[np.int64],
+    cols: dict[str, npt.NDArray[np.generic]],
+    n_addresses: int,
+) -> npt.NDArray[np.int64]:
+    """Per address id, its IPv4 value, or -1 for an IPv6 address (keys at or above _V6_BASE)."""
+    keys = np.full(n_addresses, -1, dtype=np.int64)
+    for key, name in ((src, "src"), (dst, "dst")):
+        ids = np.asarray(cols[name], dtype=np.int64)
+        v4 = (ids >= 0) & (key < _V6_BASE)
+        keys[ids[v4]] = key[v4]
+    return keys
 
 
 def _intern_addresses(
