@@ -208,3 +208,53 @@ def test_recorded_runs_correlate_the_same_without_the_compiled_kernels(
     fast = correlate(points)
     monkeypatch.setattr(kernels, "native", None)
     _same_correlation(fast, correlate(points))
+
+
+@st.composite
+def flow_columns(draw: st.DrawFn) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    n = draw(st.integers(0, 30))
+    n_addr = draw(st.integers(1, 6))
+    ints = st.integers(-1, 70000)
+
+    def col(values: st.SearchStrategy[int], dtype: str) -> np.ndarray:
+        return np.array(draw(st.lists(values, min_size=n, max_size=n)), dtype=dtype)
+
+    cols = {
+        "proto": col(st.sampled_from([1, 6, 17, 58]), "u1"),
+        "src": col(st.integers(-1, n_addr - 1), "i4"),
+        "dst": col(st.integers(-1, n_addr - 1), "i4"),
+        "sport": col(ints, "i4"),
+        "dport": col(ints, "i4"),
+        "icmp_id": col(ints, "i4"),
+    }
+    lut = np.array(
+        draw(st.lists(st.integers(0, 10**6), min_size=n_addr, max_size=n_addr)) + [-1], "i4"
+    )
+    return cols, lut
+
+
+@needs_native
+@given(flow_columns(), st.integers(0, 5))
+@settings(max_examples=200, deadline=None)
+def test_flow_keys_match_numpy(data: tuple, point: int) -> None:
+    cols, lut = data
+    ep, key = kernels.flow_keys(point, cols, lut)
+    ep_ref, key_ref = kernels.flow_keys(point, cols, lut, use=None)
+    assert ep.tolist() == ep_ref.tolist()
+    assert key.tolist() == key_ref.tolist()
+
+
+def test_both_directions_of_a_flow_share_its_key() -> None:
+    cols = {
+        "proto": np.array([6, 6, 6], "u1"),
+        "src": np.array([0, 1, 0], "i4"),
+        "dst": np.array([1, 0, 1], "i4"),
+        "sport": np.array([40000, 80, 40001], "i4"),
+        "dport": np.array([80, 40000, 80], "i4"),
+        "icmp_id": np.array([-1, -1, -1], "i4"),
+    }
+    lut = np.array([7, 9, -1], "i4")
+    for use in {kernels.native, None}:
+        _, key = kernels.flow_keys(0, cols, lut, use=use)
+        assert key[0] == key[1]  # the reply of the same flow
+        assert key[2] != key[0]  # another source port: another flow

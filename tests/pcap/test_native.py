@@ -193,11 +193,12 @@ def test_intern_gives_the_sorted_ids_of_numpy(keys: list[int], rng: random.Rando
     unique = reader._intern_numpy(src, dst, want)  # type: ignore[arg-type]
     got_src = np.empty(len(keys), np.int32)
     got_dst = np.empty(len(keys), np.int32)
-    texts, others = native.intern(src, dst, got_src, got_dst)
+    texts, others, numbers = native.intern(src, dst, got_src, got_dst)
     assert got_src.tolist() == want["src"].tolist()
     assert got_dst.tolist() == want["dst"].tolist()
     v4 = [k for k in unique if k < 2**32]
     assert texts == [".".join(str(b) for b in k.to_bytes(4, "big")) for k in v4]
+    assert np.frombuffer(numbers, dtype=np.uint32).tolist() == v4
     assert others == [k for k in unique if k >= 2**32]
 
 
@@ -207,7 +208,7 @@ def test_intern_many_distinct_keys_grows_its_table() -> None:
     dst = src[::-1].copy()
     ids_src = np.empty(len(src), np.int32)
     ids_dst = np.empty(len(src), np.int32)
-    texts, others = native.intern(src, dst, ids_src, ids_dst)
+    texts, others, _ = native.intern(src, dst, ids_src, ids_dst)
     unique = np.unique(src)
     assert len(texts) == len(unique) and others == []
     assert np.array_equal(ids_src, np.searchsorted(unique, src))

@@ -395,18 +395,84 @@ static PyObject *first_seen(PyObject *self, PyObject *args) {
     return PyBool_FromLong(ok);
 }
 
+/* flow_keys(point, proto u1, src i4, dst i4, sport i4, dport i4, icmp_id i4, lut i4,
+ *           ep_s i8, fkey u8): per row of one point, its source endpoint (global address id
+ * << 18 | port + 1, the port being the echo identifier for ICMP) and the key of its flow (the
+ * point, the protocol and both endpoints in either order), as kernels.flow_keys computes them.
+ * `lut` maps the point's address ids to global ones; its last entry stands for "none" (-1). */
+static PyObject *flow_keys(PyObject *self, PyObject *args) {
+    long long point;
+    PyObject *o[9];
+    if (!PyArg_ParseTuple(args, "LOOOOOOOOO", &point, &o[0], &o[1], &o[2], &o[3], &o[4], &o[5],
+                          &o[6], &o[7], &o[8]))
+        return NULL;
+    static const Py_ssize_t sizes[9] = {1, 4, 4, 4, 4, 4, 4, 8, 8};
+    static const char *names[9] = {"proto", "src",     "dst", "sport", "dport",
+                                   "icmp_id", "lut", "ep_s", "fkey"};
+    Buf b[9];
+    memset(b, 0, sizeof b);
+    Py_ssize_t n = -1;
+    for (int i = 0; i < 9; i++) {
+        if (get_buf(o[i], &b[i], sizes[i], i == 6 ? -1 : n, i >= 7, names[i]) < 0) {
+            release(b, 9);
+            return NULL;
+        }
+        if (i == 0) n = b[0].view.len;
+    }
+    const uint8_t *proto = PTR(b[0], uint8_t);
+    const int32_t *src = PTR(b[1], int32_t), *dst = PTR(b[2], int32_t);
+    const int32_t *sport = PTR(b[3], int32_t), *dport = PTR(b[4], int32_t);
+    const int32_t *icmp_id = PTR(b[5], int32_t), *lut = PTR(b[6], int32_t);
+    Py_ssize_t n_lut = LEN(b[6], int32_t);
+    int64_t *ep_s = PTR(b[7], int64_t);
+    uint64_t *fkey = PTR(b[8], uint64_t);
+    int ok = n_lut > 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n && ok; i++) {
+        int icmp = proto[i] <= 1 || proto[i] == 58;
+        int64_t ps = icmp ? icmp_id[i] : sport[i], pd = icmp ? icmp_id[i] : dport[i];
+        int64_t s = src[i], d = dst[i];
+        if (s < -1 || s >= n_lut - 1 || d < -1 || d >= n_lut - 1) {
+            ok = 0;
+            break;
+        }
+        int64_t gs = lut[s < 0 ? n_lut - 1 : s], gd = lut[d < 0 ? n_lut - 1 : d];
+        int64_t es = (int64_t)((uint64_t)gs << 18) | ((ps + 1) & 0x3FFFF);
+        int64_t ed = (int64_t)((uint64_t)gd << 18) | ((pd + 1) & 0x3FFFF);
+        ep_s[i] = es;
+        uint64_t h = mix_into(0xF10, (uint64_t)(point * 256 + proto[i]));
+        h = mix_into(h, (uint64_t)(es < ed ? es : ed));
+        fkey[i] = mix_into(h, (uint64_t)(es < ed ? ed : es));
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 9);
+    return PyBool_FromLong(ok);
+}
+
 /* ------------------------------------------------------------------ sends */
 
-/* sends(skey u8, pidx i8, t i8, iface i4, direction i1, window, jid i8, jamb u1, lone u1,
+/* sends(skey u8, order i8, bounds i8, t i8, vantage i4, window, jid i8, jamb u1, lone u1,
  *       rep u1) -> (n_journeys, any ambiguous key)
  *
- * Every input is in the order of rows sorted by (key, point, time): `skey` is the key, the
- * others the rows' columns in that order (so that every access here is sequential). A new
- * point or a gap of more than `window` ns starts a send. The k-th send of a key at one point is
- * journey jbase[key] + k; a send that shows the same interface and direction twice holds two
- * packets with identical bytes, split by occurrence (the m-th with the m-th). Writes, per
- * sorted position, the journey (jid), whether its key is seen at one point only (lone) and
- * whether it was sent more than once at some point (rep); per journey, jamb. */
+ * Rows sorted by (key, point, time): `order` is that permutation of the rows, `skey` the key,
+ * `t` the time and `vantage` the interface and direction ((iface + 1) * 4 + direction, -1 for
+ * an unknown interface) in that order. Rows are numbered point by point: the point of row r is
+ * the p with bounds[p] <= r < bounds[p + 1]. A new point or a gap of more than `window` ns
+ * starts a send. The k-th send of a key at one point is journey jbase[key] + k; a send that
+ * shows the same vantage twice holds two packets with identical bytes, split by occurrence
+ * (the m-th with the m-th). Writes, per sorted position, the journey (jid), whether its key is
+ * seen at one point only (lone) and whether it was sent more than once at some point (rep);
+ * per journey, jamb. */
+static inline int64_t point_of(int64_t r, const int64_t *bounds, Py_ssize_t n_points) {
+    Py_ssize_t lo = 0, hi = n_points; /* bounds[lo] <= r < bounds[hi] */
+    while (hi - lo > 1) {
+        Py_ssize_t mid = (lo + hi) / 2;
+        if (bounds[mid] <= r) lo = mid;
+        else hi = mid;
+    }
+    return lo;
+}
+
 static PyObject *sends(PyObject *self, PyObject *args) {
     PyObject *o[9];
     long long window;
@@ -415,23 +481,29 @@ static PyObject *sends(PyObject *self, PyObject *args) {
         return NULL;
     Buf b[9];
     memset(b, 0, sizeof b);
-    static const Py_ssize_t sizes[9] = {8, 8, 8, 4, 1, 8, 1, 1, 1};
-    static const char *names[9] = {"skey", "pidx", "t",    "iface", "direction",
-                                   "jid",  "jamb", "lone", "rep"};
+    static const Py_ssize_t sizes[9] = {8, 8, 8, 8, 4, 8, 1, 1, 1};
+    static const char *names[9] = {"skey", "order", "bounds", "t",   "vantage",
+                                   "jid",  "jamb",  "lone",   "rep"};
     Py_ssize_t n = -1;
     for (int i = 0; i < 9; i++) {
-        if (get_buf(o[i], &b[i], sizes[i], n, i >= 5, names[i]) < 0) {
+        if (get_buf(o[i], &b[i], sizes[i], i == 2 ? -1 : n, i >= 5, names[i]) < 0) {
             release(b, 9);
             return NULL;
         }
         if (i == 0) n = LEN(b[0], uint64_t);
     }
     const uint64_t *skey = PTR(b[0], uint64_t);
-    const int64_t *pidx = PTR(b[1], int64_t), *t = PTR(b[2], int64_t);
-    const int32_t *iface = PTR(b[3], int32_t);
-    const int8_t *dir = PTR(b[4], int8_t);
+    const int64_t *order = PTR(b[1], int64_t), *bounds = PTR(b[2], int64_t);
+    Py_ssize_t n_points = LEN(b[2], int64_t) - 1;
+    const int64_t *t = PTR(b[3], int64_t);
+    const int32_t *vantage = PTR(b[4], int32_t);
     int64_t *kk = PTR(b[5], int64_t);
     uint8_t *jamb = PTR(b[6], uint8_t), *lone = PTR(b[7], uint8_t), *rep = PTR(b[8], uint8_t);
+    if (n_points < 1 || bounds[0] != 0 || bounds[n_points] != n) {
+        release(b, 9);
+        PyErr_SetString(PyExc_ValueError, "sends: bounds must run from 0 to the row count");
+        return NULL;
+    }
     int64_t n_j = 0;
     int any_amb = 0, failed = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -443,10 +515,12 @@ static PyObject *sends(PyObject *self, PyObject *args) {
         /* one key: positions [i, e) */
         Py_ssize_t e = i + 1;
         while (e < n && skey[e] == skey[i]) e++;
-        int64_t kmax = 0, send = -1, pt_first = 0;
+        int64_t kmax = 0, send = -1, pt_first = 0, prev_pt = -1;
         Py_ssize_t send_start = i;
         for (Py_ssize_t q = i; q < e; q++) {
-            int new_pt = q == i || pidx[q] != pidx[q - 1];
+            int64_t pt = point_of(order[q], bounds, n_points);
+            int new_pt = q == i || pt != prev_pt;
+            prev_pt = pt;
             int gap = q > i && t[q] - t[q - 1] > window;
             if (new_pt || gap) {
                 send++;
@@ -458,13 +532,8 @@ static PyObject *sends(PyObject *self, PyObject *args) {
             if (k > kmax) kmax = k;
             /* earlier rows of this send with the same interface and direction */
             int64_t m = 0;
-            if (iface[q] >= 0) {
-                int64_t fi = ((int64_t)iface[q] + 1) & 0x3FFFFF, di = dir[q] & 3;
-                for (Py_ssize_t p = send_start; p < q; p++)
-                    if (iface[p] >= 0 && (((int64_t)iface[p] + 1) & 0x3FFFFF) == fi &&
-                        (dir[p] & 3) == di)
-                        m++;
-            }
+            if (vantage[q] >= 0)
+                for (Py_ssize_t p = send_start; p < q; p++) m += vantage[p] == vantage[q];
             if (m) {
                 if (!mm) {
                     mm = calloc((size_t)n, sizeof(int64_t));
@@ -478,7 +547,7 @@ static PyObject *sends(PyObject *self, PyObject *args) {
             }
         }
         if (failed) break;
-        uint8_t lone_key = pidx[i] == pidx[e - 1];
+        uint8_t lone_key = point_of(order[i], bounds, n_points) == prev_pt;
         for (Py_ssize_t q = i; q < e; q++) {
             kk[q] += n_j; /* journey id before the occurrence split */
             jamb[kk[q]] = kmax > 0;
@@ -527,6 +596,7 @@ static PyMethodDef methods[] = {
     {"counting_order", counting_order, METH_VARARGS, "Stable order of rows by small group ids."},
     {"dense_few", dense_few, METH_VARARGS, "Dense ids of 64-bit keys with few distinct values."},
     {"first_seen", first_seen, METH_VARARGS, "Renumber ids in the order rows first show them."},
+    {"flow_keys", flow_keys, METH_VARARGS, "Source endpoint and flow key of every row."},
     {"sends", sends, METH_VARARGS, "Split rows sorted by key into sends and journeys."},
     {NULL, NULL, 0, NULL},
 };

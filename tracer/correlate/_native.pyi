@@ -27,10 +27,10 @@ def dense_few(keys: Any, limit: int, ordered: bool, out: Any, /) -> int: ...
 def first_seen(ids: Any, out: Any, mapping: Any, /) -> bool: ...
 def sends(
     skey: Any,
-    pidx: Any,
+    order: Any,
+    bounds: Any,
     t: Any,
-    iface: Any,
-    direction: Any,
+    vantage: Any,
     window: int,
     jid: Any,
     jamb: Any,
@@ -38,3 +38,16 @@ def sends(
     rep: Any,
     /,
 ) -> tuple[int, int]: ...
+def flow_keys(
+    point: int,
+    proto: Any,
+    src: Any,
+    dst: Any,
+    sport: Any,
+    dport: Any,
+    icmp_id: Any,
+    lut: Any,
+    ep_s: Any,
+    fkey: Any,
+    /,
+) -> bool: ...

@@ -360,6 +360,18 @@ class _Columns(MutableMapping[str, Col]):
         """Forget the gathered copies of the points' columns (replaced ones stay)."""
         self._cache = {k: v for k, v in self._cache.items() if k in self._replaced}
 
+    def per_point(self, fn: Callable[[int, Mapping[str, Any], Col], tuple[Col, ...]]) -> list[Col]:
+        """`fn(point, its columns, its address lut)` for every point, each of its results
+        gathered like a column (computed where the columns lie: no input column is gathered)."""
+        parts: list[list[Col]] = []
+        for p, (c, idx, lut) in enumerate(self.sources):
+            for k, out in enumerate(fn(p, c, lut)):
+                if k == len(parts):
+                    parts.append([])
+                parts[k].append(out[idx])
+        cols: list[Col] = [np.concatenate(part) for part in parts]
+        return cols if self._sel is None else [col[self._sel] for col in cols]
+
     def filtered(self, keep: Bools) -> _Columns:
         out = _Columns(self.sources, self._n)
         sel = np.flatnonzero(keep)
@@ -824,19 +836,12 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
                 jid, n_j0, jambiguous, lone, repeats, repeat_key = sends(proto, cols, rows)
 
     # --- 3. flows (a tuple at a point, split at each new SYN) and connections
-    port_s = np.where(proto <= 1, cols["icmp_id"], cols["sport"])
-    port_d = np.where(proto <= 1, cols["icmp_id"], cols["dport"])
-    port_s = np.where(proto == 58, cols["icmp_id"], port_s)
-    port_d = np.where(proto == 58, cols["icmp_id"], port_d)
-    ep_s = (cols["src"].astype(np.int64) << 18) | ((port_s + 1) & 0x3FFFF)
-    ep_d = (cols["dst"].astype(np.int64) << 18) | ((port_d + 1) & 0x3FFFF)
-    del port_s, port_d
+    if points:
+        ep_s, fkey = cols.per_point(lambda p, c, lut: kernels.flow_keys(p, c, lut))
+    else:
+        ep_s, fkey = np.zeros(0, np.int64), np.zeros(0, np.uint64)
     cols.forget("src", "dst", "iface", "direction", "payload_len", "seq")
     give_back()
-    lo_ep = np.minimum(ep_s, ep_d)
-    hi_ep = np.maximum(ep_s, ep_d, out=ep_d)
-    fkey = kernels.mix_rows(0xF10, (rows.pidx.astype(np.int64) * 256 + proto, lo_ep, hi_ep))
-    del lo_ep, hi_ep, ep_d
     # Flows numbered as rows first show them (see kernels.first_seen).
     fid, n_fid = kernels.dense(fkey, ordered=False)
     del fkey

@@ -79,6 +79,47 @@ def packet_key(
     return out
 
 
+def flow_keys(
+    point: int, cols: Mapping[str, npt.NDArray[Any]], lut: npt.NDArray[Any], *, use: Any = AUTO
+) -> tuple[I64, U64]:
+    """Per row of one point: its source endpoint and the key of its flow.
+
+    An endpoint is the global address id (`lut` maps the point's ids to those; its last entry,
+    -1, stands for none) << 18 | (port + 1), the port being the echo identifier for ICMP. The
+    flow key hashes the point, the protocol and both endpoints in either order, so both
+    directions of a flow at a point share it.
+    """
+    use = _pick(use)
+    proto = _as(cols["proto"], "u1")
+    n = int(proto.shape[0])
+    if use is not None:
+        ep_s = np.empty(n, dtype=np.int64)
+        fkey = np.empty(n, dtype=np.uint64)
+        ok = use.flow_keys(
+            point,
+            proto,
+            *(_as(cols[c], "i4") for c in ("src", "dst", "sport", "dport", "icmp_id")),
+            _as(lut, "i4"),
+            ep_s,
+            fkey,
+        )
+        if not ok:
+            raise IndexError("address id out of range")
+        return ep_s, fkey
+    icmp = (proto <= 1) | (proto == 58)
+    icmp_id = np.asarray(cols["icmp_id"])
+    port_s = np.where(icmp, icmp_id, np.asarray(cols["sport"])).astype(np.int64)
+    port_d = np.where(icmp, icmp_id, np.asarray(cols["dport"])).astype(np.int64)
+    ep_s = (lut[np.asarray(cols["src"])].astype(np.int64) << 18) | ((port_s + 1) & 0x3FFFF)
+    ep_d = (lut[np.asarray(cols["dst"])].astype(np.int64) << 18) | ((port_d + 1) & 0x3FFFF)
+    fkey = mix_rows(
+        0xF10,
+        (point * 256 + proto.astype(np.int64), np.minimum(ep_s, ep_d), np.maximum(ep_s, ep_d)),
+        use=None,
+    )
+    return ep_s, fkey
+
+
 def group_min(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = AUTO) -> I64:
     """Per group 0..n-1, the smallest of its values (int64 max where a group has none)."""
     use = _pick(use)
@@ -238,18 +279,28 @@ def sends(
     """
     use = _pick(use)
     n = int(order.shape[0])
-    if use is not None:
-        # Sorted copies first, so that the compiled pass reads and writes sequentially.
+    p = np.asarray(pidx)
+    # The compiled pass finds each row's point from the point boundaries (no gather of the
+    # points): it needs the rows numbered point by point, as the correlator's are.
+    if use is not None and n and not bool((p[1:] < p[:-1]).any()):
+        bounds = np.searchsorted(p, np.arange(int(p[-1]) + 2)).astype(np.int64)
+        bounds[0] = 0
+        iface_a = np.asarray(iface).astype(np.int64)
+        vantage = np.where(
+            iface_a >= 0, ((iface_a + 1) & 0x3FFFFF) * 4 + (np.asarray(direction) & 3), -1
+        ).astype(np.int32)
+        del iface_a
         kk = np.empty(n, dtype=np.int64)
         jamb = np.zeros(n, dtype=np.uint8)
         lone_s = np.empty(n, dtype=np.uint8)
         rep = np.empty(n, dtype=np.uint8)
+        order = _as(order, "i8")
         n_j, _ = use.sends(
             _as(s_key, "u8"),
-            _as(np.asarray(pidx)[order], "i8"),
+            order,
+            bounds,
             _as(np.asarray(t)[order], "i8"),
-            _as(np.asarray(iface)[order], "i4"),
-            _as(np.asarray(direction)[order], "i1"),
+            vantage[order],
             int(window),
             kk,
             jamb,

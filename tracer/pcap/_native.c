@@ -542,7 +542,8 @@ static int cmp_ids(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-/* intern(src_keys, dst_keys, src_ids, dst_ids) -> (IPv4 texts, other keys), both sorted.
+/* intern(src_keys, dst_keys, src_ids, dst_ids) -> (IPv4 texts, other keys, IPv4 numbers as
+ * native-endian uint32 bytes), all sorted.
  * Keys (int64, -1 = none) become their rank among the distinct keys, as np.unique +
  * searchsorted give it; -1 stays -1. One hash lookup per key gives first-seen ids, which a
  * small table then turns into ranks. */
@@ -551,7 +552,7 @@ static PyObject *intern_keys(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "OOOO", &objs[0], &objs[1], &objs[2], &objs[3])) return NULL;
     Py_buffer v[4];
     int got = 0;
-    PyObject *result = NULL, *texts = NULL, *others = NULL;
+    PyObject *result = NULL, *texts = NULL, *others = NULL, *numbers = NULL;
     Interner t;
     memset(&t, 0, sizeof t);
     int32_t *order = NULL, *rank = NULL;
@@ -626,7 +627,12 @@ static PyObject *intern_keys(PyObject *self, PyObject *args) {
     while (v4 < count && t.keys[order[v4]] < V6_BASE) v4++;
     texts = PyList_New((Py_ssize_t)v4);
     others = PyList_New((Py_ssize_t)(count - v4));
-    if (!texts || !others) goto done;
+    numbers = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(v4 * sizeof(uint32_t)));
+    if (!texts || !others || !numbers) goto done;
+    for (size_t r = 0; r < v4; r++) {
+        uint32_t a = (uint32_t)t.keys[order[r]];
+        memcpy(PyBytes_AS_STRING(numbers) + r * sizeof a, &a, sizeof a);
+    }
     for (size_t r = 0; r < count; r++) {
         int64_t key = t.keys[order[r]];
         PyObject *item;
@@ -642,10 +648,11 @@ static PyObject *intern_keys(PyObject *self, PyObject *args) {
         if (!item) goto done;
         PyList_SET_ITEM(r < v4 ? texts : others, (Py_ssize_t)(r < v4 ? r : r - v4), item);
     }
-    result = PyTuple_Pack(2, texts, others);
+    result = PyTuple_Pack(3, texts, others, numbers);
 done:
     Py_XDECREF(texts);
     Py_XDECREF(others);
+    Py_XDECREF(numbers);
     free(order);
     free(rank);
     free(t.e);

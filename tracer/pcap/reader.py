@@ -116,8 +116,7 @@ def _decode_all(buf: mmap.mmap, path: str, vectorise: bool) -> Frames:
     else:
         _decode_numpy(buf, data, index, cols, src, dst, interner, vectorise)
     del data
-    addresses = _intern_addresses(src, dst, cols, interner)
-    address_keys = _address_keys(src, dst, cols, len(addresses))
+    addresses, address_keys = _intern_addresses(src, dst, cols, interner)
     del src, dst
     return Frames(
         path=path,
@@ -269,40 +268,31 @@ def _decode_rest(
     dst[rest] = [interner.address(r.dst) for r in rows]
 
 
-def _address_keys(
-    src: npt.NDArray[np.int64],
-    dst: npt.NDArray[np.int64],
-    cols: dict[str, npt.NDArray[np.generic]],
-    n_addresses: int,
-) -> npt.NDArray[np.int64]:
-    """Per address id, its IPv4 value, or -1 for an IPv6 address (keys at or above _V6_BASE)."""
-    keys = np.full(n_addresses, -1, dtype=np.int64)
-    for key, name in ((src, "src"), (dst, "dst")):
-        ids = np.asarray(cols[name], dtype=np.int64)
-        v4 = (ids >= 0) & (key < _V6_BASE)
-        keys[ids[v4]] = key[v4]
-    return keys
-
-
 def _intern_addresses(
     src: npt.NDArray[np.int64],
     dst: npt.NDArray[np.int64],
     cols: dict[str, npt.NDArray[np.generic]],
     interner: _Interner,
-) -> tuple[str, ...]:
+) -> tuple[tuple[str, ...], npt.NDArray[np.int64]]:
+    """The address table (texts) and, per address, its IPv4 number or -1 (Frames.address_keys);
+    rewrites the src/dst columns from keys to ids into that table."""
     v6 = sorted(interner.v6, key=interner.v6.__getitem__)
     texts: list[str]
     if fast.native is not None:
         # A hash of the distinct keys in C: the same sorted ids as the numpy way, and the text
         # of each IPv4 address made there; IPv6 keys come after them.
-        texts, other = fast.native.intern(src, dst, cols["src"], cols["dst"])
+        texts, other, numbers = fast.native.intern(src, dst, cols["src"], cols["dst"])
+        v4_keys = np.frombuffer(numbers, dtype=np.uint32).astype(np.int64)
     else:
         keys = _intern_numpy(src, dst, cols)
         v4 = bisect.bisect_left(keys, _V6_BASE)
         texts = [socket.inet_ntoa(struct.pack(">I", key)) for key in keys[:v4]]
         other = keys[v4:]
+        v4_keys = np.array(keys[:v4], dtype=np.int64)
     texts.extend(socket.inet_ntop(socket.AF_INET6, v6[key - _V6_BASE]) for key in other)
-    return tuple(texts)
+    address_keys = np.full(len(texts), -1, dtype=np.int64)
+    address_keys[: v4_keys.shape[0]] = v4_keys
+    return tuple(texts), address_keys
 
 
 def _intern_numpy(
