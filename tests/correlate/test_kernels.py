@@ -258,3 +258,15 @@ def test_both_directions_of_a_flow_share_its_key() -> None:
         _, key = kernels.flow_keys(0, cols, lut, use=use)
         assert key[0] == key[1]  # the reply of the same flow
         assert key[2] != key[0]  # another source port: another flow
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(-1, 3)), max_size=40))
+def test_group_single_is_the_one_value_or_minus_one(rows: list[tuple[int, int]]) -> None:
+    g = np.array([r[0] for r in rows], dtype=np.int64)
+    v = np.array([r[1] for r in rows], dtype=np.int64)
+    expected = []
+    for group in range(6):
+        values = {b for a, b in rows if a == group and b >= 0}
+        expected.append(values.pop() if len(values) == 1 else -1)
+    for use in {kernels.native, None}:
+        assert kernels.group_single(g, v, 6, use=use).tolist() == expected

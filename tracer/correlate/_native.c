@@ -123,8 +123,9 @@ static PyObject *packet_key(PyObject *self, PyObject *args) {
 /* ------------------------------------------------------------------ group reductions */
 
 /* group_reduce(groups i8, values i8, out i8, op): out[g] = min/max/or(out[g], values[i]) for
- * every row i of group g (op 0 min, 1 max, 2 bitwise or). False when a group id is out of
- * range. */
+ * every row i of group g (op 0 min, 1 max, 2 bitwise or); op 3: out[g] (-1 to begin with)
+ * becomes the group's one value >= 0, or -2 when it has several. False when a group id is out
+ * of range. */
 static PyObject *group_reduce(PyObject *self, PyObject *args) {
     PyObject *og, *ov, *oo;
     int op;
@@ -152,8 +153,11 @@ static PyObject *group_reduce(PyObject *self, PyObject *args) {
             if (v[i] < out[gi]) out[gi] = v[i];
         } else if (op == 1) {
             if (v[i] > out[gi]) out[gi] = v[i];
-        } else {
+        } else if (op == 2) {
             out[gi] |= v[i];
+        } else if (v[i] >= 0) { /* op 3: the one value >= 0 of the group; -2 for several */
+            if (out[gi] == -1) out[gi] = v[i];
+            else if (out[gi] != v[i]) out[gi] = -2;
         }
     }
     Py_END_ALLOW_THREADS

@@ -422,9 +422,7 @@ _KEEP = (
     "encap",
 )
 # Columns most steps read: gathered once and kept. The others are gathered when asked for.
-_CACHED = frozenset(
-    ("proto", "tcp_flags", "src", "dst", "seq", "payload_len", "icmp_type", "iface", "direction")
-)
+_CACHED = frozenset(("proto", "tcp_flags", "src", "dst", "icmp_type"))
 
 
 # IP protocols the correlator matches (TCP, UDP, ICMP, ICMPv6), as a lookup by protocol number.
@@ -1137,16 +1135,13 @@ def _learn_connections(jid: I64, n_j: int, fid: I64, n_fid: int, jconf: Bools) -
     other = ~conf_row
     if other.any():
         rl = np.where(learned[fid], lab[fid], -1)
-        sel = other & (rl >= 0)
         # Per journey, the one learned connection its other rows name (-1: none, or several).
-        js, rs = jid[sel], rl[sel]
-        lo = kernels.group_min(js, rs, n_j)
-        hi = kernels.group_max(js, rs, n_j)
-        del js, rs
-        single = np.where(lo == hi, lo, -1)
-        del lo, hi
-        vote = other & (rl < 0) & (single[jid] >= 0)
-        del rl, sel
+        unlearned = rl < 0
+        rl[conf_row] = -1
+        single = kernels.group_single(jid, rl, n_j)
+        del rl
+        vote = other & unlearned & (single[jid] >= 0)
+        del unlearned
         if vote.any():
             vk, vc = np.unique(fid[vote] * (n_fid + 1) + single[jid[vote]], return_counts=True)
             vf, vl = vk // (n_fid + 1), vk % (n_fid + 1)

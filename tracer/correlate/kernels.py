@@ -144,6 +144,23 @@ def group_or(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = AUTO) 
     return out
 
 
+def group_single(groups: I64, values: npt.NDArray[Any], n: int, *, use: Any = AUTO) -> I64:
+    """Per group 0..n-1, its one value among those >= 0 (values < 0 are skipped); -1 where it
+    has none or several different ones."""
+    use = _pick(use)
+    if use is not None:
+        out = np.full(n, -1, dtype=np.int64)
+        _group_reduce(groups, values, out, 3, use)
+        out[out == -2] = -1
+        return out
+    v = np.asarray(values)
+    keep = v >= 0
+    g = np.asarray(groups)[keep]
+    lo = group_min(g, v[keep], n, use=None)
+    hi = group_max(g, v[keep], n, use=None)
+    return np.where(lo == hi, lo, -1)
+
+
 def first_index(groups: I64, n: int, *, use: Any = AUTO) -> I64:
     """For each group id 0..n-1, the smallest row index that has it (-1 if none)."""
     use = _pick(use)
@@ -178,7 +195,7 @@ def _group_reduce(groups: I64, values: npt.NDArray[Any], out: I64, op: int, use:
         if not use.group_reduce(g, v, out, op):
             raise IndexError("group id out of range")
         return
-    (np.minimum, np.maximum, np.bitwise_or)[op].at(out, g, v)
+    (np.minimum, np.maximum, np.bitwise_or)[op].at(out, g, v)  # op 3: compiled only
 
 
 def group_order(groups: I64, n: int, *, use: Any = AUTO) -> I64:
@@ -295,18 +312,13 @@ def sends(
         lone_s = np.empty(n, dtype=np.uint8)
         rep = np.empty(n, dtype=np.uint8)
         order = _as(order, "i8")
+        t_sorted = _as(np.asarray(t)[order], "i8")
+        v_sorted = vantage[order]
+        del vantage
         n_j, _ = use.sends(
-            _as(s_key, "u8"),
-            order,
-            bounds,
-            _as(np.asarray(t)[order], "i8"),
-            vantage[order],
-            int(window),
-            kk,
-            jamb,
-            lone_s,
-            rep,
+            _as(s_key, "u8"), order, bounds, t_sorted, v_sorted, int(window), kk, jamb, lone_s, rep
         )
+        del t_sorted, v_sorted
         jid = np.empty(n, dtype=np.int64)
         jid[order] = kk
         del kk
