@@ -10,7 +10,12 @@ _FLAGS = ["-O3", "-std=c11", "-Wall", "-Wextra", "-Wno-unused-parameter"]
 
 setup(
     ext_modules=[
-        Extension("tracer.pcap._native", ["tracer/pcap/_native.c"], extra_compile_args=_FLAGS, optional=True),
+        Extension(
+            "tracer.pcap._native",
+            ["tracer/pcap/_native.c"],
+            extra_compile_args=_FLAGS,
+            optional=True,
+        ),
         Extension(
             "tracer.correlate._native",
             ["tracer/correlate/_native.c"],
