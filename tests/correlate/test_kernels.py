@@ -10,8 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracer.correlate import Correlation, PointFrames, correlate, kernels
-from tracer.correlate.engine import packed_order
-from tracer.correlate.kernels import KEY_COLUMNS
+from tracer.correlate.kernels import KEY_COLUMNS, packed_order
 from tracer.inputs import load_run
 from tracer.testing.accuracy import Case, generate
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tracer.correlate import http_request_info
-from tracer.correlate.engine import packed_order
+from tracer.correlate.kernels import packed_order
 
 
 def test_request_line_and_identifying_headers() -> None:

@@ -31,13 +31,14 @@ import itertools
 from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, overload
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from tracer.correlate import clocks as clk
 from tracer.correlate import kernels
+from tracer.correlate.kernels import packed_order
 from tracer.correlate.keys import partial_hash
 from tracer.correlate.offload import (
     SeqShifts,
@@ -75,7 +76,6 @@ from tracer.pcap.columns import (
 )
 
 I64 = npt.NDArray[np.int64]
-U64 = npt.NDArray[np.uint64]
 Bools = npt.NDArray[np.bool_]
 Col = npt.NDArray[Any]  # an integer column in the dtype the reader gave it
 
@@ -151,25 +151,10 @@ class Table:
         pidx = self.pidx if rows is None else self.pidx[rows]
         frow = self.row if rows is None else self.row[rows]
         if name in ("sport", "dport"):
-            proto = self.column("proto", rows)
-            ports = self.column(f"_{name}", rows)
+            proto, ports, icmp_id = _read_rows(self.sources, pidx, frow, "proto", name, "icmp_id")
             icmp = (proto == 1) | (proto == 58)
-            if icmp.any():
-                ports = np.where(icmp, self.column("icmp_id", rows), ports)
-            return ports
-        source = _TABLE_NAMES.get(name, name.lstrip("_"))
-        out: Col | None = None
-        for p, (cols, lut) in enumerate(self.sources):
-            here = np.flatnonzero(pidx == p)
-            if not here.shape[0]:
-                continue
-            v = np.asarray(cols[source])[frow[here]]
-            if source in ("src", "dst"):
-                v = lut[v]  # -1 indexes the trailing -1
-            if out is None:
-                out = np.empty(pidx.shape[0], dtype=v.dtype)
-            out[here] = v
-        return out if out is not None else np.zeros(pidx.shape[0], np.int64)
+            return np.where(icmp, icmp_id, ports) if icmp.any() else ports
+        return _read_rows(self.sources, pidx, frow, _TABLE_NAMES.get(name, name))[0]
 
     src = property(lambda self: self.column("src"))
     dst = property(lambda self: self.column("dst"))
@@ -182,6 +167,30 @@ class Table:
 
 # Table column names that differ from the reader's.
 _TABLE_NAMES: Mapping[str, str] = {"t": "t_ns", "plen": "payload_len", "flags": "tcp_flags"}
+
+
+def _read_rows(
+    sources: Sequence[tuple[Mapping[str, Any], Col]], point: Col, frame: Col, *names: str
+) -> list[Col]:
+    """Columns `names` (the reader's) at rows given by their point and frame index, read from
+    each point's own columns; "src"/"dst" mapped through the point's address lut."""
+    where = [
+        (here, frame[here]) for here in (np.flatnonzero(point == p) for p in range(len(sources)))
+    ]
+    out: list[Col] = []
+    for name in names:
+        col: Col | None = None
+        for (cols, lut), (here, rows) in zip(sources, where, strict=True):
+            if not here.shape[0]:
+                continue
+            v = np.asarray(cols[name])[rows]
+            if name in ("src", "dst"):
+                v = lut[v]  # -1 indexes the trailing -1
+            if col is None:
+                col = np.empty(point.shape[0], dtype=v.dtype)
+            col[here] = v
+        out.append(col if col is not None else np.zeros(point.shape[0], np.int64))
+    return out
 
 
 @dataclass(frozen=True)
@@ -307,42 +316,27 @@ class _Columns(MutableMapping[str, Col]):
         """
         if any(name in self._replaced for name in replaced):
             return fn(self)
-        parts = [fn(c)[idx] for c, idx, _ in self.sources]
-        out: Col = np.concatenate(parts) if parts else np.zeros(0, np.int64)
-        del parts
-        return out if self._sel is None else out[self._sel]
+        if not self.sources:
+            return np.zeros(0, np.int64)
+        return self.per_point(lambda _p, c, _lut: (fn(c),))[0]
 
     def at(self, rows: I64, *names: str) -> list[Col]:
         """Columns `names` at some rows only (from the cached or replaced copy where there is
         one, else from the points' own columns: no full gather)."""
-        if self._sel is not None:
-            frames = self._sel[rows]
-        else:
-            frames = rows
+        frames = rows if self._sel is None else self._sel[rows]
         bounds = np.cumsum([0] + [idx.shape[0] for _, idx, _ in self.sources])
         point = np.searchsorted(bounds, frames, side="right") - 1
-        where = []
+        frame = np.empty_like(frames)
         for p, (_, idx, _) in enumerate(self.sources):
             here = np.flatnonzero(point == p)
-            where.append((here, idx[frames[here] - bounds[p]]))
-        out: list[Col] = []
-        for name in names:
-            hit = self._cache.get(name)
-            if hit is not None:
-                out.append(hit[rows])
-                continue
-            col: Col | None = None
-            for (c, _, lut), (here, frame) in zip(self.sources, where, strict=True):
-                if not here.shape[0]:
-                    continue
-                v = np.asarray(c[name])[frame]
-                if name in ("src", "dst"):
-                    v = lut[v]
-                if col is None:
-                    col = np.empty(rows.shape[0], dtype=v.dtype)
-                col[here] = v
-            out.append(col if col is not None else np.zeros(rows.shape[0], np.int64))
-        return out
+            frame[here] = idx[frames[here] - bounds[p]]
+        sources = [(c, lut) for c, _, lut in self.sources]
+        return [
+            self._cache[name][rows]
+            if name in self._cache
+            else _read_rows(sources, point, frame, name)[0]
+            for name in names
+        ]
 
     def frame_rows(self) -> I64:
         """Each row's frame index in its point's capture."""
@@ -355,10 +349,6 @@ class _Columns(MutableMapping[str, Col]):
         for name in names:
             if name not in self._replaced:
                 self._cache.pop(name, None)
-
-    def drop_cached(self) -> None:
-        """Forget the gathered copies of the points' columns (replaced ones stay)."""
-        self._cache = {k: v for k, v in self._cache.items() if k in self._replaced}
 
     def per_point(self, fn: Callable[[int, Mapping[str, Any], Col], tuple[Col, ...]]) -> list[Col]:
         """`fn(point, its columns, its address lut)` for every point, each of its results
@@ -448,10 +438,7 @@ def _address_luts(points: Sequence[PointFrames]) -> tuple[list[str], list[Col]]:
         new = list(dict.fromkeys(a for a in tab if a not in ids) if ids else dict.fromkeys(tab))
         ids.update(zip(new, range(len(ids), len(ids) + len(new)), strict=True))
         lut = np.empty(len(tab) + 1, dtype=np.int32)
-        if len(new) == len(tab) and (not new or ids[tab[0]] == len(ids) - len(tab)):
-            lut[:-1] = np.arange(len(ids) - len(tab), len(ids))  # all new, in order
-        else:
-            lut[:-1] = np.fromiter(map(ids.__getitem__, tab), dtype=np.int64, count=len(tab))
+        lut[:-1] = np.fromiter(map(ids.__getitem__, tab), dtype=np.int64, count=len(tab))
         lut[-1] = -1
         luts.append(lut)
     merged = list(ids)
@@ -669,64 +656,6 @@ def components(n: int, a: I64, b: I64) -> I64:
             lab = nxt
 
 
-@overload
-def packed_order(key: npt.NDArray[Any]) -> I64: ...
-@overload
-def packed_order(key: npt.NDArray[Any], *, with_sorted: Literal[True]) -> tuple[I64, U64]: ...
-def packed_order(key: npt.NDArray[Any], *, with_sorted: bool = False) -> Any:
-    """The permutation that sorts rows by `key` (64-bit), ties in row order: a stable argsort.
-
-    numpy sorts plain 64-bit values about ten times faster than it argsorts them, so the row
-    index is packed into the key's low bits and the values are sorted. Rows whose keys share
-    the remaining high bits but differ below them (rare: a 40-bit collision) are put right
-    afterwards with an exact sort of just those rows. `with_sorted` also returns the keys in
-    that order (as uint64), which the collision check has at hand anyway.
-    """
-    n = int(key.shape[0])
-    k = np.ascontiguousarray(key).view(np.uint64) if key.dtype != np.uint64 else key
-    if n < 2:
-        order = np.arange(n, dtype=np.int64)
-        return (order, k[order]) if with_sorted else order
-    ib = np.uint64(max(1, (n - 1).bit_length()))
-    low = (np.uint64(1) << ib) - np.uint64(1)
-    idx = np.arange(n, dtype=np.uint64)
-    if int(k.max()) >> (64 - int(ib)) == 0:
-        # Small keys (ids, positions): key and row index fit side by side, exactly.
-        packed = (k << ib) | idx
-        del idx
-        packed.sort()
-        if with_sorted:
-            sk = packed >> ib
-            packed &= low
-            return packed.view(np.int64), sk
-        packed &= low
-        return packed.view(np.int64)  # below 2**63: the same values, no copy
-    packed = (k >> ib) << ib
-    packed |= idx
-    del idx
-    packed.sort()
-    order = (packed & low).view(np.int64)
-    sk = k[order]
-    packed >>= ib  # the high bits each row was sorted on
-    same_top = packed[1:] == packed[:-1]
-    del packed
-    bad = same_top & (sk[1:] != sk[:-1])
-    if bad.any():
-        run = np.cumsum(np.r_[True, ~same_top]) - 1
-        bad_run = np.zeros(int(run[-1]) + 1, dtype=bool)
-        bad_run[run[1:][bad]] = True
-        rows = np.flatnonzero(bad_run[run])
-        sub = np.lexsort((order[rows], sk[rows], run[rows]))
-        order[rows] = order[rows][sub]
-        sk[rows] = sk[rows][sub]
-    return (order, sk) if with_sorted else order
-
-
-def _dense(values: I64) -> tuple[I64, int]:
-    """Renumber arbitrary 64-bit ids to 0..k-1 (in sorted order of the ids as unsigned)."""
-    return kernels.dense(values)
-
-
 def _distinct_count(group: I64, value: I64, n_groups: int, n_values: int) -> I64:
     """How many distinct values (0..n_values-1) each group has."""
     if n_values <= 62:
@@ -746,11 +675,6 @@ def _distinct(values: I64) -> I64:
     if sv.shape[0] < 2:
         return sv
     return sv[np.r_[True, sv[1:] != sv[:-1]]]
-
-
-def _first_index(groups: I64, n: int) -> I64:
-    """For each group id, the smallest row index that has it (-1 if none)."""
-    return kernels.first_index(groups, n)
 
 
 # ----------------------------------------------------------------------------- correlate
@@ -868,7 +792,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     # A send is one journey per connection: split journeys that straddle two connections.
     n_j = n_j0
     if split:
-        jid, n_j = _dense(jid * (n_fid + 1) + label)
+        jid, n_j = kernels.dense(jid * (n_fid + 1) + label)
     used = np.zeros(n_fid + 1, dtype=bool)
     used[label] = True
     renumber = np.cumsum(used) - 1
@@ -879,7 +803,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     echo_req = (~tcp) & np.isin(cols["icmp_type"], _ICMP_ECHO_REQUEST) & (proto != 17)
     anchor = syn | echo_req
     fwd_src = np.full(n_fid, -1, dtype=np.int64)
-    first = _first_index(fid, n_fid)
+    first = kernels.first_index(fid, n_fid)
     fwd_src[first >= 0] = ep_s[first[first >= 0]]
     anchored = np.zeros(n_fid, dtype=bool)
     fwd_src[fid[anchor]] = ep_s[anchor]
@@ -908,7 +832,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         if joins is not None:
             jid = jid.copy()
             jid[joins.rows] = jid[joins.targets]
-            jid, n_j = _dense(jid)
+            jid, n_j = kernels.dense(jid)
             jfwd = _journey_forward(jid, n_j, is_fwd)
             offload_byte = np.zeros(n, dtype=np.int8)
             offload_byte[joins.rows] = np.where(joins.last_byte, 2, 1)
@@ -973,7 +897,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             pos, send = regroup
             jid = jid.copy()
             jid[repeats[pos]] = n_j + send
-            jid, n_j = _dense(jid)
+            jid, n_j = kernels.dense(jid)
             jfwd = _journey_forward(jid, n_j, is_fwd)
             jconn = np.zeros(n_j, dtype=np.int64)
             jconn[jid] = conn_of_row
@@ -990,7 +914,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     del conn_of_row
     # From here on only the TCP columns of each journey's first row are read again (gathered
     # anew): the cached columns would only raise the peak.
-    cols.drop_cached()
+    cols.forget(*_KEEP)
     del proto, flags, tcp
 
     # --- 4c. path order
@@ -1125,7 +1049,7 @@ def _learn_connections(jid: I64, n_j: int, fid: I64, n_fid: int, jconf: Bools) -
     if n == 0:
         return np.zeros(0, np.int64), 0
     # Each journey's anchor: the flow of its first row.
-    anchor_j = fid[_first_index(jid, n_j)]
+    anchor_j = fid[kernels.first_index(jid, n_j)]
     conf_row = jconf[jid]
     # Phase 1: confident matches define connections.
     lab = components(n_fid, fid[conf_row], anchor_j[jid[conf_row]])

@@ -24,7 +24,16 @@ from tracer.memory import give_back
 from tracer.pcap import fast
 from tracer.pcap.columns import COLUMN_NAMES, COLUMNS, Frames, store_constants_once
 from tracer.pcap.container import FrameIndex, index_capture
-from tracer.pcap.decode import LINKTYPE_LINUX_SLL2, Row, decode_frame
+from tracer.pcap.decode import (
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_RAW,
+    LINKTYPE_RAW_LEGACY,
+    Row,
+    decode_frame,
+)
 
 # Frames decoded per vectorised pass. Small on purpose: temporaries stay below the size at
 # which malloc maps fresh pages for each one, which costs more than the numpy work itself.
@@ -177,7 +186,14 @@ def _decode_numpy(
 
 
 # Link types the compiled kernel decodes, and their slot in its table of encap ids.
-_NATIVE_SLOTS = {1: 0, 276: 1, 113: 2, 101: 3, 228: 3, 12: 3, 14: 3}
+_NATIVE_SLOTS = {
+    LINKTYPE_ETHERNET: 0,
+    LINKTYPE_LINUX_SLL2: 1,
+    LINKTYPE_LINUX_SLL: 2,
+    LINKTYPE_RAW: 3,
+    LINKTYPE_IPV4: 3,
+    **{lt: 3 for lt in LINKTYPE_RAW_LEGACY},
+}
 # The columns the compiled kernel writes, in the order it takes them (see _native.c).
 NATIVE_COLUMNS = tuple(n for n in COLUMN_NAMES if n not in ("t_ns", "src", "dst", "origlen"))
 
