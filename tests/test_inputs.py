@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -348,3 +349,80 @@ def test_a_capture_file_given_as_run_points_to_point(tmp_path: Path) -> None:
         load_run(f)
     assert "is not a directory" in str(e.value)
     assert e.value.hint is not None and f"--point client:NAME={f}" in e.value.hint
+
+
+# --- only regular files, inside the run --------------------------------------------------------
+
+
+@pytest.mark.parametrize("file", ["../../secret.pcap", "/etc/passwd", "points/../../secret.pcap"])
+def test_a_point_outside_the_run_is_left_out_unread(tmp_path: Path, file: str) -> None:
+    (tmp_path / "secret.pcap").write_bytes(b"root:x:0:0:SECRET")
+    run = _run_dir(
+        tmp_path,
+        [
+            {"name": "client", "role": "client", "file": "points/client.pcap"},
+            {"name": "evil", "role": "server", "file": file},
+        ],
+        {"client.pcap": b"x"},
+    )
+    reader = FakeReader()
+    loaded = load_run(run, reader=reader)
+    assert [p.point.name for p in loaded.points] == ["client"]
+    assert reader.read == [str(run / "points" / "client.pcap")]  # the outside file never opened
+    (warning,) = [w for w in loaded.warnings if "point evil left out" in w]
+    assert "point 'evil' file" in warning and "SECRET" not in warning
+
+
+def test_only_points_outside_the_run_is_the_error(tmp_path: Path) -> None:
+    run = _run_dir(tmp_path, [{"name": "e", "role": "client", "file": "/etc/passwd"}], {})
+    with pytest.raises(InputError, match="'/etc/passwd' is an absolute path"):
+        load_run(run, reader=FakeReader())
+
+
+def _special(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    path = tmp_path / f"{kind}.pcap"
+    if kind == "fifo":
+        os.mkfifo(path)
+        return path, "not a regular file"
+    if kind == "loop":
+        path.symlink_to(tmp_path / "loop.pcap")
+        return path, "a loop of symbolic links"
+    path.mkdir()
+    return path, "is a directory"
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loop", "directory"])
+def test_a_run_point_that_is_no_regular_file_is_named_without_blocking(
+    tmp_path: Path, kind: str
+) -> None:
+    run = _run_dir(
+        tmp_path,
+        [
+            {"name": "client", "role": "client", "file": "points/client.pcap"},
+            {"name": "odd", "role": "server", "file": f"points/{kind}.pcap"},
+        ],
+        {"client.pcap": b"x"},
+    )
+    _, why = _special(run / "points", kind)
+    loaded = load_run(run, reader=FakeReader())
+    assert [p.point.name for p in loaded.points] == ["client"]
+    assert any("point odd left out" in w and why in w for w in loaded.warnings)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "loop", "directory"])
+def test_a_named_file_that_is_no_regular_file_is_an_input_error(tmp_path: Path, kind: str) -> None:
+    path, why = _special(tmp_path, kind)
+    with pytest.raises(InputError, match=why):
+        load_points([f"client:c={path}"], reader=FakeReader())
+
+
+def test_a_latin1_links_json_in_a_run_is_read(tmp_path: Path) -> None:
+    run = _run_dir(
+        tmp_path,
+        [{"name": "n", "role": "node", "file": "points/n.pcap", "node": "n1"}],
+        {"n.pcap": b"x"},
+    )
+    (run / "nodes" / "n1").mkdir(parents=True)
+    (run / "nodes" / "n1" / "links.json").write_bytes(b'{"3": "eth\xe9"}')
+    loaded = load_run(run, reader=FakeReader(linktype=LINKTYPE_LINUX_SLL2), links_parser=fake_links)
+    assert loaded.points[0].ifnames == {3: "eth\ufffd"}

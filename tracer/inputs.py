@@ -19,19 +19,20 @@ that cannot be read.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from tracer.errors import InputError, PathtraceError, UsageError
 from tracer.model import ROLES, CapturePoint
 from tracer.pcap.columns import Frames
-from tracer.rundir import Manifest, load_manifest, node_fact, point_file
+from tracer.rundir import Manifest, load_manifest, node_fact, point_file, read_text
 
 POINT_FORM = "ROLE:NAME[@NODE]=FILE"
 POINT_EXAMPLE = "client:web-client@node-a=client.pcap"
@@ -158,12 +159,9 @@ def parse_links_spec(spec: str) -> tuple[str, str]:
 
 
 def _read_links(path: str, parser: LinksParser) -> dict[int, str]:
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: links file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read links file: {e}") from e
+    text = read_text(path, tolerant=True)
+    if text is None:
+        raise InputError(f"{path}: links file not found")
     try:
         return parser(text)
     except PathtraceError as e:
@@ -174,17 +172,34 @@ def _read_links(path: str, parser: LinksParser) -> dict[int, str]:
         raise InputError(f"{path}: not `ip -o link` text nor `ip -j link` JSON: {e}") from e
 
 
+def check_capture_file(path: str, what: str = "capture file") -> None:
+    """Raise InputError unless `path` is a regular file this process may read: the same message
+    (and exit code) wherever a capture is named. Never opens a FIFO or device (they would block
+    or never end)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: {what} not found") from None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InputError(f"{path}: a loop of symbolic links, not a {what}") from None
+        raise InputError(f"{path}: {(e.strerror or str(e)).lower()}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a directory, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file (a FIFO, socket or device), not a {what}")
+    if not os.access(path, os.R_OK):
+        raise InputError(
+            f"{path}: permission denied", hint="captures are written owner-readable only"
+        )
+
+
 def _read_capture(path: str, reader: Reader) -> Frames:
+    check_capture_file(path)
     try:
         return reader(path)
     except FileNotFoundError:
         raise InputError(f"{path}: capture file not found") from None
-    except IsADirectoryError:
-        raise InputError(f"{path}: is a directory, not a capture file") from None
-    except PermissionError:
-        raise InputError(
-            f"{path}: permission denied", hint="captures are written owner-readable only"
-        ) from None
     except OSError as e:
         raise InputError(f"{path}: {e.strerror or e}") from e
 
@@ -308,8 +323,10 @@ def load_points(
     )
     for p in points:
         # The user typed these paths: a missing one is an error, not something to skip.
-        if not os.path.exists(p.file):
-            raise InputError(f"{p.file}: capture file not found (--point {p.name})")
+        try:
+            check_capture_file(p.file)
+        except InputError as e:
+            raise InputError(f"{e.message} (--point {p.name})", hint=e.hint) from None
     loaded, warnings = _load(
         [(p, p.file) for p in points],
         node_links,
@@ -365,17 +382,28 @@ def load_run(
     node_links: dict[str, dict[int, str]] = {}
     warnings: list[str] = list(manifest.warnings)
     for node in sorted(nodes):
-        text = node_fact(run, node, "links.json")
-        if text is None:
-            continue
         where = os.path.join(run, "nodes", node, "links.json")
         try:
+            text = node_fact(run, node, "links.json")
+            if text is None:
+                continue
             node_links[node] = parser(text)
+        except InputError as e:
+            warnings.append(f"{e.message}; interfaces show as numbers")
         except (PathtraceError, ValueError) as e:
             # Interface names are a convenience: a bad links.json must not hide the path.
             warnings.append(f"{where}: not readable as links ({e}); interfaces show as numbers")
     node_links.update(_links_by_node(links, nodes, parser))
-    points = [(p, str(point_file(run, p))) for p in manifest.points]
+    points: list[tuple[CapturePoint, str]] = []
+    outside: list[InputError] = []
+    for p in manifest.points:
+        try:
+            points.append((p, str(point_file(run, p))))
+        except InputError as e:
+            outside.append(e)
+            warnings.append(f"point {p.name} left out: {e.message}")
+    if not points:
+        raise outside[0]
     loaded, more = _load(
         points,
         node_links,

@@ -12,8 +12,10 @@ read captures.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -70,58 +72,190 @@ class Manifest:
         raise KeyError(name)
 
 
-def _from_dict(cls: Any, data: dict[str, Any], where: str) -> Any:
-    known = {f.name for f in fields(cls)}
-    unknown = set(data) - known
-    if unknown:
-        # Newer writers may add fields; keep reading, but never silently mis-assign.
-        data = {k: v for k, v in data.items() if k in known}
-    try:
-        return cls(**data)
-    except TypeError as e:
-        raise InputError(f"{where}: {e}") from e
+# --- the manifest's schema -------------------------------------------------------------------
+# A small subset of JSON Schema (type, const, enum, properties, required, items, minItems,
+# maxItems, minimum, maximum, maxLength), checked by `_check` before anything is built from the
+# file: a manifest is input like any capture, and a wrong type must be named, not crash a reader
+# far away. Unknown keys are allowed (newer writers may add fields) and ignored.
+
+_TEXT: dict[str, Any] = {"type": "string", "maxLength": 4096}
+_OPT_TEXT: dict[str, Any] = {"type": ["string", "null"], "maxLength": 4096}
+_NS_TIME: dict[str, Any] = {"type": ["integer", "null"], "minimum": 0, "maximum": (1 << 63) - 1}
+_COUNT: dict[str, Any] = {"type": ["integer", "null"], "minimum": 0, "maximum": (1 << 63) - 1}
+_PORT: dict[str, Any] = {"type": ["integer", "null"], "minimum": 0, "maximum": 65535}
+
+POINT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "role", "file"],
+    "properties": {
+        "name": {**_TEXT, "minLength": 1, "maxLength": 253},
+        "role": {"type": "string", "enum": list(ROLES)},
+        "file": {**_TEXT, "minLength": 1},
+        "node": _OPT_TEXT,
+        "pod": _OPT_TEXT,
+        "namespace": _OPT_TEXT,
+        "container": _OPT_TEXT,
+        "interface": _OPT_TEXT,
+        "started_ns": _NS_TIME,
+        "stopped_ns": _NS_TIME,
+        "packets": _COUNT,
+        "dropped": _COUNT,
+    },
+}
+SERVICE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["namespace", "name"],
+    "properties": {
+        "namespace": _TEXT,
+        "name": _TEXT,
+        "cluster_ips": {"type": ["array", "null"], "items": _TEXT, "maxItems": 16},
+        "ports": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "required": ["port"],
+                "properties": {
+                    "port": {**_PORT, "type": "integer"},
+                    "protocol": _TEXT,
+                    "name": _TEXT,
+                    "target_port": _PORT,
+                    "node_port": _PORT,
+                },
+            },
+        },
+        "endpoints": {
+            "type": ["array", "null"],
+            "items": {
+                "type": "object",
+                "required": ["address"],
+                "properties": {
+                    "address": _TEXT,
+                    "pod": _OPT_TEXT,
+                    "node": _OPT_TEXT,
+                    "ready": {"type": "boolean"},
+                },
+            },
+        },
+        "external_traffic_policy": _TEXT,
+        "session_affinity": _TEXT,
+    },
+}
+MANIFEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["schema", "points"],
+    "properties": {
+        "schema": {"const": SCHEMA},
+        "source": _TEXT,
+        "created": _TEXT,
+        "points": {"type": "array", "minItems": 1, "maxItems": 4096, "items": POINT_SCHEMA},
+        "services": {"type": ["array", "null"], "items": SERVICE_SCHEMA},
+        "request": {"type": ["object", "null"]},
+        "warnings": {"type": ["array", "null"], "items": {"type": "string"}},
+        "extra": {"type": ["object", "null"]},
+    },
+}
+
+_JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+    "null": (type(None),),
+}
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool):
+        return "boolean"
+    for name in ("null", "string", "integer", "number", "object", "array"):
+        if isinstance(value, _JSON_TYPES[name]):
+            return name
+    return type(value).__name__
+
+
+def _check(value: Any, schema: dict[str, Any], where: str) -> None:
+    """Raise InputError naming `where` (e.g. "points[0].file") when `value` breaks `schema`."""
+    kind = _json_type(value)
+    if "const" in schema and value != schema["const"]:
+        raise _SchemaError(where, f"is {_short(value)}, expected {schema['const']!r}")
+    allowed = schema.get("type")
+    if allowed is not None:
+        names = [allowed] if isinstance(allowed, str) else list(allowed)
+        if kind not in names and not (kind == "integer" and "number" in names):
+            shown = (
+                f" {_short(value)}" if kind in ("string", "integer", "number", "boolean") else ""
+            )
+            raise _SchemaError(where, f"must be {' or '.join(names)}, not {kind}{shown}")
+    if "enum" in schema and value not in schema["enum"]:
+        raise _SchemaError(
+            where, f"is {_short(value)}; expected one of {', '.join(map(str, schema['enum']))}"
+        )
+    if kind == "string":
+        if len(value) < schema.get("minLength", 0):
+            raise _SchemaError(where, "must not be empty")
+        if len(value) > schema.get("maxLength", len(value)):
+            raise _SchemaError(
+                where, f"is {len(value)} characters long (at most {schema['maxLength']})"
+            )
+    elif kind == "integer":
+        lo, hi = schema.get("minimum"), schema.get("maximum")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise _SchemaError(where, f"is {_short(value)}, outside {lo}..{hi}")
+    elif kind == "object":
+        for key in schema.get("required", ()):
+            if key not in value:
+                raise _SchemaError(where, f"needs field {key!r}")
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                _check(value[key], sub, f"{where}.{key}" if where else key)
+    elif kind == "array":
+        if len(value) < schema.get("minItems", 0):
+            raise _SchemaError(where, "must not be empty")
+        if len(value) > schema.get("maxItems", len(value)):
+            raise _SchemaError(where, f"has {len(value)} items (at most {schema['maxItems']})")
+        items = schema.get("items")
+        if items is not None:
+            for i, item in enumerate(value):
+                _check(item, items, f"{where}[{i}]")
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+class _SchemaError(Exception):
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"field {where!r} {why}" if where else f"the whole file {why}")
+
+
+def _known(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
+    """The keys of `data` that `cls` has (newer writers may add fields; they are ignored)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
 
 
 def manifest_from_json(data: Any, where: str = "manifest.json") -> Manifest:
-    """Build a Manifest from parsed JSON, naming the field at fault on error."""
-    if not isinstance(data, dict):
-        raise InputError(f"{where}: expected a JSON object")
-    schema = data.get("schema")
-    if schema != SCHEMA:
-        raise InputError(f"{where}: field 'schema' is {schema!r}, expected {SCHEMA!r}")
-    raw_points = data.get("points")
-    if not isinstance(raw_points, list) or not raw_points:
-        raise InputError(f"{where}: field 'points' must be a non-empty list")
-    points = []
-    for i, p in enumerate(raw_points):
-        if not isinstance(p, dict) or "name" not in p or "file" not in p:
-            raise InputError(f"{where}: points[{i}] needs 'name' and 'file'")
-        point = _from_dict(CapturePoint, p, f"{where}: points[{i}]")
-        if point.role not in ROLES:
-            raise InputError(
-                f"{where}: points[{i}].role is {point.role!r}; expected one of {', '.join(ROLES)}"
-            )
-        points.append(point)
+    """Build a Manifest from parsed JSON, after checking it against MANIFEST_SCHEMA; an
+    InputError names the file and the field at fault."""
+    try:
+        _check(data, MANIFEST_SCHEMA, "")
+    except _SchemaError as e:
+        raise InputError(f"{where}: {e}") from None
+    points = tuple(CapturePoint(**_known(CapturePoint, p)) for p in data["points"])
     services = []
-    for i, s in enumerate(data.get("services") or []):
-        ports = tuple(
-            _from_dict(ServicePort, p, f"{where}: services[{i}].ports") for p in s.get("ports", [])
-        )
-        eps = tuple(
-            _from_dict(ServiceEndpoint, e, f"{where}: services[{i}].endpoints")
-            for e in s.get("endpoints", [])
-        )
-        rest = {k: v for k, v in s.items() if k not in ("ports", "endpoints")}
-        rest["cluster_ips"] = tuple(rest.get("cluster_ips", ()))
-        services.append(
-            _from_dict(
-                Service, {**rest, "ports": ports, "endpoints": eps}, f"{where}: services[{i}]"
-            )
-        )
+    for s in data.get("services") or ():
+        ports = tuple(ServicePort(**_known(ServicePort, p)) for p in s.get("ports") or ())
+        eps = tuple(ServiceEndpoint(**_known(ServiceEndpoint, e)) for e in s.get("endpoints") or ())
+        rest = _known(Service, s)
+        rest.update(cluster_ips=tuple(s.get("cluster_ips") or ()), ports=ports, endpoints=eps)
+        services.append(Service(**rest))
     return Manifest(
         source=str(data.get("source", "import")),
         created=str(data.get("created", "")),
-        points=tuple(points),
+        points=points,
         services=tuple(services),
         request=dict(data.get("request") or {}),
         warnings=tuple(data.get("warnings") or ()),
@@ -134,30 +268,101 @@ def manifest_to_json(m: Manifest) -> dict[str, Any]:
     return {"schema": SCHEMA, **d}
 
 
+# Manifests and node facts are small; anything larger is not one (and is not read whole).
+MAX_FACT_BYTES = 256 << 20
+
+
 def read_json(path: str | os.PathLike[str]) -> Any | None:
     """The parsed JSON of `path`, or None when the file does not exist; errors name the file."""
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from e
+    text = read_text(path)
+    return None if text is None else parse_json(text, path)
+
+
+def parse_json(text: str, path: str | os.PathLike[str]) -> Any:
+    """`text` parsed as JSON; errors name `path`."""
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
         raise InputError(f"{path}: not valid JSON (line {e.lineno}: {e.msg})") from e
+    except RecursionError:
+        raise InputError(f"{path}: not valid JSON (nested too deeply)") from None
+
+
+def read_text(path: str | os.PathLike[str], *, tolerant: bool = False) -> str | None:
+    """The text of a regular file, or None when it does not exist; errors name the file.
+
+    Never blocks on a FIFO or device (opened non-blocking, then checked to be a regular file).
+    `tolerant=True` decodes bytes that are not UTF-8 as U+FFFD (rule dumps carry Latin-1 in
+    comments); otherwise such a file is an error.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise InputError(f"{path}: {_os_reason(e)}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{path}: {_not_regular(st.st_mode)}, not a regular file")
+        if st.st_size > MAX_FACT_BYTES:
+            raise InputError(f"{path}: {st.st_size} bytes; too large (at most {MAX_FACT_BYTES})")
+        try:
+            data = f.read()
+        except OSError as e:
+            raise InputError(f"{path}: {_os_reason(e)}") from None
+    try:
+        return data.decode("utf-8", "replace" if tolerant else "strict")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{path}: not UTF-8 text (byte {e.start} is 0x{data[e.start]:02x})"
+        ) from None
+
+
+def _os_reason(e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "a loop of symbolic links"
+    if e.errno == errno.EISDIR:
+        return "is a directory"
+    return (e.strerror or str(e)).lower()
+
+
+def _not_regular(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "not a file"
+
+
+def inside_run(run: str | os.PathLike[str], relative: str, what: str) -> Path:
+    """RUN/relative, checked to stay inside RUN once symbolic links are followed; `what` names
+    the manifest field it came from. A run directory is input: it must not make pathtrace read
+    (or name) a file elsewhere, such as ../../x or /etc/passwd."""
+    if os.path.isabs(relative):
+        raise InputError(f"{what}: {relative!r} is an absolute path; it must be inside the run")
+    root = os.path.realpath(run)
+    path = os.path.join(run, relative)
+    real = os.path.realpath(path)
+    if os.path.commonpath([root, real]) != root or real == root:
+        raise InputError(f"{what}: {relative!r} leads outside the run directory {run}")
+    return Path(path)
 
 
 def load_manifest(run: str | os.PathLike[str]) -> Manifest:
     """Read RUN/manifest.json; errors name the file and the field."""
     path = Path(run) / "manifest.json"
-    data = read_json(path)
-    if data is None:
+    text = read_text(path)
+    if text is None:
         raise InputError(
             f"{run}: no manifest.json; not a run directory",
             hint="give capture files with --point ROLE:NAME[@NODE]=FILE instead",
         )
-    return manifest_from_json(data, str(path))
+    return manifest_from_json(parse_json(text, path), str(path))
 
 
 def write_private(path: str | os.PathLike[str], data: str | bytes) -> Path:
@@ -185,15 +390,13 @@ def write_manifest(run: str | os.PathLike[str], manifest: Manifest) -> Path:
 
 
 def point_file(run: str | os.PathLike[str], point: CapturePoint) -> Path:
-    return Path(run) / point.file
+    """A point's capture file, inside RUN (InputError naming the point's `file` otherwise)."""
+    return inside_run(run, point.file, f"{Path(run) / 'manifest.json'}: point {point.name!r} file")
 
 
 def node_fact(run: str | os.PathLike[str], node: str, name: str) -> str | None:
-    """The text of RUN/nodes/<node>/<name>, or None when it was not captured."""
-    path = Path(run) / "nodes" / node / name
-    try:
-        return path.read_text()
-    except FileNotFoundError:
-        return None
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from e
+    """The text of RUN/nodes/<node>/<name>, or None when it was not captured. Decoded
+    tolerantly: real dumps carry non-UTF-8 bytes in comments."""
+    where = f"{Path(run) / 'manifest.json'}: node {node!r}"
+    path = inside_run(run, os.path.join("nodes", node, name), where)
+    return read_text(path, tolerant=True)

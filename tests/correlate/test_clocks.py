@@ -150,3 +150,15 @@ def test_one_way_offset_is_called_a_limit_with_unknown_error_bound() -> None:
     sol = solve(["a", "b"], 1, [PairBounds(0, 1, upper=700, lower=None, n_upper=4, n_lower=0)])
     (w,) = [w for w in sol.warnings if w.startswith("clock a:")]
     assert "only a lower limit" in w and "error bound is unknown" in w
+
+
+def test_one_sample_decades_away_does_not_break_the_fit() -> None:
+    # A frame stamped 0x7FFFFFFF s (2038) among ones from 2023: the window edges span ~4.6e17 ns,
+    # more than int64 holds once multiplied by the window count.
+    x_f, y_f, x_r, y_r, _ = _delays(5, 1_000_000, 0.0, 600_000_000_000)
+    x_f = x_f.copy()
+    x_f[-1] = 0x7FFFFFFF * 1_000_000_000
+    x_r = x_r.copy()
+    x_r[0] = 1_000_000_000
+    fit = fit_lines(x_f, y_f, x_r, y_r)  # no IndexError / overflow
+    assert fit is None or all(np.isfinite(b) for b in fit.bounds)

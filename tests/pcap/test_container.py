@@ -194,3 +194,36 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
         with pytest.raises(CaptureFormatError) as e:
             read_frames(path)
         assert str(path) in str(e.value)
+
+
+@pytest.mark.parametrize("tsoffset", [10**10, -(10**10), (1 << 63) - 1, -(1 << 63)])
+def test_an_if_tsoffset_past_what_ns_hold_is_a_warning(tmp_path: Path, tsoffset: int) -> None:
+    blob = c.shb() + c.idb(1, tsresol=9, tsoffset=tsoffset) + c.epb(frame(1), 0, T0)
+    frames = read_both(write(tmp_path, blob, ".pcapng"))
+    assert len(frames) == 1
+    assert frames.columns["t_ns"].tolist() == [0]  # "no timestamp", not a wrapped year
+    assert any(f"if_tsoffset {tsoffset} s is out of range" in w for w in frames.warnings)
+
+
+def test_timestamps_at_or_past_2_63_ticks_do_not_wrap_to_1969(tmp_path: Path) -> None:
+    blob = (
+        c.shb()
+        + c.idb(1, tsresol=9)
+        + c.epb(frame(1), 0, T0)
+        + c.epb(frame(2), 0, 1 << 63)
+        + c.epb(frame(3), 0, (1 << 64) - 1)
+        # microsecond ticks that fit int64 but not once made nanoseconds
+        + c.idb(1, tsresol=6)
+        + c.epb(frame(4), 1, (1 << 62))
+    )
+    frames = read_both(write(tmp_path, blob, ".pcapng"))
+    assert frames.columns["t_ns"].tolist() == [T0, 0, 0, 0]
+    text = " ".join(frames.warnings)
+    assert "interface 0: 2 frame(s) have a timestamp beyond" in text
+    assert "interface 1: 1 frame(s)" in text
+
+
+def test_a_first_record_header_cut_short_is_an_error(tmp_path: Path) -> None:
+    blob = c.pcap([]) + struct.pack("<IIII", 1, 2, 3, 4)[:9]
+    with pytest.raises(CaptureFormatError, match=r"first record header is truncated \(9 of 16"):
+        read_frames(write(tmp_path, blob))

@@ -182,7 +182,10 @@ def pair_bounds(
 
 def _edges(lo: int, hi: int) -> I64:
     """FIT_WINDOWS equal windows over [lo, hi), in integers (epoch ns do not fit a float)."""
-    return lo + (np.arange(FIT_WINDOWS + 1, dtype=np.int64) * (hi - lo)) // FIT_WINDOWS
+    # In Python integers: a span of decades (one frame stamped 2038 among ones from today) times
+    # the window count overflows int64.
+    span = hi - lo
+    return np.array([lo + k * span // FIT_WINDOWS for k in range(FIT_WINDOWS + 1)], dtype=np.int64)
 
 
 def _window_minima(x: I64, res: npt.NDArray[np.float64], edges: I64) -> I64:

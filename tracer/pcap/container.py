@@ -331,6 +331,12 @@ def _index_pcap(buf: Buffer, path: str, order: str, nanos: bool, drop: bool) -> 
         if not n:
             raise CaptureFormatError(path, "the only record is truncated", offset=last)
     elif pos < size:
+        if not n:
+            # A header cut short before any frame: nothing was read, and saying "0 frames"
+            # with success would hide that the file is damaged.
+            raise CaptureFormatError(
+                path, f"the first record header is truncated ({size - pos} of 16 bytes)", offset=pos
+            )
         warnings.append(
             f"{path}: at byte {pos}: truncated record header ({size - pos} of 16 bytes); "
             f"read the {n} frames before it"
@@ -586,6 +592,40 @@ def _to_ns(ticks: npt.NDArray[np.int64], tsresol: int) -> npt.NDArray[np.int64]:
     return ticks // (10 ** (exp - 9)) if exp < 28 else np.zeros_like(ticks)
 
 
+# Nanoseconds since 1970 in an int64 end in April 2262.
+_NS_LIMIT = float(np.iinfo(np.int64).max)
+
+
+def _checked_ns(
+    ticks: npt.NDArray[np.int64], spec: Interface, gid: int, path: str, warnings: list[str]
+) -> npt.NDArray[np.int64]:
+    """An interface's timestamps in ns. Those int64 nanoseconds cannot hold (ticks at or past
+    2^63, or an if_tsoffset that carries them out of 1678-2262) become 0, "no timestamp", with a
+    warning, rather than wrapping into some other year."""
+    exp = min(spec.tsresol & 0x7F, 62)
+    per_tick = 2.0**-exp if spec.tsresol & 0x80 else 10.0**-exp
+    offset_ns = spec.tsoffset * 1_000_000_000
+    if not -_NS_LIMIT < offset_ns < _NS_LIMIT:
+        if len(ticks):
+            warnings.append(
+                f"{path}: interface {gid}: if_tsoffset {spec.tsoffset} s is out of range;"
+                f" its {len(ticks)} frame(s) are shown without a time"
+            )
+        return np.zeros(len(ticks), np.int64)
+    # ticks were built from two u32 halves: a negative value is a wrapped count at or past 2^63.
+    approx = ticks.astype(np.float64) * (per_tick * 1e9) + float(offset_ns)
+    bad = (ticks < 0) | ~(np.abs(approx) < _NS_LIMIT * 0.999)
+    with np.errstate(over="ignore"):
+        out = _to_ns(np.where(bad, 0, ticks), spec.tsresol) + np.int64(offset_ns)
+    if bad.any():
+        out[bad] = 0
+        warnings.append(
+            f"{path}: interface {gid}: {int(bad.sum())} frame(s) have a timestamp beyond what"
+            " nanoseconds since 1970 can hold (years 1678-2262); shown without a time"
+        )
+    return out
+
+
 def _frames_from_blocks(
     buf: Buffer,
     path: str,
@@ -663,8 +703,7 @@ def _frames_from_blocks(
             continue
         sel = (iface == gid) & ~is_spb
         spec = interfaces[int(gid)]
-        with np.errstate(over="ignore"):
-            t_ns[sel] = _to_ns(ticks[sel], spec.tsresol) + spec.tsoffset * 1_000_000_000
+        t_ns[sel] = _checked_ns(ticks[sel], spec, int(gid), path, warnings)
     direction = np.full(n, DIR_UNKNOWN, np.int8)
     comments: dict[int, str] = {}
     has_opts = ~is_spb & (room - ((caplen + 3) & ~3) > 0)
