@@ -48,6 +48,14 @@ from tracer.correlate.offload import (
     signed_shift,
     super_segment_joins,
 )
+from tracer.correlate.scope import (
+    ambiguous_keys,
+    link_scope_rows,
+    repeated_rows,
+    same_points,
+    scoped_keys,
+    split_by_domain,
+)
 from tracer.errors import InputError
 from tracer.memory import give_back
 from tracer.model import (
@@ -702,6 +710,19 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     )
     tcp_phash = not bool(partial.any())
     del partial
+    # Clock domains (points on one node share one clock), needed from the keys on.
+    dom_names: list[str] = []
+    # Small dtypes for the per-point codes: they become per-row arrays below.
+    dom_of_point: Col = np.zeros(max(n_points, 1), dtype=np.int8 if n_points < 128 else np.int64)
+    for i, pf in enumerate(points):
+        dname = pf.point.node if pf.point.node is not None else pf.point.name
+        if dname not in dom_names:
+            dom_names.append(dname)
+        dom_of_point[i] = dom_names.index(dname)
+    n_dom = max(len(dom_names), 1)
+    # Link-scope chatter (RS/NS/MLD, IGMP, ...) repeats the same bytes on every node: it is
+    # matched within its node only.
+    scoped = link_scope_rows(rows.addresses, cols["src"], cols["dst"])
     if not tcp_phash:
         warnings.append(
             "some TCP payloads were captured too short for the payload hash (small snaplen): "
@@ -710,18 +731,22 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
 
     def sends(
         proto: Col, cols: _Columns, rows: _Rows
-    ) -> tuple[I64, int, Bools, I64, I64, npt.NDArray[np.uint64]]:
+    ) -> tuple[I64, int, Bools, I64, I64, npt.NDArray[np.uint64], I64, int]:
         """Key every row, split equal keys into sends: (journey per row, count, ambiguous
         per journey, rows whose key no other point shares, rows of keys sent more than
-        once and their keys)."""
+        once and their keys, key id per row, key count)."""
         key = cols.derived(
             lambda c: kernels.packet_key(c["proto"], c, tcp_phash=tcp_phash),
             replaced=("seq", "ack"),
         )
+        key = scoped_keys(key, scoped, dom_of_point[rows.pidx])
         # Rows are concatenated point by point, each in time order: ordering by (key, row) gives
         # (key, point, time).
         order, s_key = packed_order(key, with_sorted=True)
         del key
+        kid = np.empty(n, dtype=np.int64)
+        kid[order] = np.cumsum(np.r_[False, s_key[1:] != s_key[:-1]]) if n else kid
+        n_kid = int(kid.max()) + 1 if n else 0
         jid, n_j0, jambiguous, lone_row, rep = kernels.sends(
             order,
             s_key,
@@ -743,9 +768,9 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         pos = np.flatnonzero(rep)
         repeats, repeat_key = order[pos], s_key[pos]
         del order, s_key, rep, pos, lone_row
-        return jid, n_j0, jambiguous, lone, repeats, repeat_key
+        return jid, n_j0, jambiguous, lone, repeats, repeat_key, kid, n_kid
 
-    jid, n_j0, jambiguous, lone, repeats, repeat_key = sends(proto, cols, rows)
+    jid, n_j0, jambiguous, lone, repeats, repeat_key, kid, n_kid = sends(proto, cols, rows)
     give_back()  # the sort's temporaries are freed: the flow stage reuses their pages
     point_rank = np.array([ROLE_RANK.get(pf.point.role, 1) for pf in points] or [0], dtype=np.int64)
     if lone.shape[0] and ((flags[lone] & TH_SYN) != 0).any():
@@ -755,18 +780,41 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
             _shift_warnings(shifts, points, rows, warnings)
             if shifts.flows:
                 cols["seq"], cols["ack"] = shifts.seq, shifts.ack
-                jid, n_j0, jambiguous, lone, repeats, repeat_key = sends(proto, cols, rows)
+                jid, n_j0, jambiguous, lone, repeats, repeat_key, kid, n_kid = sends(
+                    proto, cols, rows
+                )
 
     # --- 3. flows (a tuple at a point, split at each new SYN) and connections
     if points:
         ep_s, fkey = cols.per_point(lambda p, c, lut: kernels.flow_keys(p, c, lut))
     else:
         ep_s, fkey = np.zeros(0, np.int64), np.zeros(0, np.uint64)
-    cols.forget("src", "dst", "iface", "direction", "payload_len", "seq")
-    give_back()
     # Flows numbered as rows first show them (see kernels.first_seen).
     fid, n_fid = kernels.dense(fkey, ordered=False)
     del fkey
+    # A key two flows show at one vantage names different packets (identical probes from
+    # several senders): its sends are matched within a node only and never become clock samples.
+    amb_row = ambiguous_keys(kid, n_kid, rows.pidx, cols["iface"], cols["direction"], fid)[kid]
+    # Which journeys may be clock samples: a key sent several times is paired k-th with k-th,
+    # which is only sure where every send of it shows at the same points.
+    noclock_row = amb_row | (
+        jambiguous[jid]
+        & ~(repeated_rows(n, repeats) & same_points(kid, n_kid, jid, n_j0, rows.pidx))
+    )
+    del kid
+    cols.forget("src", "dst", "iface", "direction", "payload_len", "seq")
+    give_back()
+    if amb_row.any():
+        old_jid = jid
+        jid, n_j0 = split_by_domain(jid, amb_row, dom_of_point[rows.pidx], n_dom)
+        amb = np.zeros(n_j0, dtype=bool)
+        amb[jid] = jambiguous[old_jid] | amb_row
+        jambiguous = amb
+        del old_jid, amb
+        keep = ~amb_row[repeats]
+        repeats, repeat_key = repeats[keep], repeat_key[keep]
+        del keep
+    del amb_row
     syn = tcp & ((flags & (TH_SYN | TH_ACK)) == TH_SYN)
     (syn_seq,) = cols.at(np.flatnonzero(syn), "seq")
     fid, n_fid = _split_at_syns(fid, n_fid, syn, syn_seq, rows.t)
@@ -839,14 +887,6 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         _offload_warnings(joins, lone, points, rows, warnings)
 
     # --- 4b. clocks
-    dom_names: list[str] = []
-    # Small dtypes for the per-point codes: they become per-row arrays below.
-    dom_of_point: Col = np.zeros(max(n_points, 1), dtype=np.int8 if n_points < 128 else np.int64)
-    for i, pf in enumerate(points):
-        dname = pf.point.node if pf.point.node is not None else pf.point.name
-        if dname not in dom_names:
-            dom_names.append(dname)
-        dom_of_point[i] = dom_names.index(dname)
     rank_of_point: Col = np.array(
         [ROLE_RANK.get(pf.point.role, 1) for pf in points] or [0], dtype=np.int8
     )
@@ -855,7 +895,6 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     rank = rank_of_point[rows.pidx]
     rank = np.where(icmp_error_rows(proto, cols["icmp_type"]), max_rank - rank, rank)
     ref = _reference_domain(points, dom_names)
-    n_dom = max(len(dom_names), 1)
     dom = dom_of_point[rows.pidx]
     jconn = np.zeros(n_j, dtype=np.int64)
     jconn[jid] = conn_of_row
@@ -865,6 +904,7 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         tmin = kernels.group_min(cell, rows.t, n_j * n_dom)
         tmax = kernels.group_max(cell, rows.t, n_j * n_dom)
         present = (tmax != np.iinfo(np.int64).min).reshape(n_j, n_dom)
+        present &= (kernels.group_max(jid, noclock_row, n_j) <= 0)[:, None]
         crank = np.minimum(kernels.group_min(conn_of_row * n_dom + dom, rank, n_c * n_dom), 99)
         pairs = clk.pair_bounds(
             tmin.reshape(n_j, n_dom),

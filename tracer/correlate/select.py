@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tracer.correlate.engine import PROTO_NAMES, Correlation
+from tracer.correlate.scope import link_scope_rows
 from tracer.errors import NothingMatchedError, UsageError
 from tracer.model import Connection, Endpoint
 
@@ -157,6 +158,13 @@ def select(
     if match is not None and not ok.any():
         raise NothingMatchedError(f"no connection matches {match.text!r}")
     points = np.where(ok, correlation.table.cpoints, -1)
+    if match is None and n_c > 1:
+        # Link-scope chatter (router and neighbour solicitations, MLD, IGMP) is never the
+        # request: it loses to any other connection.
+        tb = correlation.table
+        first = tb.jstart[tb.cstart[:-1]]
+        chatter = link_scope_rows(tb.addresses, tb.column("src", first), tb.column("dst", first))
+        points = np.where(chatter & ok, 0, points)
     pick = int(np.argmax(points))
     if match is None or match.proto is None:
         pick = _past_dns(correlation, pick, ok)
