@@ -23,7 +23,10 @@ SECOND = 1_000_000_000
 # ICMPv6 (RFC 4861, RFC 3810) with the same bytes on every node: a router solicitation, an MLDv2
 # report for the all-routers group, a neighbour solicitation for the router's address.
 _RS = (133, bytes(4))
-_MLD = (143, bytes(2) + b"\x00\x01" + b"\x04\x00\x00\x00" + bytes.fromhex("ff02" + "00" * 13 + "02"))
+_MLD = (
+    143,
+    bytes(2) + b"\x00\x01" + b"\x04\x00\x00\x00" + bytes.fromhex("ff02" + "00" * 13 + "02"),
+)
 _NS = (135, bytes(4) + bytes.fromhex("fe80" + "00" * 13 + "01"))
 
 
@@ -138,7 +141,9 @@ def test_ipv4_capture_full_of_chatter_keeps_the_clock(tmp_path: Path) -> None:
     count_a=st.integers(0, 12),
     count_b=st.integers(0, 12),
 )
-def test_chatter_never_moves_the_estimate(v6: bool, phase_b: int, count_a: int, count_b: int) -> None:
+def test_chatter_never_moves_the_estimate(
+    v6: bool, phase_b: int, count_a: int, count_b: int
+) -> None:
     """Whatever the chatter's phase and count, the estimate is the one without it."""
     sc = dnat_scenario(ipv6=v6, offsets={"node-b": OFFSET})
     (quiet,) = correlate(sc.point_frames()).clocks
