@@ -108,6 +108,7 @@ def test_tcpdump_argv_is_argv_not_a_shell_line() -> None:
         "eth0",
         "--immediate-mode",
         "-U",
+        "--time-stamp-precision=nano",
         "-s",
         "256",
         "-w",

@@ -204,8 +204,15 @@ def bpf_filter(targets: Targets) -> str:
 def tcpdump_argv(
     interface: str, bpf: str, *, snaplen: int = DEFAULT_SNAPLEN, max_packets: int | None = None
 ) -> tuple[str, ...]:
-    """tcpdump writing pcap to stdout, packet by packet (see DESIGN: --immediate-mode -U)."""
-    argv = ["tcpdump", "-i", interface, "--immediate-mode", "-U", "-s", str(snaplen), "-w", "-"]
+    """tcpdump writing pcap to stdout, packet by packet (see DESIGN: --immediate-mode -U).
+
+    Nanosecond stamps: at microseconds a pod's sighting and its node's veth sighting of the same
+    packet often share a stamp, and the order between them would rest on a tie-break.
+    """
+    argv = [
+        "tcpdump", "-i", interface, "--immediate-mode", "-U", "--time-stamp-precision=nano",
+        "-s", str(snaplen), "-w", "-",
+    ]  # fmt: skip
     if max_packets is not None:
         argv += ["-c", str(max_packets)]
     # The filter is one argv element built from resolved addresses; never passed to a shell.

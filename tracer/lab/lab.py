@@ -394,8 +394,11 @@ def start_captures(
             # Created 0600 first: tcpdump truncates an existing file and keeps its mode.
             os.close(os.open(f, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
             err = run_dir / f".{pt.name}.tcpdump.log"
+            # Nanosecond stamps: at microseconds a pod's sighting and its node's veth sighting
+            # of the same packet often share a stamp, and the path order between them is lost.
             argv = [
                 "ip", "netns", "exec", pt.netns, "tcpdump", "--immediate-mode", "-U",
+                "--time-stamp-precision=nano",
                 "-Z", "root", "-n", "-i", pt.interface, "-s", str(SNAPLEN), "-w", str(f), *_bpf(),
             ]  # fmt: skip
             with open(err, "wb") as ef:
