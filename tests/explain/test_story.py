@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
 
 import pytest
 
 from tests.explain.runs import SCENARIOS, story_input, truth
+from tests.golden_files import GOLDEN, assert_matches_golden
 from tracer.explain.story import render_story, story_json, tell_story
-
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-REGEN = os.environ.get("PATHTRACE_REGEN_GOLDEN") == "1"
 
 
 def _story_text(scenario: str) -> str:
@@ -22,10 +18,7 @@ def _story_text(scenario: str) -> str:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_story_matches_golden(scenario: str) -> None:
     text = _story_text(scenario)
-    golden = GOLDEN / f"explain_{scenario}.txt"
-    if REGEN or not golden.exists():
-        golden.write_text(text)
-    assert text == golden.read_text()
+    assert_matches_golden(GOLDEN / f"explain_{scenario}.txt", text)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)

@@ -6,16 +6,13 @@ PATHTRACE_REGEN_GOLDEN=1), then read the diff: the golden files are the reviewed
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
+from tests.golden_files import GOLDEN, assert_matches_golden
 from tests.report import sample
 from tracer.report.json import render_json, render_list_json
 from tracer.report.listing import render_list
 from tracer.report.table import render_table
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
 CASES: dict[str, Callable[[], str]] = {
     "table_clusterip.txt": lambda: render_table(sample.clusterip_path()),
@@ -28,17 +25,6 @@ CASES: dict[str, Callable[[], str]] = {
 }
 
 
-def regen_requested() -> bool:
-    return os.environ.get("PATHTRACE_REGEN_GOLDEN", "") not in ("", "0")
-
-
 def check(name: str) -> None:
     """Compare a case with its golden file, or rewrite the file when regeneration is asked for."""
-    text = CASES[name]()
-    path = GOLDEN / name
-    if regen_requested():
-        path.write_text(text, encoding="utf-8")
-        return
-    assert path.exists(), f"{path} missing: run `python -m tests.report.regen`"
-    expected = path.read_text(encoding="utf-8")
-    assert text == expected, f"{name} differs from {path}; regenerate if the change is intended"
+    assert_matches_golden(GOLDEN / name, CASES[name]())

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
+from tests.golden_files import GOLDEN, assert_matches_golden
 from tests.report import sample
 from tracer.report.mermaid import participants, render_mermaid
-
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-REGEN = os.environ.get("PATHTRACE_REGEN_GOLDEN", "") not in ("", "0")
 
 
 @pytest.mark.parametrize(
@@ -23,10 +18,7 @@ REGEN = os.environ.get("PATHTRACE_REGEN_GOLDEN", "") not in ("", "0")
 )
 def test_mermaid_matches_golden(name: str, make: object) -> None:
     text = render_mermaid(make())  # type: ignore[operator]
-    path = GOLDEN / name
-    if REGEN or not path.exists():
-        path.write_text(text)
-    assert text == path.read_text()
+    assert_matches_golden(GOLDEN / name, text)
 
 
 def test_one_participant_per_point_in_path_order() -> None:

@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from tests.golden_files import GOLDEN, assert_matches_golden
 from tests.report import sample
 from tracer.errors import MissingPrerequisiteError
 from tracer.report.svg import render_svg, svg_to_png
 
-GOLDEN = Path(__file__).resolve().parent.parent / "golden"
-REGEN = os.environ.get("PATHTRACE_REGEN_GOLDEN", "") not in ("", "0")
 NS = "{http://www.w3.org/2000/svg}"
 
 
 def test_svg_matches_golden() -> None:
     text = render_svg(sample.clusterip_path())
-    path = GOLDEN / "svg_clusterip.svg"
-    if REGEN or not path.exists():
-        path.write_text(text)
-    assert text == path.read_text()
+    assert_matches_golden(GOLDEN / "svg_clusterip.svg", text)
 
 
 def test_svg_is_deterministic_and_self_contained() -> None:

@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 
+from tests.golden_files import GOLDEN, assert_matches_golden
 from tests.report import golden, sample
 from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.model import ClockEstimate, Endpoint, Translation, Tuple5
@@ -150,10 +151,7 @@ def dns_lookup() -> DnsLookup:
 def test_matches_golden_with_dns_and_evidence() -> None:
     evidence = "Rule evidence\n  forward hop 3 (node-a eth0) on node-a: DNAT …\n"
     text = render_table(sample.clusterip_path(), dns=dns_lookup(), evidence=evidence)
-    path = golden.GOLDEN / "table_clusterip_dns.txt"
-    if golden.regen_requested():
-        path.write_text(text, encoding="utf-8")
-    assert text == path.read_text(encoding="utf-8")
+    assert_matches_golden(GOLDEN / "table_clusterip_dns.txt", text)
 
 
 def test_dns_lookup_is_shown_above_the_forward_path() -> None:
