@@ -158,6 +158,40 @@ def parse_links_spec(spec: str) -> tuple[str, str]:
 # --- reading -------------------------------------------------------------------------------------
 
 
+def run_links(capture: str) -> tuple[dict[int, str], str | None]:
+    """The interface names for a capture inside a run directory (RUN/points/X.pcap): its point's
+    node's RUN/nodes/<node>/links.json; ({}, None) for a file that is not in a run, and a warning
+    instead of names when the run's files cannot say them."""
+    points_dir = os.path.dirname(os.path.abspath(capture))
+    run = os.path.dirname(points_dir)
+    if os.path.basename(points_dir) != "points" or not os.path.isfile(
+        os.path.join(run, "manifest.json")
+    ):
+        return {}, None
+    try:
+        manifest = load_manifest(run)
+        target = os.path.realpath(capture)
+        point = next(
+            (
+                p
+                for p in manifest.points
+                if os.path.realpath(os.path.join(run, p.file)) == target and p.node
+            ),
+            None,
+        )
+        if point is None or point.node is None:
+            return {}, None
+        text = node_fact(run, point.node, "links.json")
+        return ({}, None) if text is None else (_default_links_parser(text), None)
+    except PathtraceError as e:
+        return {}, f"interface names from the run not used: {e.message}"
+
+
+def read_links(path: str, parser: LinksParser | None = None) -> dict[int, str]:
+    """A links file the user named (`ip -j link` or `ip -o link` output) as ifindex -> name."""
+    return _read_links(path, parser or _default_links_parser)
+
+
 def _read_links(path: str, parser: LinksParser) -> dict[int, str]:
     text = read_text(path, tolerant=True)
     if text is None:

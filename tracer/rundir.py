@@ -22,6 +22,7 @@ from typing import Any
 
 from tracer.errors import InputError
 from tracer.model import ROLES, CapturePoint
+from tracer.words import printable
 
 SCHEMA = "pathtrace-run/v1"
 NODE_FACT_FILES = ("iptables-save.txt", "nft.txt", "ipvsadm.txt", "conntrack.txt", "links.json")
@@ -237,6 +238,11 @@ def _known(cls: Any, data: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in data.items() if k in names}
 
 
+def _named(data: dict[str, Any]) -> dict[str, Any]:
+    """Names (of points, nodes, pods, Services) made safe to print; `file` stays a path."""
+    return {k: printable(v) if isinstance(v, str) and k != "file" else v for k, v in data.items()}
+
+
 def manifest_from_json(data: Any, where: str = "manifest.json") -> Manifest:
     """Build a Manifest from parsed JSON, after checking it against MANIFEST_SCHEMA; an
     InputError names the file and the field at fault."""
@@ -244,12 +250,14 @@ def manifest_from_json(data: Any, where: str = "manifest.json") -> Manifest:
         _check(data, MANIFEST_SCHEMA, "")
     except _SchemaError as e:
         raise InputError(f"{where}: {e}") from None
-    points = tuple(CapturePoint(**_known(CapturePoint, p)) for p in data["points"])
+    points = tuple(CapturePoint(**_named(_known(CapturePoint, p))) for p in data["points"])
     services = []
     for s in data.get("services") or ():
-        ports = tuple(ServicePort(**_known(ServicePort, p)) for p in s.get("ports") or ())
-        eps = tuple(ServiceEndpoint(**_known(ServiceEndpoint, e)) for e in s.get("endpoints") or ())
-        rest = _known(Service, s)
+        ports = tuple(ServicePort(**_named(_known(ServicePort, p))) for p in s.get("ports") or ())
+        eps = tuple(
+            ServiceEndpoint(**_named(_known(ServiceEndpoint, e))) for e in s.get("endpoints") or ()
+        )
+        rest = _named(_known(Service, s))
         rest.update(cluster_ips=tuple(s.get("cluster_ips") or ()), ports=ports, endpoints=eps)
         services.append(Service(**rest))
     return Manifest(
@@ -258,7 +266,7 @@ def manifest_from_json(data: Any, where: str = "manifest.json") -> Manifest:
         points=points,
         services=tuple(services),
         request=dict(data.get("request") or {}),
-        warnings=tuple(data.get("warnings") or ()),
+        warnings=tuple(printable(w) for w in data.get("warnings") or ()),
         extra=dict(data.get("extra") or {}),
     )
 
@@ -399,4 +407,12 @@ def node_fact(run: str | os.PathLike[str], node: str, name: str) -> str | None:
     tolerantly: real dumps carry non-UTF-8 bytes in comments."""
     where = f"{Path(run) / 'manifest.json'}: node {node!r}"
     path = inside_run(run, os.path.join("nodes", node, name), where)
-    return read_text(path, tolerant=True)
+    return read_fact(path)
+
+
+def read_fact(path: str | os.PathLike[str]) -> str | None:
+    """A rules, conntrack or links dump as text (None when missing): decoded tolerantly, since
+    real dumps carry non-UTF-8 bytes in comments, and with no terminal controls left in it, since
+    comments and conntrack lines are printed."""
+    text = read_text(path, tolerant=True)
+    return None if text is None else printable(text, lines=True)

@@ -696,3 +696,29 @@ def test_rule_evidence_is_compact_unless_verbose(capsys: pytest.CaptureFixture[s
     assert "[filter FORWARD]" in full_ev and "[filter FORWARD]" not in compact_ev
     assert "-j KUBE-SERVICES" in full_ev and "-j KUBE-SERVICES" not in compact_ev
     assert "--verbose shows every rule walked" in out
+
+
+def test_terminal_controls_from_the_manifest_are_printed_escaped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "points").mkdir(parents=True)
+    write_clusterip_captures(run_dir / "points")
+    evil = "client\x1b]0;owned\x07\nserver 99 ms"
+    manifest = {
+        "schema": "pathtrace-run/v1",
+        "points": [
+            {"name": evil, "role": "client", "node": "node\x1b[2J", "file": "points/client.pcap"},
+            {"name": "server", "role": "server", "node": "node-b", "file": "points/server.pcap"},
+            {"name": "gone\x1b[31m", "role": "node", "file": "points/\x1b[5mmissing.pcap"},
+        ],
+        "warnings": ["dropped\x1b]8;;http://x\x07 packets"],
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    for args in ((), ("--list",), ("--format", "mermaid")):
+        code, out, err = run(capsys, str(run_dir), *args)
+        assert code == 0, err
+        for text in (out, err):
+            assert "\x1b" not in text and "\x07" not in text
+        if "--format" not in args:
+            assert "client\\x1b]0;owned\\x07\\x0aserver" in out + err

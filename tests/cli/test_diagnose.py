@@ -64,6 +64,9 @@ def test_connection_choice(capsys: pytest.CaptureFixture[str]) -> None:
         (["diagnose", "--from", "pod/client"], 2, "both --from and --to"),
         (["diagnose", "x", "--connection", "1", "--match", "proto=tcp"], 2, "not both"),
         (["diagnose", "/nonexistent/run"], 1, "/nonexistent/run"),
+        (["diagnose", "RUN", "--slow", "nan"], 2, "'--slow': nan is not a number"),
+        (["diagnose", "RUN", "--slow", "inf"], 2, "'--slow': inf is not a number"),
+        (["diagnose", "RUN", "--slow", "-1"], 2, "--slow"),
     ],
 )
 def test_usage_and_input_errors(

@@ -120,3 +120,83 @@ def test_source_outside_the_pod_cidr_is_told_as_arriving_from_outside(
     assert "arrives on an external interface" in out.splitlines()[0]
     code, out, _ = run(capsys, str(rules), "--packet", "tcp 10.244.1.2:40000 > 10.96.0.101:80")
     assert "comes from a pod interface" in out.splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "why"),
+    [
+        ("--pod-cidr", "banana", "--pod-cidr 'banana' is not a CIDR"),
+        ("--pod-cidr", "10.244.0.0/99", "is not a CIDR"),
+        ("--pod-cidr", "10.244.0.0", "is not a CIDR"),
+        ("--node-ip", "garbage", "--node-ip 'garbage' is not an IP address"),
+        ("--node-ip", "10.0.0.300", "is not an IP address"),
+    ],
+)
+def test_bad_pod_cidr_and_node_ip_are_usage_errors(
+    capsys: pytest.CaptureFixture[str], option: str, value: str, why: str
+) -> None:
+    packet = "tcp 10.244.1.7:53700 > 10.96.0.100:80"
+    code, out, err = run(
+        capsys, str(DATA / "iptables-nft-save.txt"), "--packet", packet, option, value
+    )
+    assert code == 2 and why in err and out == ""
+
+
+@pytest.mark.parametrize(
+    ("rules", "packet", "why"),
+    [
+        (
+            "iptables-nft-save.txt",
+            "tcp [fd00::7]:53700 > [fd00:10:96::100]:80",
+            "holds IPv4 rules; the IPv6 packet",
+        ),
+        ("nft-ruleset.txt", "tcp [fd00::7]:53700 > [fd00:10:96::100]:80", "holds IPv4 rules"),
+        ("iptables-nft-save.txt", "tcp [fd00::7]:53700 > 10.96.0.100:80", "source is IPv6"),
+        ("iptables-nft-save.txt", "tcp 10.244.1.7:53700 > [fd00:10:96::100]:80", "source is IPv4"),
+    ],
+)
+def test_a_packet_of_the_other_family_is_not_walked(
+    capsys: pytest.CaptureFixture[str], rules: str, packet: str, why: str
+) -> None:
+    code, out, err = run(capsys, str(DATA / rules), "--packet", packet)
+    assert code == 2 and why in err
+    assert "DNAT" not in out and out == ""
+
+
+def test_ipv6_rules_walk_an_ipv6_packet_and_refuse_an_ipv4_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    v6 = tmp_path / "ip6tables-save.txt"
+    v6.write_text(
+        "*nat\n:PREROUTING ACCEPT [0:0]\n:KUBE-SERVICES - [0:0]\n:KUBE-SVC-X - [0:0]\n"
+        ":KUBE-SEP-A - [0:0]\n"
+        "-A PREROUTING -j KUBE-SERVICES\n"
+        '-A KUBE-SERVICES -d fd00:10:96::100/128 -p tcp -m comment --comment "default/web:http"'
+        " -m tcp --dport 80 -j KUBE-SVC-X\n"
+        "-A KUBE-SVC-X -j KUBE-SEP-A\n"
+        "-A KUBE-SEP-A -p tcp -m tcp -j DNAT --to-destination [fd00:10:244:1::5]:8080\nCOMMIT\n"
+    )
+    code, out, _ = run(capsys, str(v6), "--packet", "tcp [fd00::7]:53700 > [fd00:10:96::100]:80")
+    assert code == 0 and "[fd00:10:244:1::5]:8080" in out
+    code, _, err = run(capsys, str(v6), "--packet", "tcp 10.244.1.7:53700 > 10.96.0.100:80")
+    assert code == 2 and "holds IPv6 rules; the IPv4 packet" in err and "iptables-save" in err
+
+
+def test_a_missing_rules_file_is_named(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, str(tmp_path / "gone.txt"), "--packet", "tcp 10.0.0.1 > 10.0.0.2:80")
+    assert code == 1 and f"{tmp_path / 'gone.txt'}" in err
+
+
+def test_a_latin1_byte_and_escapes_in_a_rules_comment(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "iptables-save.txt"
+    data = (DATA / "iptables-nft-save.txt").read_bytes()
+    marker = b'--comment "default/web:http'
+    assert marker in data
+    rules.write_bytes(
+        data.replace(marker, b'--comment "default/web:http caf\xe9 \x1b]0;pwned\x07', 1)
+    )
+    code, out, err = run(capsys, str(rules), "--packet", "tcp 10.244.1.7:53700 > 10.96.0.100:80")
+    assert code == 0 and "Traceback" not in err
+    assert "\x1b" not in out and "\x07" not in out

@@ -145,3 +145,109 @@ def test_closing_the_pipe_early_is_not_an_error(tmp_path: Path) -> None:
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 0
     assert first.split()[:2] == [b"frame", b"time"] and b"Traceback" not in err
+
+
+def test_output_streams_a_piece_at_a_time(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tracer.cli.packets as packets
+    import tracer.pcap.reader as reader
+    from tracer.pcap import read_frames
+    from tracer.pcap.listing import records
+
+    path = tmp_path / "many.pcap"
+    path.write_bytes(
+        c.pcap(
+            [
+                c.Rec(c.eth(c.ipv4(c.udp(b"x" * k, 1000 + k, 53), 17, ip_id=k)), 10**18 + k)
+                for k in range(2500)
+            ]
+        )
+    )
+    decoded: list[int] = []
+    real = reader._decode_index
+
+    def counting(buf: object, index: reader.FrameIndex, *args: object) -> object:
+        decoded.append(len(index))
+        return real(buf, index, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reader, "_decode_index", counting)
+    monkeypatch.setattr(packets, "PIECE_ROWS", 1000)
+    code, out, _ = run(capsys, str(path), "--limit", "3")
+    assert code == 0 and len(out.splitlines()) == 4
+    assert decoded == [1000]  # only the first piece was decoded for three lines
+    decoded.clear()
+    code, out, _ = run(capsys, str(path), "--format", "jsonl")
+    assert decoded == [1000, 1000, 500]
+    whole = [json.dumps(r, separators=(",", ":")) for r in records(read_frames(path))]
+    assert out.splitlines() == whole  # the pieces give exactly what one read gives
+    code, out, _ = run(capsys, str(path), "--format", "jsonl", "--limit", "1500")
+    assert out.splitlines() == whole[:1500]
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "loop", "unreadable"])
+def test_packets_and_analyze_agree_on_a_file_that_cannot_be_read(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, kind: str
+) -> None:
+    import os
+
+    path = tmp_path / "x.pcap"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "loop":
+        path.symlink_to(path)
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root reads any file")
+        path.write_bytes(b"")
+        path.chmod(0)
+    code, out, err = run(capsys, str(path))
+    with pytest.raises(SystemExit) as e:
+        main(["analyze", "--point", f"client:c={path}"])
+    a_err = capsys.readouterr().err
+    assert code == e.value.code == 1 and out == ""
+    assert err.splitlines()[0] in a_err  # the same message, naming the file
+    assert str(path) in err and "not found" not in err
+
+
+def test_escapes_in_interface_names_are_printed_escaped(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sll2_file: Path
+) -> None:
+    path = tmp_path / "named.pcapng"
+    evil = "eth0\x1b]0;owned\x07\n99 fake row"
+    path.write_bytes(
+        c.shb() + c.idb(1, name=evil) + c.epb(c.eth(c.ipv4(c.udp(b"x"), 17)), 0, 10**18)
+    )
+    code, out, _ = run(capsys, str(path))
+    assert code == 0 and len(out.splitlines()) == 2
+    assert "\x1b" not in out and "\x07" not in out and "eth0\\x1b]0;owned\\x07\\x0a99" in out
+    links = tmp_path / "links.json"
+    links.write_text(json.dumps({"7": "veth\x1b[2J", "3": "cni\r0"}))
+    code, out, _ = run(capsys, str(sll2_file), "--links", str(links))
+    assert code == 0 and "\x1b" not in out and "\r" not in out and "veth\\x1b[2J" in out
+
+
+def test_a_capture_in_a_run_takes_the_runs_interface_names(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, sll2_file: Path
+) -> None:
+    run_dir = tmp_path / "run"
+    (run_dir / "points").mkdir(parents=True)
+    (run_dir / "nodes" / "node1").mkdir(parents=True)
+    (run_dir / "points" / "node1.pcap").write_bytes(sll2_file.read_bytes())
+    (run_dir / "nodes" / "node1" / "links.json").write_text(
+        json.dumps([{"ifindex": 7, "ifname": "vethc0ffee"}, {"ifindex": 3, "ifname": "cni0"}])
+    )
+    manifest = {
+        "schema": "pathtrace-run/v1",
+        "points": [{"name": "node1", "role": "node", "file": "points/node1.pcap", "node": "node1"}],
+    }
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    code, out, err = run(capsys, str(run_dir / "points" / "node1.pcap"), "--format", "jsonl")
+    assert code == 0 and err == ""
+    assert [json.loads(line)["interface"] for line in out.splitlines()] == [
+        "vethc0ffee",
+        "cni0",
+        "cni0",
+    ]

@@ -87,7 +87,7 @@ def test_records_and_table_for_a_vxlan_frame(tmp_path: Path) -> None:
         None,
         None,
     )
-    text = "".join(table_chunks(frames))
+    text = "".join(table_chunks([frames]))
     lines = text.splitlines()
     assert len(lines) == 3 and lines[0].split()[:2] == ["frame", "time"]
     assert [line.split()[0] for line in lines[1:]] == ["1", "2"]
@@ -106,5 +106,5 @@ def test_fuzz_listing_never_fails_on_what_the_reader_returns(
         frames = read_frames(path)
     docs = list(records(frames, {1: "lo"}))
     assert len(docs) == len(datas)
-    assert len("".join(table_chunks(frames)).splitlines()) == len(datas) + 1
+    assert len("".join(table_chunks([frames])).splitlines()) == len(datas) + 1
     json.dumps(docs)

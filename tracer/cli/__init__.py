@@ -16,6 +16,7 @@ import click
 
 from tracer import __version__
 from tracer.errors import PathtraceError
+from tracer.words import printable
 
 # Command name -> module under tracer.cli. Imported only when the command runs, so that
 # `pathtrace packets` never pays for the kubernetes client or scapy.
@@ -68,10 +69,15 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     ctx.obj["traceback"] = traceback
 
 
+def say(kind: str, message: str) -> None:
+    """`pathtrace: KIND: message` on stderr, with anything from input in it made printable."""
+    click.echo(f"pathtrace: {kind}: {printable(message)}", err=True)
+
+
 def _error(message: str, hint: str | None = None) -> None:
-    click.echo(f"pathtrace: error: {message}", err=True)
+    say("error", message)
     if hint:
-        click.echo(f"pathtrace: hint: {hint}", err=True)
+        say("hint", hint)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from tracer.cli import say
 from tracer.errors import InputError, MissingPrerequisiteError, NothingMatchedError, UsageError
 from tracer.inputs import LINKS_FORM, POINT_EXAMPLE, POINT_FORM, LoadedRun, load_points, load_run
 
@@ -239,9 +240,9 @@ def command(
     if list_only:
         # A listing has no warnings section: say them where a person will still see them.
         for w in _merge(loaded.warnings, correlation.warnings):
-            click.echo(f"pathtrace: warning: {w}", err=True)
+            say("warning", w)
         for w in correlation.notes if verbose else ():
-            click.echo(f"pathtrace: note: {w}", err=True)
+            say("note", w)
         if not correlation.connections:
             raise NothingMatchedError(
                 f"no connection found in {source}",

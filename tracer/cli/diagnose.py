@@ -8,6 +8,7 @@ tracer.diagnose.diagnose and a renderer. Exit code 4 says "a problem was found".
 from __future__ import annotations
 
 import copy
+import math
 from pathlib import Path
 
 import click
@@ -63,6 +64,13 @@ def _capture_params() -> list[click.Parameter]:
     return params
 
 
+def _finite_ms(value: float) -> float:
+    # FloatRange lets nan and inf through (every comparison with nan is false).
+    if not math.isfinite(value):
+        raise click.BadParameter(f"{value} is not a number of milliseconds, e.g. --slow 250")
+    return value
+
+
 @click.command("diagnose", help=HELP)
 @click.argument("run", required=False, metavar="[RUN]")
 @click.option(
@@ -87,6 +95,7 @@ def _capture_params() -> list[click.Parameter]:
     "--slow",
     "slow_ms",
     type=click.FloatRange(min=0),
+    callback=lambda _ctx, _param, value: _finite_ms(value),
     default=100.0,
     show_default=True,
     metavar="MS",

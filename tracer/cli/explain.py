@@ -16,7 +16,9 @@ import click
 from tracer.errors import InputError, UsageError
 from tracer.rules import Node, load_rules, parse_packet, walk
 from tracer.rules.explain_text import describe, local_traffic_cidr
-from tracer.rules.model import in_network
+from tracer.rules.model import in_network, parse_ip, parse_network
+from tracer.rules.walk import check_family
+from tracer.rundir import read_fact
 
 _ENTRIES = {"pod": "from_pod", "node": "local", "external": "external"}
 
@@ -33,11 +35,28 @@ def explain_run(run: Path, fmt: str) -> str:
 
 
 def _read(path: Path) -> str:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
-    return data.decode("utf-8", "replace")
+    text = read_fact(path)
+    if text is None:
+        raise InputError(f"{path}: rules file not found")
+    return text
+
+
+def _address(text: str) -> str:
+    ip = parse_ip(text)
+    if ip is None:
+        raise UsageError(
+            f"--node-ip {text!r} is not an IP address", hint="e.g. --node-ip 192.168.49.2"
+        )
+    return str(ip)
+
+
+def _network(text: str | None) -> str | None:
+    if text is None:
+        return None
+    net = parse_network(text)
+    if net is None or "/" not in text:
+        raise UsageError(f"--pod-cidr {text!r} is not a CIDR", hint="e.g. --pod-cidr 10.244.0.0/16")
+    return str(net)
 
 
 @click.command("explain")
@@ -93,9 +112,10 @@ def command(
         raise UsageError(
             "--packet is required with a rules file; e.g. --packet 'tcp 10.244.1.7:53700 > 10.96.0.100:80'"
         )
-    node = Node(tuple(node_ips), pod_cidr)
+    node = Node(tuple(_address(ip) for ip in node_ips), _network(pod_cidr))
     packet = parse_packet(packet_spec, entry=_ENTRIES[entry] if entry else None, node=node)  # type: ignore[arg-type]
     loaded = load_rules(_read(rules), source=str(rules))
+    check_family(loaded, packet, str(rules))
     if entry is None and packet.entry == "from_pod":
         # The walk is the same for a pod and an outside client (both enter PREROUTING); only the
         # narrative differs, so a source outside the pod CIDR is told as arriving from outside.

@@ -7,36 +7,24 @@ logic: reads the file with `tracer.pcap`, formats with `tracer.pcap.listing`, pr
 
 from __future__ import annotations
 
-import json
+import itertools
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from tracer.errors import InputError
-from tracer.pcap import read_frames
-from tracer.pcap.columns import Frames
-from tracer.pcap.links import parse_links
-from tracer.pcap.listing import records, table_chunks
+from tracer.cli import say
+from tracer.inputs import check_capture_file, read_links, run_links
+from tracer.pcap.listing import jsonl_chunks, table_chunks
+from tracer.pcap.reader import iter_frames
 
-
-def _read_links(path: Path) -> dict[int, str]:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise InputError(f"{path}: cannot read links ({e.strerror or e})") from e
-    try:
-        return parse_links(text)
-    except InputError as e:
-        raise InputError(
-            f"{path}: {e.message}", hint="give `ip -o link` or `ip -j link` output"
-        ) from e
+# Frames decoded per piece: the first line waits for this many, and memory holds about this many.
+PIECE_ROWS = 1 << 16
 
 
 @click.command("packets")
-@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.argument("file", type=click.Path(path_type=Path))
 @click.option(
     "--format",
     "fmt",
@@ -48,7 +36,7 @@ def _read_links(path: Path) -> dict[int, str]:
 @click.option(
     "--links",
     "links_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     metavar="FILE",
     help="`ip -o link` or `ip -j link` output of the capturing node: names SLL2 ifindexes",
 )
@@ -56,12 +44,31 @@ def _read_links(path: Path) -> dict[int, str]:
     "--limit", type=click.IntRange(min=0), metavar="N", help="show only the first N frames"
 )
 def command(file: Path, fmt: str, links_file: Path | None, limit: int | None) -> None:
-    """Decode every frame of FILE (pcap or pcapng) down to the innermost IP packet."""
-    links = _read_links(links_file) if links_file else {}
-    frames = read_frames(file)
-    for warning in frames.warnings:
-        click.echo(f"pathtrace: warning: {warning}", err=True)
-    chunks = table_chunks(frames, links, limit) if fmt == "table" else _jsonl(frames, links, limit)
+    """Decode every frame of FILE (pcap or pcapng) down to the innermost IP packet.
+
+    Lines are printed as the file is decoded, a piece at a time: the first ones come at once and
+    memory stays small however large the file. A FILE inside a run directory (RUN/points/X.pcap)
+    takes its interface names from the run (RUN/nodes/<node>/links.json) unless --links is given.
+
+    \b
+    Examples:
+      pathtrace packets RUN/points/node1.pcap | head
+      pathtrace packets any.pcap --links node1-links.json --format jsonl
+      pathtrace packets client.pcapng --limit 20
+    """
+    check_capture_file(str(file))
+    if links_file is not None:
+        links = read_links(str(links_file))
+    else:
+        links, why = run_links(str(file))
+        if why:
+            say("warning", why)
+    pieces = iter_frames(file, rows=PIECE_ROWS)
+    first = next(pieces)  # a file that cannot be read fails here, before any output
+    for warning in first.warnings:
+        say("warning", warning)
+    every = itertools.chain([first], pieces)
+    chunks = (table_chunks if fmt == "table" else jsonl_chunks)(every, links, limit)
     try:
         for chunk in chunks:
             click.echo(chunk, nl=False)
@@ -69,14 +76,3 @@ def command(file: Path, fmt: str, links_file: Path | None, limit: int | None) ->
         # `pathtrace packets big.pcap | head` is normal use: stop quietly, and point stdout at
         # /dev/null so that the interpreter's final flush does not fail on the closed pipe.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-
-
-def _jsonl(frames: Frames, links: dict[int, str], limit: int | None) -> Iterator[str]:
-    lines: list[str] = []
-    for record in records(frames, links, limit):
-        lines.append(json.dumps(record, separators=(",", ":")))
-        if len(lines) >= 4096:
-            yield "\n".join(lines) + "\n"
-            lines = []
-    if lines:
-        yield "\n".join(lines) + "\n"

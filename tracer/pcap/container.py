@@ -29,6 +29,7 @@ from tracer.pcap import fast
 from tracer.pcap.columns import DIR_IN, DIR_OUT, DIR_UNKNOWN
 from tracer.pcap.decode import Buffer
 from tracer.pcap.gather import field, gather, window
+from tracer.words import printable
 
 # A record longer than this is damage, not a frame (BIG TCP tops out near 512 KiB).
 MAX_CAPLEN = 1 << 24
@@ -568,7 +569,7 @@ def _parse_idb(
     tsoffset = 0
     for code, value in _options(buf, pos + 16, pos + blen - 4, order):
         if code == IF_NAME:
-            name = value.rstrip(b"\0").decode("utf-8", "replace")
+            name = printable(value.rstrip(b"\0").decode("utf-8", "replace"))
         elif code == IF_TSRESOL and len(value) >= 1:
             tsresol = value[0]
         elif code == IF_TSOFFSET and len(value) == 8:
@@ -715,7 +716,7 @@ def _frames_from_blocks(
         start = int(data_off[i] + ((caplen[i] + 3) & ~3))
         for code, value in _options(buf, start, int(blocks[i] + blen[i] - 4), order):
             if code == OPT_COMMENT:
-                comments[i] = value.decode("utf-8", "replace")
+                comments[i] = printable(value.decode("utf-8", "replace"), lines=True)
             elif code == EPB_FLAGS and len(value) == 4:
                 inbound_outbound = struct.unpack(order + "I", value)[0] & 0x3
                 if inbound_outbound == 1:

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 from tracer.errors import InputError
+from tracer.words import printable
 
 # "5: veth1@if4: <BROADCAST,...>" (ip link), "5: veth1    inet 10.0.0.1/24 ..." (ip -o addr).
 _TEXT_LINE = re.compile(r"^(\d+):\s+([^\s:@]+)(?:@[^\s:]+)?:?\s")
@@ -34,7 +35,7 @@ def parse_links(text: str) -> dict[int, str]:
     for line in stripped.splitlines():
         m = _TEXT_LINE.match(line + " ")
         if m:
-            links.setdefault(int(m.group(1)), m.group(2))
+            links.setdefault(int(m.group(1)), printable(m.group(2)))
     if not links:
         raise InputError(
             "links: no line looks like `N: NAME: ...` (expected `ip -o link` or `ip -j link` output)"
@@ -47,12 +48,12 @@ def _from_json(data: Any) -> dict[int, str]:
     if isinstance(data, dict):
         # {"3": "eth0"} or {"3": {"ifname": "eth0", ...}}: a map already keyed by ifindex.
         for key, value in data.items():
-            if not str(key).isdigit():
+            if not (str(key).isascii() and str(key).isdigit()):
                 raise InputError(f"links: key {key!r} is not an interface index")
             name = value if isinstance(value, str) else _name(value)
             if name is None:
                 raise InputError(f"links: no interface name for index {key}")
-            links[int(key)] = name
+            links[int(key)] = printable(name)
         return links
     if not isinstance(data, list):
         raise InputError("links: JSON must be a list of interfaces (ip -j link) or an object")
@@ -63,7 +64,7 @@ def _from_json(data: Any) -> dict[int, str]:
         name = _name(item)
         if not isinstance(index, int) or isinstance(index, bool) or name is None:
             raise InputError(f"links: item {i} has no integer 'ifindex' and string 'ifname'")
-        links[index] = name
+        links[index] = printable(name)
     return links
 
 

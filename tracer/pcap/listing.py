@@ -7,8 +7,9 @@ streams without one huge string. Never reads files or prints.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from tracer.pcap.columns import DIR_IN, DIR_OUT, Frames
@@ -89,9 +90,14 @@ def interface_name(frames: Frames, iface: int, sll2: bool, links: Mapping[int, s
 
 
 def records(
-    frames: Frames, links: Mapping[int, str] | None = None, limit: int | None = None
+    frames: Frames,
+    links: Mapping[int, str] | None = None,
+    limit: int | None = None,
+    *,
+    first: int = 0,
 ) -> Iterator[dict[str, Any]]:
-    """One JSON-ready dict per frame (the `pathtrace packets --format jsonl` schema)."""
+    """One JSON-ready dict per frame (the `pathtrace packets --format jsonl` schema); `first` is
+    the file position of `frames`' first row when it is a piece of a larger file."""
     links = links or {}
     n = len(frames) if limit is None else min(limit, len(frames))
     split = [split_stack(s, 4 if any(x in _IP_LAYERS for x in s) else 0) for s in frames.encaps]
@@ -114,8 +120,8 @@ def records(
             src, dst = c["src"][k], c["dst"][k]
             direction = c["direction"][k]
             record: dict[str, Any] = {
-                "index": start + k,  # position in the file, from 0
-                "frame": start + k + 1,  # Wireshark's frame number, from 1
+                "index": first + start + k,  # position in the file, from 0
+                "frame": first + start + k + 1,  # Wireshark's frame number, from 1
                 "t_ns": t_ns or None,
                 "interface": interface_name(
                     frames, c["iface"][k], bool(stack) and stack[0] == "sll2", links
@@ -184,14 +190,42 @@ def table_line(r: Mapping[str, Any]) -> str:
 
 
 def table_chunks(
-    frames: Frames, links: Mapping[int, str] | None = None, limit: int | None = None
+    pieces: Iterable[Frames], links: Mapping[int, str] | None = None, limit: int | None = None
 ) -> Iterator[str]:
-    """The table as text chunks of up to a few thousand lines each (header first)."""
-    lines = [header_line()]
-    for record in records(frames, links, limit):
-        lines.append(table_line(record))
-        if len(lines) >= _CHUNK:
-            yield "\n".join(lines) + "\n"
-            lines = []
-    if lines:
-        yield "\n".join(lines) + "\n"
+    """The table of consecutive pieces of one file as text chunks of up to a few thousand lines
+    each (header first); each piece is only formatted when the previous chunks are used."""
+    yield header_line() + "\n"
+    yield from _chunked(table_line(r) for r in _all_records(pieces, links, limit))
+
+
+def jsonl_chunks(
+    pieces: Iterable[Frames], links: Mapping[int, str] | None = None, limit: int | None = None
+) -> Iterator[str]:
+    """`records` of consecutive pieces of one file as JSON lines, in chunks."""
+    yield from _chunked(
+        json.dumps(r, separators=(",", ":")) for r in _all_records(pieces, links, limit)
+    )
+
+
+def _all_records(
+    pieces: Iterable[Frames], links: Mapping[int, str] | None, limit: int | None
+) -> Iterator[dict[str, Any]]:
+    first = 0
+    if limit is not None and limit <= 0:
+        return
+    for frames in pieces:
+        yield from records(frames, links, None if limit is None else limit - first, first=first)
+        first += len(frames)
+        if limit is not None and first >= limit:
+            return  # the next piece is not decoded
+
+
+def _chunked(lines: Iterable[str]) -> Iterator[str]:
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= _CHUNK:
+            yield "\n".join(batch) + "\n"
+            batch = []
+    if batch:
+        yield "\n".join(batch) + "\n"

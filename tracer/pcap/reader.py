@@ -11,10 +11,13 @@ prints and lets only tracer.errors escape for bad input.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import dataclasses
 import mmap
 import os
 import socket
 import struct
+from collections.abc import Iterator
 
 import numpy as np
 import numpy.typing as npt
@@ -55,26 +58,8 @@ def read_frames(path: str | os.PathLike[str], *, vectorise: bool = True) -> Fram
     `vectorise=False` decodes every frame with the reference decoder (slow; for cross-checks).
     """
     name = os.fspath(path)
-    try:
-        handle = open(name, "rb")
-    except OSError as e:
-        raise CaptureFormatError(name, f"cannot open: {e.strerror or e}") from e
-    with handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size == 0:
-            raise CaptureFormatError(name, "the file is empty", offset=0)
-        try:
-            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as e:
-            raise CaptureFormatError(name, f"cannot map the file: {e}") from e
-        try:
-            frames = _decode_all(mapped, name, vectorise)
-        finally:
-            try:
-                mapped.close()
-            except BufferError:
-                # A numpy view still refers to the map (e.g. held by a traceback); the GC frees it.
-                pass
+    with _mapped(name) as mapped:
+        frames = _decode_all(mapped, name, vectorise)
     give_back()  # the temporaries of the read are freed now
     return frames
 
@@ -101,8 +86,66 @@ class _Interner:
         return -1
 
 
+def iter_frames(path: str | os.PathLike[str], *, rows: int = 1 << 16) -> Iterator[Frames]:
+    """The frames of a capture in consecutive pieces of up to `rows` frames, each decoded only
+    when the previous one has been used: for output that starts at once and stays small however
+    large the file (`pathtrace packets big.pcap | head`).
+
+    The file is indexed first (record headers only); every piece has the file's interfaces and
+    link types, and its own address and encapsulation tables. The first piece carries the file's
+    warnings and every piece the comments of its own frames, numbered within the piece. Errors as
+    `read_frames`.
+    """
+    name = os.fspath(path)
+    with _mapped(name) as mapped:
+        index = index_capture(mapped, name, drop=True)
+        _drop(mapped, 0, len(mapped))
+        n = len(index)
+        for start in range(0, max(n, 1), rows):
+            stop = min(n, start + rows)
+            piece = dataclasses.replace(
+                index,
+                **{f: getattr(index, f)[start:stop] for f in _INDEX_ROWS},
+                comments={k - start: v for k, v in index.comments.items() if start <= k < stop},
+                warnings=index.warnings if start == 0 else (),
+            )
+            yield _decode_index(mapped, piece, name, True)
+
+
+_INDEX_ROWS = ("data_off", "caplen", "origlen", "t_ns", "linktype", "iface", "direction")
+
+
+@contextlib.contextmanager
+def _mapped(name: str) -> Iterator[mmap.mmap]:
+    try:
+        handle = open(name, "rb")
+    except OSError as e:
+        raise CaptureFormatError(name, f"cannot open: {e.strerror or e}") from e
+    with handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise CaptureFormatError(name, "the file is empty", offset=0)
+        try:
+            mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as e:
+            raise CaptureFormatError(name, f"cannot map the file: {e}") from e
+        try:
+            yield mapped
+        finally:
+            try:
+                mapped.close()
+            except BufferError:
+                # A numpy view still refers to the map (e.g. held by a traceback); the GC frees it.
+                pass
+
+
 def _decode_all(buf: mmap.mmap, path: str, vectorise: bool) -> Frames:
     index = index_capture(buf, path, drop=True)
+    # The index pass read every record header: those pages are done with.
+    _drop(buf, 0, len(buf))
+    return _decode_index(buf, index, path, vectorise)
+
+
+def _decode_index(buf: mmap.mmap, index: FrameIndex, path: str, vectorise: bool) -> Frames:
     n = len(index)
     data = np.frombuffer(buf, dtype=np.uint8)
     # Left uninitialised: every row is decoded by exactly one of the two paths, and each writes
@@ -118,8 +161,6 @@ def _decode_all(buf: mmap.mmap, path: str, vectorise: bool) -> Frames:
     src = np.empty(n, dtype=np.int64)  # address keys, written for every row like the columns
     dst = np.empty(n, dtype=np.int64)
     interner = _Interner()
-    # The index pass read every record header: those pages are done with.
-    _drop(buf, 0, len(buf))
     if vectorise and fast.native is not None:
         _decode_native(buf, index, cols, src, dst, interner)
     else:

@@ -14,7 +14,7 @@ from tracer.errors import InputError, UsageError
 from tracer.model import Endpoint
 from tracer.rules.detect import detect_format
 from tracer.rules.iptables import IptablesRuleset, parse_iptables_save
-from tracer.rules.iptables_walk import walk_iptables
+from tracer.rules.iptables_walk import parse_to_destination, walk_iptables
 from tracer.rules.ipvs import IpvsTable, parse_ipvsadm, walk_ipvs
 from tracer.rules.model import Entry, Node, Packet, WalkResult, parse_ip
 from tracer.rules.nft import NftRuleset, parse_nft_ruleset
@@ -26,23 +26,29 @@ _PROTOCOLS = ("tcp", "udp", "sctp")
 
 @dataclass(frozen=True)
 class Rules:
-    """One parsed rules file (exactly one of the three fields is set)."""
+    """One parsed rules file (exactly one of the three fields is set).
+
+    `families` are the IP versions the rules apply to (empty when the dump does not tell)."""
 
     format: str
     iptables: IptablesRuleset | None = None
     nft: NftRuleset | None = None
     ipvs: IpvsTable | None = None
+    families: frozenset[int] = frozenset()
 
 
 def load_rules(text: str, *, source: str = "<rules>") -> Rules:
     """Parse the text of an `iptables-save`, `nft list ruleset` or `ipvsadm -Ln` dump."""
     fmt = detect_format(text)
     if fmt == "iptables":
-        return Rules(fmt, iptables=parse_iptables_save(text, source=source))
+        ipt = parse_iptables_save(text, source=source)
+        return Rules(fmt, iptables=ipt, families=_iptables_families(ipt))
     if fmt == "nft":
-        return Rules(fmt, nft=parse_nft_ruleset(text, source=source))
+        nft = parse_nft_ruleset(text, source=source)
+        return Rules(fmt, nft=nft, families=_nft_families(nft))
     if fmt == "ipvs":
-        return Rules(fmt, ipvs=parse_ipvsadm(text, source=source))
+        ipvs = parse_ipvsadm(text, source=source)
+        return Rules(fmt, ipvs=ipvs, families=_ipvs_families(ipvs))
     raise InputError(
         f"{source} holds conntrack entries, not rules",
         hint="give the node's `iptables-save`, `nft list ruleset` or `ipvsadm -Ln` output",
@@ -93,8 +99,75 @@ def parse_packet(spec: str, *, entry: Entry | None = None, node: Node | None = N
     return Packet(proto, src, dst, entry)
 
 
+# --- which IP version a dump is for -------------------------------------------------------------
+# iptables-save and ip6tables-save look alike and an IPVS table holds both: the addresses in the
+# rules tell. An nft table names its family (ip, ip6, inet).
+_ADDRESS_OPTIONS = frozenset({"-s", "-d", "--to-destination", "--to-source"})
+
+
+def _version(text: str) -> int | None:
+    ep = parse_to_destination(text.split("/", 1)[0]) if text else None
+    ip = parse_ip(ep.ip) if ep is not None else None
+    return ip.version if ip is not None else None
+
+
+def _iptables_families(rs: IptablesRuleset) -> frozenset[int]:
+    found: set[int] = set()
+    for table in rs.tables.values():
+        for chain in table.chains.values():
+            for rule in chain.rules:
+                options = [o for m in rule.matches for o in m.options] + list(rule.target_options)
+                for o in options:
+                    if o.name in _ADDRESS_OPTIONS and (v := _version(o.arg)) is not None:
+                        found.add(v)
+    return frozenset(found)
+
+
+def _nft_families(rs: NftRuleset) -> frozenset[int]:
+    by_family = {"ip": {4}, "ip6": {6}, "inet": {4, 6}}
+    return frozenset(v for t in rs.tables for v in by_family.get(t.family, ()))
+
+
+def _ipvs_families(table: IpvsTable) -> frozenset[int]:
+    return frozenset(
+        v
+        for s in table.services
+        if s.address is not None and (v := _version(s.address.ip)) is not None
+    )
+
+
+def packet_family(packet: Packet) -> int:
+    """The packet's IP version; UsageError when its source and destination differ."""
+    src, dst = parse_ip(packet.src.ip), parse_ip(packet.dst.ip)
+    if src is None or dst is None:
+        raise UsageError(f"packet {packet}: not an IP address")
+    if src.version != dst.version:
+        raise UsageError(
+            f"packet {packet}: the source is IPv{src.version} and the destination "
+            f"IPv{dst.version}; one packet has one family (kube-proxy never translates between them)"
+        )
+    return dst.version
+
+
+def check_family(rules: Rules, packet: Packet, source: str = "the rules") -> None:
+    """UsageError when the packet's IP version is not one the rules are for: an IPv6 packet never
+    meets iptables-save's rules (ip6tables-save holds them), and the walk must not pretend."""
+    family = packet_family(packet)
+    if rules.families and family not in rules.families:
+        have = "/".join(f"IPv{v}" for v in sorted(rules.families))
+        other = {"iptables": "ip6tables-save" if family == 6 else "iptables-save"}.get(
+            rules.format, f"the IPv{family} rules"
+        )
+        raise UsageError(
+            f"{source} holds {have} rules; the IPv{family} packet {packet} never meets them",
+            hint=f"give the node's IPv{family} rules ({other} output)",
+        )
+
+
 def walk(rules: Rules, packet: Packet, node: Node) -> WalkResult:
-    """Walk `packet` through whichever ruleset `rules` holds."""
+    """Walk `packet` through whichever ruleset `rules` holds (UsageError for a packet of another
+    IP version than the rules', see `check_family`)."""
+    check_family(rules, packet)
     if rules.iptables is not None:
         return walk_iptables(rules.iptables, packet, node)
     if rules.nft is not None:
