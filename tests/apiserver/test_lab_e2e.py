@@ -50,6 +50,8 @@ def run_cli(args: list[str]) -> tuple[int, str, str]:
 
 def lab_processes() -> dict[str, list[int]]:
     """PIDs of the lab API (by command line) and of tcpdumps inside the lab's pt- namespaces."""
+    from tracer.lab.api import same_netns
+
     found: dict[str, list[int]] = {"api": [], "tcpdump": []}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -58,7 +60,8 @@ def lab_processes() -> dict[str, list[int]]:
             argv = (entry / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"tracer.lab.api" in argv:
+        if b"tracer.lab.api" in argv and same_netns(int(entry.name)):
+            # Only this lab's: an API in another network namespace serves another lab.
             found["api"].append(int(entry.name))
     names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
     for ns in [line.split()[0] for line in names.splitlines() if line.startswith("pt-")]:

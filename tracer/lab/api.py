@@ -8,7 +8,8 @@ recorded PID and by its command line (so it works after a kill -9 of whatever st
 removes its kubeconfig. `measure_capture_arming` times a `pathtrace capture` through the API.
 
 Must not: listen on anything but loopback, leave the API process or its kubeconfig behind after
-`stop_api`, or signal a process that is not the API (a PID is trusted only with its command line).
+`stop_api`, or signal a process that is not this lab's API (a PID is trusted only with its
+command line and this network namespace).
 """
 
 from __future__ import annotations
@@ -109,12 +110,21 @@ def is_api_cmdline(argv: Sequence[str]) -> bool:
     return ("lab", "api") in pairs and any(os.path.basename(a) == "pathtrace" for a in argv[:3])
 
 
+def same_netns(pid: int) -> bool:
+    """True when `pid` lives in this process's network namespace: an API elsewhere listens on
+    another 127.0.0.1 and belongs to another lab (another container or isolated test run)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino == os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return False
+
+
 def _is_api_pid(pid: int) -> bool:
     if pid <= 0:
         return False
     if pid == os.getpid():
         return True
-    return is_api_cmdline(_cmdline(pid))
+    return is_api_cmdline(_cmdline(pid)) and same_netns(pid)
 
 
 def find_api_pids() -> list[int]:
@@ -127,7 +137,7 @@ def find_api_pids() -> list[int]:
         if not entry.name.isdigit():
             continue
         pid = int(entry.name)
-        if pid != os.getpid() and pid not in pids and is_api_cmdline(_cmdline(pid)):
+        if pid != os.getpid() and pid not in pids and _is_api_pid(pid):
             pids.append(pid)
     return pids
 
