@@ -548,3 +548,123 @@ def summarize_all(
     """Summaries by connection index, keeping any the correlator already wrote."""
     with PayloadReader() as reader:
         return {c.index: c.summary or summarize_connection(c, frames, reader) for c in connections}
+
+
+def exchange_codes(ex: Exchange) -> tuple[int, int]:
+    """(HTTP status, DNS rcode) of an exchange, -1 for each it does not have."""
+    proto = ex.protocol.lower()
+    if proto not in ("tcp", "udp") or not ex.request or not ex.response:
+        return -1, -1
+    tcp = proto == "tcp"
+    if tcp and http_request_head(ex.request) is not None:
+        status = http_status(ex.response)
+        return (status if status is not None else -1), -1
+    if not tcp or DNS_PORTS.intersection(ex.ports):
+        query = dns_message(ex.request, tcp=tcp)
+        reply = dns_message(ex.response, tcp=tcp)
+        if query is not None and reply is not None and reply.response and not query.response:
+            return -1, reply.rcode
+    return -1, -1
+
+
+@dataclass(frozen=True)
+class Summaries:
+    """Per connection of a listing: the one-line summary, HTTP status and DNS rcode (-1: none)."""
+
+    text: list[str]
+    status: npt.NDArray[np.int64]
+    rcode: npt.NDArray[np.int64]
+
+
+class _Mapped:
+    """The capture files mapped read-only, one per point (None where a file cannot be read)."""
+
+    def __init__(self, frames: Sequence[Frames]) -> None:
+        import mmap
+
+        self.maps: list[Any] = []
+        self._files: list[BinaryIO] = []
+        for fr in frames:
+            try:
+                f = open(fr.path, "rb")
+                self._files.append(f)
+                self.maps.append(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+            except (OSError, ValueError):
+                # A summary is a courtesy: a file gone since it was read must not fail a listing.
+                self.maps.append(None)
+
+    def close(self) -> None:
+        for m in self.maps:
+            if m is not None:
+                m.close()
+        for f in self._files:
+            f.close()
+
+
+def summarize_frames(
+    frames: Sequence[Frames],
+    proto: Sequence[str],
+    ports: Sequence[tuple[int, ...]],
+    request: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    response: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+) -> Summaries:
+    """Summaries of many connections at once, from the (point, frame) of the first payload
+    packet each way (-1 where none); `frames` are the points' frames, indexed by point.
+
+    Reads the payload bytes straight from the mapped capture files; identical exchanges (the
+    same request and reply bytes) are decoded once.
+    """
+    n = len(proto)
+    text = [""] * n
+    status = np.full(n, -1, dtype=np.int64)
+    rcode = np.full(n, -1, dtype=np.int64)
+    cols = [
+        (
+            np.asarray(fr.columns["payload_off"]),
+            np.asarray(fr.columns["pcap_len"]),
+            np.asarray(fr.columns["icmp_type"]),
+            np.asarray(fr.columns["icmp_code"]),
+        )
+        for fr in frames
+    ]
+    mapped = _Mapped(frames)
+    cache: dict[tuple[object, ...], tuple[str, int, int]] = {}
+
+    def read(p: int, f: int) -> tuple[bytes, tuple[int, int] | None]:
+        if p < 0 or mapped.maps[p] is None:
+            return b"", None
+        off_c, len_c, ty_c, code_c = cols[p]
+        if not 0 <= f < off_c.shape[0]:
+            return b"", None
+        off, ln = int(off_c[f]), min(int(len_c[f]), MAX_BYTES)
+        ty = int(ty_c[f])
+        icmp = (ty, int(code_c[f])) if ty >= 0 else None
+        if off < 0 or ln <= 0:
+            return b"", icmp
+        return bytes(mapped.maps[p][off : off + ln]), icmp
+
+    try:
+        rp, rf = request[0].tolist(), request[1].tolist()
+        sp, sf = response[0].tolist(), response[1].tolist()
+        for i in range(n):
+            if rp[i] < 0:
+                continue
+            req, req_icmp = read(rp[i], rf[i])
+            resp, resp_icmp = read(sp[i], sf[i]) if sp[i] >= 0 else (b"", None)
+            key = (proto[i], ports[i], req, resp, req_icmp, resp_icmp, sp[i] >= 0)
+            hit = cache.get(key)
+            if hit is None:
+                ex = Exchange(
+                    protocol=proto[i],
+                    request=req,
+                    response=resp if sp[i] >= 0 else None,
+                    ports=ports[i],
+                    icmp_request=req_icmp,
+                    icmp_response=resp_icmp,
+                )
+                hit = (summarize(ex), *exchange_codes(ex))
+                cache[key] = hit
+            text[i], status[i], rcode[i] = hit
+    finally:
+        mapped.close()
+    return Summaries(text, status, rcode)

@@ -213,9 +213,30 @@ def test_table_list_and_selection(capsys: pytest.CaptureFixture[str], tmp_path: 
 
     code, out, err = run(capsys, *points, "--list")
     assert code == 0, err
-    rows = out.splitlines()[2:]
-    assert len(rows) == 1 and rows[0].split()[:2] == ["0", "tcp"]
+    # The exchange written has no FINs: the capture ended inside the connection.
+    assert out.startswith("1 connections: 1 incomplete")
+    rows = out.split("\n\n")[-1].splitlines()[2:]
+    assert len(rows) == 1 and rows[0].split()[:3] == ["0", "0.000", "tcp"]
     assert "HTTP GET /hello" in rows[0]
+
+    # Triage: the filters, in table and JSON; a bad expression is a usage error naming it.
+    code, out, err = run(capsys, *points, "--failed", "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert [c["outcome"] for c in doc["connections"]] == ["incomplete"]
+    assert doc["summary"]["outcomes"]["incomplete"] == 1
+    code, out, err = run(capsys, *points, "--where", "outcome=incomplete,status>=200,total<10s")
+    assert code == 0 and "HTTP GET /hello" in out, err
+    code, out, err = run(capsys, *points, "--where", "status>=500", "--format", "jsonl")
+    assert code == 0 and out == "", err
+    code, out, err = run(capsys, *points, "--slowest", "1", "--format", "csv")
+    assert code == 0 and out.splitlines()[1].startswith("0,tcp,"), err
+    code, out, err = run(capsys, *points, "--sort", "total", "--format", "json")
+    assert code == 0 and json.loads(out)["connections"][0]["http_status"] == 200, err
+    code, _, err = run(capsys, *points, "--where", "latency>2")
+    assert code == 2 and "unknown key 'latency'" in err and "Traceback" not in err
+    code, _, err = run(capsys, *points, "--format", "csv")
+    assert code == 2 and "--list" in err
 
     code, out, err = run(capsys, *points, "--list", "--format", "json")
     assert code == 0, err

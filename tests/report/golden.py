@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from tests.golden_files import GOLDEN, assert_matches_golden
 from tests.report import sample
-from tracer.report.json import render_json, render_list_json
-from tracer.report.listing import render_list
+from tracer.report.json import render_json
+from tracer.report.listing import render_list, render_list_json
 from tracer.report.table import render_table
 
 CASES: dict[str, Callable[[], str]] = {
@@ -20,8 +20,8 @@ CASES: dict[str, Callable[[], str]] = {
     "table_udp_no_reply.txt": lambda: render_table(sample.udp_path_no_reply()),
     "path_clusterip.json": lambda: render_json(sample.clusterip_path()),
     "path_nodeport.json": lambda: render_json(sample.nodeport_path()),
-    "list.txt": lambda: render_list(sample.connections(), sample.LIST_SUMMARIES),
-    "list.json": lambda: render_list_json(sample.connections(), sample.LIST_SUMMARIES),
+    "list.txt": lambda: render_list(sample.listing()),
+    "list.json": lambda: render_list_json(sample.listing()),
 }
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from tracer.model import (
     CapturePoint,
     ClockEstimate,
-    Connection,
     Endpoint,
     Hop,
     Latency,
@@ -19,6 +18,7 @@ from tracer.model import (
     Translation,
     Tuple5,
 )
+from tracer.report.listing import Listing
 
 START_NS = 1_714_564_800_123_456_789  # 2024-05-01 12:00:00.123456789 UTC
 
@@ -123,42 +123,51 @@ def udp_path_no_reply() -> Path:
     )
 
 
-def connections() -> tuple[Connection, ...]:
-    """Three connections as the correlator would list them."""
-    return (
-        Connection(
-            index=0,
-            protocol="tcp",
-            client=FWD_PRE,
-            points=("client", "node-a", "node-b", "server"),
-            tuples=(("client", FWD_PRE), ("server", FWD_POST)),
-            journeys=(),
-            start_ns=START_NS,
-            backend=BACKEND,
-            summary="HTTP GET /hello -> 200",
-        ),
-        Connection(
-            index=1,
-            protocol="udp",
-            client=Tuple5("udp", Endpoint("10.244.1.7", 40000), Endpoint("10.96.0.10", 53)),
-            points=("client", "node-a", "coredns-1", "coredns-2", "node-b", "node-c"),
-            tuples=(),
-            journeys=(),
-            start_ns=START_NS - 1_000_000,
-            backend=Endpoint("10.244.0.3", 53),
-        ),
-        Connection(
-            index=2,
-            protocol="icmp",
-            client=Tuple5("icmp", Endpoint("10.244.1.7"), Endpoint("10.244.2.9")),
-            points=("client",),
-            tuples=(),
-            journeys=(),
-            start_ns=START_NS + 2_000_000,
-        ),
+def listing(*, fmt_rows: tuple[int, ...] | None = None) -> Listing:
+    """A listing of four generated DNAT connections with their outcomes made different by
+    leaving packets out of the captures: #0 ok, #1 unanswered (only its SYNs were captured),
+    #2 incomplete (the capture began after its handshake), #3 incomplete (ended before the
+    close)."""
+    import numpy as np
+
+    from tracer.correlate import PointFrames, correlate
+    from tracer.correlate.listing import connection_table
+    from tracer.summary import Summaries
+    from tracer.testing.accuracy import _subset
+    from tracer.testing.synth import bulk_dnat_truth
+
+    points, frames, truth = bulk_dnat_truth(4, spacing_ns=700_000_000)
+    kind = {p.id: p.kind for p in truth.template.packets}
+    pfs = []
+    for p in points:
+        ids = truth.packet[p.name]
+        conn, k = ids // truth.per_connection, [kind[int(i)] for i in ids % truth.per_connection]
+        drop = np.array(
+            [
+                (c == 1 and kk != "syn")
+                or (c == 2 and kk in ("syn", "syn-ack"))
+                or (c == 3 and kk == "fin")
+                for c, kk in zip(conn.tolist(), k, strict=True)
+            ],
+            dtype=bool,
+        )
+        fr = frames[p.name]
+        pfs.append(PointFrames(p, _subset(fr, ~drop, np.asarray(fr.columns["t_ns"]))))
+    corr = correlate(pfs)
+    table = connection_table(corr)
+    n = len(table)
+    texts = ["HTTP GET / (Host web) -> 200" if i != 1 else "" for i in range(n)]
+    status = np.array([200 if i != 1 else -1 for i in range(n)], dtype=np.int64)
+    rows = np.arange(n, dtype=np.int64)
+    return Listing(
+        table=table,
+        summaries=Summaries(texts, status, np.full(n, -1, dtype=np.int64)),
+        rows=rows if fmt_rows is None else np.array(fmt_rows, dtype=np.int64),
+        counted=rows,
+        point_nodes=tuple(p.node for p in corr.points),
+        total=n,
+        hidden=0,
     )
 
-
-LIST_SUMMARIES = {1: "DNS A web.default.svc.cluster.local -> 10.96.0.100 (NOERROR)"}
 
 POINTS = (CapturePoint("client", "client", "points/client.pcap", node="node-a"),)

@@ -8,7 +8,7 @@ import pytest
 from tests.report import golden, sample
 from tests.report.shape import check_path_document
 from tests.report.test_table import dns_lookup
-from tracer.report.json import path_json, render_json, render_list_json
+from tracer.report.json import path_json, render_json
 
 
 @pytest.mark.parametrize("name", ["path_clusterip.json", "path_nodeport.json", "list.json"])
@@ -77,14 +77,6 @@ def test_unknown_latency_is_null_not_zero() -> None:
     assert doc["latency"]["total_ns"] is None
     assert doc["latency"]["connect_ns"] is None
     assert doc["latency"]["segments"][0]["negative"] is True
-
-
-def test_list_document() -> None:
-    doc = json.loads(render_list_json(sample.connections(), sample.LIST_SUMMARIES))
-    assert [c["index"] for c in doc["connections"]] == [0, 1, 2]
-    assert doc["connections"][1]["summary"].startswith("DNS A web.default")
-    assert doc["connections"][0]["summary"] == "HTTP GET /hello -> 200"  # the correlator's own
-    assert doc["connections"][2]["backend"] is None
 
 
 def test_dns_key_lists_each_query_with_the_documented_fields() -> None:

@@ -21,10 +21,14 @@ from tracer.inputs import LINKS_FORM, POINT_EXAMPLE, POINT_FORM, LoadedRun, load
 
 if TYPE_CHECKING:
     from tracer.correlate import Correlation
+    from tracer.correlate.triage import Where
     from tracer.dnslookup import DnsLookup
     from tracer.explain.evidence import PathEvidence
     from tracer.model import Connection, Path
+    from tracer.report.listing import Listing
 
+# --sort keys: the start time, or one of the times (longest first).
+SORT_KEYS = ("start", "total", "connect", "server")
 # Files smaller than this read in well under a second: no progress line for them.
 PROGRESS_MIN_BYTES = 32 * 1024 * 1024
 
@@ -45,7 +49,12 @@ the ifindexes of an `any` capture taken on NODE.
 \b
 Examples:
   pathtrace analyze runs/2024-05-01T12-00-00
-  pathtrace analyze runs/x --list                    every connection found, numbered
+  pathtrace analyze runs/x --list                    every connection: outcome, who answered,
+                                                     where it stopped, latency; summary first
+  pathtrace analyze runs/x --failed                  only those whose outcome is not ok
+  pathtrace analyze runs/x --slowest 20              the 20 longest total times
+  pathtrace analyze runs/x --where 'outcome=reset,backend=10.244.2.9'
+  pathtrace analyze runs/x --where 'total>200ms' --format csv -o slow.csv
   pathtrace analyze runs/x --request 3 --format json -o path.json
   pathtrace analyze runs/x --format mermaid          a Mermaid sequenceDiagram, for Markdown
   pathtrace analyze runs/x --diagram path.svg        a ladder diagram (.png needs rsvg-convert)
@@ -67,6 +76,12 @@ A request that crossed an L7 proxy (an Ingress controller, a sidecar) is traced 
 from the client to the backend: the proxy's connections are joined by the HTTP request they carry
 and by time, the report follows the request's first data packet and its response through every
 connection, marks the proxy's own hop and time, and says how sure the join is.
+
+\b
+--where EXPR keeps connections for which every KEY OP VALUE term (comma-separated) holds;
+OP is = != > >= < <=. Keys: outcome (ok reset rejected unanswered incomplete), proto,
+client, dst, backend (IP[:PORT]), by (who answered), point (furthest reached), total,
+connect, server (durations: 200ms, 1.5s, 350us), status (HTTP), rcode (DNS), retrans.
 
 By default the request seen at the most capture points is traced (the earliest of them); choose
 another with --request N (its number in --list) or --match SPEC.
@@ -154,7 +169,40 @@ def _write_file(text: str, where: str, what: str) -> None:
     metavar=LINKS_FORM,
     help="Interface names of NODE (`ip -j link` or `ip -o link` output) (repeat).",
 )
-@click.option("--list", "list_only", is_flag=True, help="List every connection found and stop.")
+@click.option(
+    "--list",
+    "list_only",
+    is_flag=True,
+    help="List every connection: a summary by outcome and latency, then one row each.",
+)
+@click.option(
+    "--failed", is_flag=True, help="List only connections whose outcome is not ok (implies --list)."
+)
+@click.option(
+    "--slowest",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="List the N connections with the longest total time (implies --list).",
+)
+@click.option(
+    "--sort",
+    "sort_by",
+    type=click.Choice(SORT_KEYS),
+    help="Order the listing by start (default) or by a time, longest first (implies --list).",
+)
+@click.option(
+    "--where",
+    "where_text",
+    metavar="EXPR",
+    help="List connections for which every KEY OP VALUE term holds, e.g. "
+    "'outcome=reset', 'total>200ms,backend=10.244.2.9' (implies --list).",
+)
+@click.option(
+    "--all",
+    "show_all",
+    is_flag=True,
+    help="Also list link-local and multicast chatter (neighbour discovery, MLD, ...).",
+)
 @click.option(
     "--request",
     "request_index",
@@ -171,10 +219,11 @@ def _write_file(text: str, where: str, what: str) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["table", "json", "mermaid"]),
+    type=click.Choice(["table", "json", "jsonl", "csv", "mermaid"]),
     default="table",
     show_default=True,
-    help="table for people, json (schema pathtrace/v1) for programs, mermaid for Markdown.",
+    help="table for people, json (schema pathtrace/v1; pathtrace-list/v1 with --list) for "
+    "programs, jsonl/csv (--list) one connection a line, mermaid for Markdown.",
 )
 @click.option("-o", "--output", metavar="FILE", help="Write the report to FILE instead of stdout.")
 @click.option(
@@ -199,6 +248,11 @@ def command(
     points: tuple[str, ...],
     links: tuple[str, ...],
     list_only: bool,
+    failed: bool,
+    slowest: int | None,
+    sort_by: str | None,
+    where_text: str | None,
+    show_all: bool,
     request_index: int | None,
     match_text: str | None,
     fmt: str,
@@ -207,6 +261,16 @@ def command(
     pcapng_out: str | None,
     verbose: bool,
 ) -> None:
+    list_only = list_only or failed or show_all or bool(slowest or sort_by or where_text)
+    if not list_only and fmt in ("jsonl", "csv"):
+        raise UsageError(f"--format {fmt} writes a listing: add --list")
+    if slowest is not None and sort_by not in (None, "total"):
+        raise UsageError("--slowest N lists by total time; it takes no other --sort")
+    where = None
+    if where_text is not None:
+        from tracer.correlate.triage import parse_where
+
+        where = parse_where(where_text)
     if list_only and (request_index is not None or match_text is not None):
         raise UsageError("--list shows every connection; it takes neither --request nor --match")
     if list_only and (diagram or pcapng_out):
@@ -229,9 +293,7 @@ def command(
     # Imported after the inputs are known good, so that a bad spec or file is reported even
     # where the heavier modules are missing or slow to import.
     from tracer.correlate import PointFrames, correlate, select
-    from tracer.report.json import render_list_json
-    from tracer.report.listing import render_list
-    from tracer.summary import summarize_all
+    from tracer.report.listing import render_listing
 
     source = loaded.run_dir or ", ".join(os.path.basename(p.frames.path) for p in loaded.points)
     correlation = correlate(
@@ -243,16 +305,13 @@ def command(
             say("warning", w)
         for w in correlation.notes if verbose else ():
             say("note", w)
-        if not correlation.connections:
+        if len(correlation) == 0:
             raise NothingMatchedError(
                 f"no connection found in {source}",
                 hint="check that the captures overlap in time and that their filters kept the request",
             )
-        summaries = summarize_all(correlation.connections, loaded.frames)
-        if fmt == "json":
-            _write(render_list_json(correlation.connections, summaries), output)
-        else:
-            _write(render_list(correlation.connections, summaries), output)
+        listing = _listing(correlation, loaded, failed, where, sort_by, slowest, show_all)
+        _write(render_listing(listing, fmt), output)
         return
 
     try:
@@ -305,12 +364,61 @@ def command(
 
         legs = _legs(correlation, connection, path)
         n = write_merged_pcapng(pcapng_out, loaded.points, legs, path)
-        where = len({h.point for h in (*path.forward, *path.reverse)})
+        n_points = len({h.point for h in (*path.forward, *path.reverse)})
         which = " + ".join(f"#{c.index}" for c in legs)
         click.echo(
-            f"wrote {pcapng_out}: {n} packets of request {which} from {where} capture points",
+            f"wrote {pcapng_out}: {n} packets of request {which} from {n_points} capture points",
             err=True,
         )
+
+
+def _listing(
+    correlation: Correlation,
+    loaded: LoadedRun,
+    failed: bool,
+    where: Where | None,
+    sort_by: str | None,
+    slowest: int | None,
+    show_all: bool,
+) -> Listing:
+    """Every connection's row, filtered and ordered as asked (columnar; see correlate.listing)."""
+    import numpy as np
+
+    from tracer.correlate import outcome
+    from tracer.correlate.listing import connection_table, protocol_name
+    from tracer.correlate.triage import matches, order
+    from tracer.report.listing import Listing
+    from tracer.summary import summarize_frames
+
+    table = connection_table(correlation)
+    visible = ~table.folded if show_all else ~table.folded & ~table.noise
+    rows = np.flatnonzero(visible)
+    names = [protocol_name(p) for p in table.proto.tolist()]
+    ports = [
+        tuple(sorted({p for p in (a, b) if p >= 0}))
+        for a, b in zip(table.dport.tolist(), table.backend_port.tolist(), strict=True)
+    ]
+    req_point = np.where(visible, table.req_point, -1)
+    summaries = summarize_frames(
+        [p.frames for p in loaded.points],
+        names,
+        ports,
+        (req_point, table.req_frame),
+        (table.resp_point, table.resp_frame),
+    )
+    if failed:
+        rows = rows[outcome.failed(table.outcome[rows])]
+    if where is not None:
+        rows = rows[matches(where, table, summaries.status, summaries.rcode)[rows]]
+    return Listing(
+        table=table,
+        summaries=summaries,
+        rows=order(table, rows, sort_by or "start", slowest=slowest),
+        counted=rows,
+        point_nodes=tuple(p.node for p in correlation.points),
+        total=int((~table.folded & ~table.noise).sum()),
+        hidden=0 if show_all else int((~table.folded & table.noise).sum()),
+    )
 
 
 def _path(correlation: Correlation, connection: Connection, loaded: LoadedRun) -> Path:

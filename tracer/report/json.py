@@ -8,15 +8,13 @@ This module only reshapes a `Path`; it computes nothing.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tracer.dnslookup import DnsLookup, DnsQuery
-from tracer.model import Connection, Hop, Path, Segment, Translation, Tuple5
+from tracer.model import Hop, Path, Segment, Translation, Tuple5
 from tracer.report.stitched import Handoff, handoffs
 
 SCHEMA = "pathtrace/v1"
-LIST_SCHEMA = "pathtrace-list/v1"
 
 
 def _pair(t: Tuple5) -> dict[str, str]:
@@ -162,29 +160,4 @@ def render_json(
 ) -> str:
     """The document as text (indented, one trailing newline)."""
     doc = path_json(path, dns=dns, evidence=evidence)
-    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
-
-
-def connection_json(c: Connection, summary: str = "") -> dict[str, Any]:
-    return {
-        "index": c.index,
-        "protocol": c.protocol,
-        "client": str(c.client.src),
-        "destination": str(c.client.dst),
-        "backend": str(c.backend) if c.backend is not None else None,
-        "points": list(c.points),
-        "summary": summary or c.summary,
-        "start_ns": int(c.start_ns),
-    }
-
-
-def render_list_json(
-    connections: Sequence[Connection], summaries: Mapping[int, str] | None = None
-) -> str:
-    """The `--list --format json` document: one object per connection."""
-    s = summaries or {}
-    doc = {
-        "schema": LIST_SCHEMA,
-        "connections": [connection_json(c, s.get(c.index, "")) for c in connections],
-    }
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"

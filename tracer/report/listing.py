@@ -1,49 +1,384 @@
-"""The `--list` view: one line per connection found in the captures.
+"""The `--list` view: a triage summary, then one row per connection (table, JSON, JSONL, CSV).
 
-Pure: takes the correlator's `Connection`s (and summaries read elsewhere), returns a string.
+Pure: takes a `Listing` (the connection table, its summaries and the rows chosen), returns text.
+The JSON document is schema `pathtrace-list/v1`:
+`{"schema": ..., "summary": {...}, "connections": [ROW, ...]}`; JSONL is one ROW per line; CSV
+one row per connection with the ROW's scalar fields. Rows are built from columns with one
+Python step per connection (the text itself); nothing is computed here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import csv
+import io
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
-from tabulate import tabulate
+import numpy as np
+import numpy.typing as npt
 
-from tracer.model import Connection
+from tracer.correlate import outcome as oc
+from tracer.correlate.listing import ConnectionTable, protocol_name
+from tracer.correlate.triage import (
+    Stats,
+    endpoint_text,
+    group_stats,
+    groupings,
+    outcome_counts,
+    overall_stats,
+)
+from tracer.summary import Summaries
 
+LIST_SCHEMA = "pathtrace-list/v1"
 ARROW = "→"
-_MAX_POINTS_SHOWN = 4
+# Groups shown per grouping in the table's summary (worst first): one screen.
+_GROUPS_SHOWN = 6
+CSV_FIELDS = (
+    "index",
+    "protocol",
+    "client",
+    "destination",
+    "service",
+    "backend",
+    "outcome",
+    "outcome_by",
+    "outcome_by_point",
+    "last_point",
+    "points",
+    "start_ns",
+    "connect_ns",
+    "server_ns",
+    "total_ns",
+    "retransmissions",
+    "slowest_segment",
+    "slowest_segment_ns",
+    "http_status",
+    "dns_rcode",
+    "summary",
+)
 
 
-def _points(c: Connection) -> str:
-    names = list(c.points)
-    shown = ", ".join(names[:_MAX_POINTS_SHOWN])
-    if len(names) > _MAX_POINTS_SHOWN:
-        shown += f", +{len(names) - _MAX_POINTS_SHOWN}"
-    return f"{len(names)}: {shown}"
+@dataclass(frozen=True)
+class Listing:
+    """What to list: `rows` (connection numbers, in order) of `table`, and the connections the
+    summary counts (`counted`: every row that passed the filters, before --slowest)."""
+
+    table: ConnectionTable
+    summaries: Summaries
+    rows: npt.NDArray[np.int64]
+    counted: npt.NDArray[np.int64]
+    point_nodes: tuple[str | None, ...]
+    total: int  # connections found (ICMP errors folded into theirs, chatter not counted)
+    hidden: int  # link-local / multicast chatter left out (shown with --all)
 
 
-def render_list(
-    connections: Sequence[Connection], summaries: Mapping[int, str] | None = None
-) -> str:
-    """A table with one row per connection, ending with a newline."""
-    s = summaries or {}
+def _dur(ns: int) -> str:
+    if ns < 0:
+        return ""
+    if ns < 1_000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return f"{ns / 1e3:.0f}us"
+    if ns < 1_000_000_000:
+        return f"{ns / 1e6:.1f}ms" if ns < 100_000_000 else f"{ns / 1e6:.0f}ms"
+    return f"{ns / 1e9:.2f}s"
+
+
+def _none(v: int) -> int | None:
+    return v if v >= 0 else None
+
+
+def _stats_json(s: Stats) -> dict[str, Any]:
+    return {
+        "name": s.label,
+        "connections": s.connections,
+        "failed": s.failed,
+        "p50_ns": _none(s.p50),
+        "p90_ns": _none(s.p90),
+        "p99_ns": _none(s.p99),
+        "max_ns": _none(s.max),
+    }
+
+
+def summary_json(listing: Listing) -> dict[str, Any]:
+    t, rows = listing.table, listing.counted
+    overall = overall_stats(t, rows)
+    groups = groupings(t, listing.point_nodes)
+    return {
+        "connections": int(rows.shape[0]),
+        "found": listing.total,
+        "hidden": listing.hidden,
+        "outcomes": outcome_counts(t, rows),
+        "latency": {k: v for k, v in _stats_json(overall).items() if k.endswith("_ns")},
+        **{
+            f"by_{name}": [_stats_json(s) for s in group_stats(labels, ids, t, rows)]
+            for name, (labels, ids) in groups.items()
+        },
+    }
+
+
+def rows_json(listing: Listing) -> Iterator[dict[str, Any]]:
+    """One ROW of the JSON contract per listed connection."""
+    t, s = listing.table, listing.summaries
+    pts = t.points
+    nodes = listing.point_nodes
+    names = oc.OUTCOMES
+    cols = [
+        a[listing.rows].tolist()
+        for a in (
+            t.proto,
+            t.src,
+            t.sport,
+            t.dst,
+            t.dport,
+            t.backend,
+            t.backend_port,
+            t.outcome,
+            t.by,
+            t.by_point,
+            t.last_point,
+            t.start_ns,
+            t.connect_ns,
+            t.server_ns,
+            t.total_ns,
+            t.retransmissions,
+            t.slow_from,
+            t.slow_to,
+            t.slow_ns,
+            s.status,
+            s.rcode,
+        )
+    ]
+    paths = t.paths(listing.rows)
+    for i, path, *v in zip(listing.rows.tolist(), paths, *cols, strict=True):
+        proto, src, sp, dst, dp, be, bp, code, by, byp, last, start = v[:12]
+        conn, server, total, retr, sf, st, sn, status, rcode = v[12:]
+        nat = be >= 0
+        yield {
+            "index": i,
+            "protocol": protocol_name(proto),
+            "client": endpoint_text(t, src, sp),
+            "destination": endpoint_text(t, dst, dp),
+            "service": endpoint_text(t, dst, dp) if nat else None,
+            "backend": endpoint_text(t, be, bp) if nat else None,
+            "points": list(path),
+            "outcome": names[code],
+            "outcome_by": (
+                {"address": t.addresses[by], "point": pts[byp], "node": nodes[byp]}
+                if by >= 0
+                else None
+            ),
+            "last_point": pts[last] if last >= 0 else None,
+            "start_ns": start,
+            "connect_ns": _none(conn),
+            "server_ns": _none(server),
+            "total_ns": _none(total),
+            "retransmissions": retr,
+            "slowest_segment": (
+                {"from": pts[sf], "to": pts[st], "delay_ns": sn} if sf >= 0 else None
+            ),
+            "http_status": _none(status),
+            "dns_rcode": _none(rcode),
+            "summary": s.text[i],
+        }
+
+
+def render_list_json(listing: Listing) -> str:
+    """The document, one connection a line (a listing of 100,000 connections stays greppable
+    and is written in a fraction of the time an indented document takes)."""
+    head = json.dumps({"schema": LIST_SCHEMA, "summary": summary_json(listing)}, indent=1)
+    rows = ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows_json(listing))
+    return head[:-2] + ',\n "connections": [\n' + rows + ("\n" if rows else "") + " ]\n}\n"
+
+
+def render_list_jsonl(listing: Listing) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_json(listing))
+
+
+def render_list_csv(listing: Listing) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_FIELDS)
+    for r in rows_json(listing):
+        by = r["outcome_by"] or {}
+        seg = r["slowest_segment"] or {}
+        w.writerow(
+            [
+                r["index"],
+                r["protocol"],
+                r["client"],
+                r["destination"],
+                r["service"] or "",
+                r["backend"] or "",
+                r["outcome"],
+                by.get("address", ""),
+                by.get("point", ""),
+                r["last_point"] or "",
+                " ".join(r["points"]),
+                r["start_ns"],
+                *("" if r[k] is None else r[k] for k in ("connect_ns", "server_ns", "total_ns")),
+                r["retransmissions"],
+                f"{seg['from']}>{seg['to']}" if seg else "",
+                seg.get("delay_ns", ""),
+                "" if r["http_status"] is None else r["http_status"],
+                "" if r["dns_rcode"] is None else r["dns_rcode"],
+                r["summary"],
+            ]
+        )
+    return out.getvalue()
+
+
+def _aligned(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    widths = [len(h) for h in header]
+    for row in rows:
+        for k, cell in enumerate(row):
+            if len(cell) > widths[k]:
+                widths[k] = len(cell)
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            c.rjust(widths[k]) if k in right else c.ljust(widths[k]) for k, c in enumerate(cells)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])]
+    out.extend(line(r) for r in rows)
+    return out
+
+
+def _stats_lines(title: str, stats: Sequence[Stats]) -> list[str]:
+    if not stats:
+        return []
     rows = [
         [
-            str(c.index),
-            c.protocol,
-            f"{c.client.src} {ARROW} {c.client.dst}",
-            str(c.backend) if c.backend is not None and c.backend != c.client.dst else "",
-            _points(c),
-            s.get(c.index) or c.summary,
+            s.label,
+            str(s.connections),
+            str(s.failed),
+            _dur(s.p50),
+            _dur(s.p90),
+            _dur(s.p99),
+            _dur(s.max),
         ]
-        for c in connections
+        for s in stats[:_GROUPS_SHOWN]
     ]
-    table = tabulate(
-        rows,
-        headers=["#", "proto", "client → destination", "backend", "points", "summary"],
-        tablefmt="simple",
-        colalign=("right", "left", "left", "left", "left", "left"),
-        disable_numparse=True,
+    lines = _aligned(
+        [title, "conns", "failed", "p50", "p90", "p99", "max"], rows, {1, 2, 3, 4, 5, 6}
     )
-    return "\n".join(line.rstrip() for line in table.splitlines()) + "\n"
+    if len(stats) > _GROUPS_SHOWN:
+        lines.append(f"(+{len(stats) - _GROUPS_SHOWN} more; --format json lists all)")
+    return lines
+
+
+def render_summary(listing: Listing) -> str:
+    t, rows = listing.table, listing.counted
+    counts = outcome_counts(t, rows)
+    n = int(rows.shape[0])
+    failed = n - counts["ok"]
+    parts = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    head = f"{n} connections"
+    if n != listing.total:
+        head += f" (of {listing.total})"
+    lines = [f"{head}: {parts or 'none'}" + (f"  — {failed} not ok" if failed else "")]
+    if listing.hidden:
+        lines.append(f"{listing.hidden} link-local/multicast exchanges hidden (--all shows them)")
+    overall = overall_stats(t, rows)
+    if overall.p50 >= 0:
+        lines.append(
+            f"total time: p50 {_dur(overall.p50)}  p90 {_dur(overall.p90)}  "
+            f"p99 {_dur(overall.p99)}  max {_dur(overall.max)}"
+        )
+    for name, (labels, ids) in groupings(t, listing.point_nodes).items():
+        stats = group_stats(labels, ids, t, rows)
+        if len(stats) > 0:
+            lines.append("")
+            lines.extend(_stats_lines(name, stats))
+    return "\n".join(lines) + "\n"
+
+
+def render_list(listing: Listing, *, with_summary: bool = True) -> str:
+    """The summary, then a table with one row per listed connection, ending with a newline."""
+    t, s = listing.table, listing.summaries
+    pts = t.points
+    names = oc.OUTCOMES
+    t0 = int(t.start_ns.min()) if len(t) else 0
+    cols = [
+        a[listing.rows].tolist()
+        for a in (
+            t.proto,
+            t.src,
+            t.sport,
+            t.dst,
+            t.dport,
+            t.backend,
+            t.backend_port,
+            t.outcome,
+            t.by,
+            t.last_point,
+            t.start_ns,
+            t.connect_ns,
+            t.server_ns,
+            t.total_ns,
+            t.retransmissions,
+            t.slow_from,
+            t.slow_to,
+            t.slow_ns,
+        )
+    ]
+    out_rows: list[list[str]] = []
+    n_points = (t.path_rank[listing.rows] >= 0).sum(axis=1).tolist()
+    for i, np_, *v in zip(listing.rows.tolist(), n_points, *cols, strict=True):
+        proto, src, sp, dst, dp, be, bp, code, by, last, start = v[:11]
+        conn, server, total, retr, sf, st, sn = v[11:]
+        outcome = names[code]
+        if by >= 0 and code in (oc.RESET, oc.REJECTED):
+            outcome += f" by {t.addresses[by]}"
+        out_rows.append(
+            [
+                str(i),
+                f"{(start - t0) / 1e9:.3f}",
+                protocol_name(proto),
+                f"{endpoint_text(t, src, sp)} {ARROW} {endpoint_text(t, dst, dp)}",
+                endpoint_text(t, be, bp) if be >= 0 else "",
+                outcome,
+                f"{pts[last]} ({np_})" if last >= 0 else "",
+                _dur(conn),
+                _dur(server),
+                _dur(total),
+                str(retr) if retr else "",
+                f"{pts[sf]}>{pts[st]} {_dur(sn)}" if sf >= 0 else "",
+                s.text[i],
+            ]
+        )
+    header = [
+        "#",
+        "start s",
+        "proto",
+        f"client {ARROW} destination",
+        "backend",
+        "outcome",
+        "reached (points)",
+        "connect",
+        "server",
+        "total",
+        "rtx",
+        "slowest segment",
+        "summary",
+    ]
+    lines = _aligned(header, out_rows, {0, 1, 7, 8, 9, 10})
+    body = "\n".join(lines) + "\n"
+    if not with_summary:
+        return body
+    return render_summary(listing) + "\n" + body
+
+
+def render_listing(listing: Listing, fmt: str) -> str:
+    """The listing in `fmt`: table, json, jsonl or csv."""
+    if fmt == "json":
+        return render_list_json(listing)
+    if fmt == "jsonl":
+        return render_list_jsonl(listing)
+    if fmt == "csv":
+        return render_list_csv(listing)
+    return render_list(listing)

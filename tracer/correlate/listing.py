@@ -1,0 +1,408 @@
+"""Every connection's outcome, latency and break point, computed for all of them at once.
+
+`connection_table` turns a `Correlation`'s table into one `ConnectionTable`: per connection its
+client tuple as sent, Service and backend, the points it crossed, its outcome (the rules of
+`tracer.correlate.outcome`) and who answered, the furthest point the request reached, connect /
+server / total time, retransmissions and its slowest segment. Columnar: numpy and the compiled
+group reductions over rows and journeys, no Python per connection; model objects are never
+built. The numbers agree with what `build_path` says of the one connection (held to it by a
+property test). ICMP errors are folded into the connection they quote; link-local and multicast
+chatter is marked `noise`. Pure: no file reading (the summaries' payload bytes are read by
+`tracer.summary.summarize_frames` from the frames named here), no printing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tracer.correlate import kernels
+from tracer.correlate import outcome as oc
+from tracer.correlate.engine import PROTO_NAMES, Correlation
+from tracer.pcap.columns import TH_ACK, TH_FIN, TH_RST, TH_SYN
+
+I64 = npt.NDArray[np.int64]
+Bools = npt.NDArray[np.bool_]
+
+_BIG = np.iinfo(np.int64).max
+_SMALL = np.iinfo(np.int64).min
+# ICMPv6 types that are link chatter, not requests: MLD (130-132, 143), router and neighbour
+# discovery (133-137).
+_ICMPV6_CHATTER = (130, 131, 132, 133, 134, 135, 136, 137, 143)
+
+
+@dataclass(frozen=True)
+class ConnectionTable:
+    """One entry per connection of the correlation, in its numbering (arrays of length n).
+
+    Addresses index `addresses`, points index `points`; -1 (or `None` text) where absent.
+    Times in ns: `start_ns` on the reference clock, the latencies -1 where not measured.
+    """
+
+    points: tuple[str, ...]
+    addresses: tuple[str, ...]
+    proto: I64  # IP protocol number
+    src: I64
+    sport: I64  # -1 for ICMP
+    dst: I64
+    dport: I64
+    backend: I64  # the destination after the last DNAT (-1: no DNAT)
+    backend_port: I64
+    path_rank: I64  # (n, len(points)): order in which the connection met each point, -1 never
+    outcome: npt.NDArray[np.int8]  # codes of `outcome.OUTCOMES`
+    by: I64  # the address that answered (-1: nobody)
+    by_point: I64  # the point where that answer was first seen
+    last_point: I64  # the furthest point the request reached
+    start_ns: I64
+    connect_ns: I64
+    server_ns: I64
+    total_ns: I64
+    retransmissions: I64
+    slow_from: I64  # the slowest segment of the request's way: its points
+    slow_to: I64
+    slow_ns: I64
+    noise: Bools  # link-local / multicast chatter: not shown by default
+    folded: Bools  # an ICMP error shown on the connection it quotes: never a row
+    # The frames whose payload tells what the request was: (point, frame) each way, -1 none.
+    req_point: I64
+    req_frame: I64
+    resp_point: I64
+    resp_frame: I64
+
+    def __len__(self) -> int:
+        return int(self.proto.shape[0])
+
+    def path(self, i: int) -> list[str]:
+        """The points connection `i` crossed, in the order it met them."""
+        return list(self.paths(np.array([i], dtype=np.int64))[0])
+
+    def paths(self, rows: I64) -> list[tuple[str, ...]]:
+        """`path` of many connections at once (each distinct order of points built once)."""
+        rank = self.path_rank[rows]
+        n_p = rank.shape[1]
+        order = np.argsort(np.where(rank < 0, _BIG, rank), axis=1, kind="stable")
+        seen = np.take_along_axis(rank, order, axis=1) >= 0
+        # One number per row: its points in order, base n_p + 1 (0 = none).
+        digits = np.where(seen, order + 1, 0)
+        key = np.zeros(rows.shape[0], dtype=np.int64)
+        for k in range(n_p):
+            key = key * (n_p + 1) + digits[:, k]
+        uniq, inv = np.unique(key, return_inverse=True)
+        names: list[tuple[str, ...]] = []
+        for u in uniq.tolist():
+            ids = []
+            while u:
+                u, d = divmod(u, n_p + 1)
+                ids.append(d - 1)
+            names.append(tuple(self.points[p] for p in reversed(ids)))
+        return [names[k] for k in inv.reshape(-1).tolist()]
+
+
+# Prefixes of link-local and multicast addresses, as text (the address table is text; parsing
+# every client address would cost more than the rest of the table): IPv4 224.0.0.0/4,
+# 169.254.0.0/16 and the broadcast address, IPv6 ff00::/8 and fe80::/10.
+_NOISE_V4 = tuple(f"{o}." for o in range(224, 240)) + ("169.254.", "255.255.255.255")
+_NOISE_V6 = ("ff", "fe8", "fe9", "fea", "feb")
+
+
+def _noise_addresses(addresses: tuple[str, ...]) -> Bools:
+    out = np.zeros(len(addresses) + 1, dtype=bool)  # the trailing entry is "no address"
+    out[:-1] = np.fromiter(
+        (
+            a.lower().startswith(_NOISE_V6) if ":" in a else a.startswith(_NOISE_V4)
+            for a in addresses
+        ),
+        dtype=bool,
+        count=len(addresses),
+    )
+    return out
+
+
+def connection_table(corr: Correlation) -> ConnectionTable:
+    """The table of every connection of `corr` (see the module docstring)."""
+    tb = corr.table
+    n_c = len(corr)
+    n_p = len(corr.points)
+    n_j = int(tb.jforward.shape[0])
+    n = int(tb.pidx.shape[0])
+    jstart = tb.jstart
+    jlen = np.diff(jstart)
+    jconn = np.repeat(np.arange(n_c, dtype=np.int64), np.diff(tb.cstart))
+    jfirst = jstart[:-1]
+    jlast = jstart[1:] - 1
+    row_j = np.repeat(np.arange(n_j, dtype=np.int64), jlen)
+    row_c = jconn[row_j]
+    pidx = tb.pidx.astype(np.int64)
+    jpos = np.arange(n_j, dtype=np.int64)
+
+    # Per journey: what packet it is (from its first row).
+    proto_j, flags_j, plen_j, itype_j = (
+        tb.column(name, jfirst).astype(np.int64) for name in ("proto", "flags", "plen", "icmp_type")
+    )
+    tcp_j = proto_j == 6
+    syn_j = tcp_j & ((flags_j & TH_SYN) != 0) & ((flags_j & TH_ACK) == 0)
+    synack_j = tcp_j & ((flags_j & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK))
+    # journey_kind's order: syn/syn-ack, then rst, then fin, then data.
+    data_j = tcp_j & (plen_j > 0) & ((flags_j & (TH_SYN | TH_RST | TH_FIN)) == 0)
+    fwd_j = tb.jforward
+    first_j_of_c = tb.cstart[:-1]
+
+    def first_journey(mask: Bools) -> I64:
+        """Per connection, its first journey (in time order) where `mask`; -1 if none."""
+        out = kernels.group_min(jconn, np.where(mask, jpos, _BIG), n_c)
+        return np.where(out == _BIG, -1, out)
+
+    # The journey that gives the client tuple (the first forward one, else the first of all)
+    # and the request the path follows (TCP: the SYN; else the first forward packet).
+    first_fwd = first_journey(fwd_j)
+    has_fwd = first_fwd >= 0
+    tuple_j = np.where(has_fwd, first_fwd, first_j_of_c)
+    conn_tcp = (
+        kernels.group_max(jconn, tcp_j.astype(np.int64), n_c) > 0 if n_c else np.zeros(0, bool)
+    )
+    syn_first = first_journey(fwd_j & syn_j)
+    req_j = np.where(conn_tcp & (syn_first >= 0), syn_first, tuple_j)
+    # The reply the path shows: the first SYN-ACK (else reverse packet) after the request.
+    after_req = jpos > req_j[jconn]
+    reply_kind = first_journey(~fwd_j & after_req & synack_j)
+    reply_any = first_journey(~fwd_j & after_req)
+    reply_j = np.where(conn_tcp & (reply_kind >= 0), reply_kind, reply_any)
+
+    # Client tuple: the first row of the tuple journey, reversed when it is a reply.
+    r0 = jfirst[tuple_j] if n_c else np.zeros(0, np.int64)
+    src0, dst0, sp0, dp0 = (
+        tb.column(k, r0).astype(np.int64) for k in ("src", "dst", "sport", "dport")
+    )
+    proto_c = proto_j[tuple_j] if n_c else np.zeros(0, np.int64)
+    ported = np.isin(proto_c, (6, 17))
+    src = np.where(has_fwd, src0, dst0)
+    dst = np.where(has_fwd, dst0, src0)
+    sport = np.where(ported, np.where(has_fwd, sp0, dp0), -1)
+    dport = np.where(ported, np.where(has_fwd, dp0, sp0), -1)
+    # Backend: the destination after the last DNAT of that journey (any change of destination
+    # along its rows; the last row holds the final one).
+    tj_rows = np.flatnonzero(row_j == tuple_j[row_c]) if n else np.zeros(0, np.int64)
+    tdst, tdport = (tb.column(k, tj_rows).astype(np.int64) for k in ("dst", "dport"))
+    tconn = row_c[tj_rows]
+    changed = np.zeros(n_c, dtype=bool)
+    if tj_rows.shape[0]:
+        moved = (tdst != dst0[tconn]) | (tdport != dp0[tconn])
+        changed = np.bincount(tconn[moved], minlength=n_c) > 0
+    last_row = jlast[tuple_j] if n_c else np.zeros(0, np.int64)
+    bdst, bport = (tb.column(k, last_row).astype(np.int64) for k in ("dst", "dport"))
+    changed &= has_fwd
+    backend = np.where(changed, bdst, -1)
+    backend_port = np.where(changed & ported, bport, -1)
+
+    # Points in the order the connection met them: the tuple journey first, then the others.
+    rank = np.where(row_j == tuple_j[row_c], 0, n) + np.arange(n, dtype=np.int64)
+    cell = row_c * max(n_p, 1) + pidx
+    prank = kernels.group_min(cell, rank, n_c * max(n_p, 1)).reshape(n_c, max(n_p, 1))[:, :n_p]
+    path_rank = np.where(prank == _BIG, -1, prank)
+
+    # The furthest point the request reached: the last sighting of the request journey.
+    last_point = pidx[jlast[req_j]] if n_c else np.zeros(0, np.int64)
+
+    # --- ICMP errors: folded into the connection they quote.
+    links = corr.icmp_links
+    err_target = np.full(n_c, -1, dtype=np.int64)
+    for target, errs in links.items():
+        for e in errs:
+            if err_target[e] < 0:
+                err_target[e] = target
+    folded = err_target >= 0
+    errors = np.flatnonzero(folded)
+    # Each error's first sighting (where it was made, or first seen on its way back).
+    err_row = jfirst[first_j_of_c[errors]] if errors.shape[0] else np.zeros(0, np.int64)
+
+    # --- outcome: the rules of `outcome`, one packet per journey at its first sighting.
+    t_first_j = tb.tc[jfirst] if n_j else np.zeros(0, np.int64)
+    facts = oc.packet_facts(
+        n_c,
+        jconn,
+        fwd_j,
+        proto_j,
+        flags_j,
+        t_first_j,
+        error_conn=err_target[errors],
+        error_ns=tb.tc[err_row] if errors.shape[0] else np.zeros(0, np.int64),
+    )
+    now = int(tb.tc.max()) if n else 0
+    codes = oc.classify(facts, now)
+    answer = oc.answer_kind(codes, facts)
+    # Who answered: the source of the answering packet where it was first seen.
+    rst_j = first_journey(~fwd_j & tcp_j & ((flags_j & TH_RST) != 0))
+    ans_j = np.where(
+        answer == oc.ANSWER_RST, rst_j, np.where(answer == oc.ANSWER_REPLY, reply_j, -1)
+    )
+    ans_row = np.where(ans_j >= 0, jfirst[np.maximum(ans_j, 0)], -1) if n_j else np.full(n_c, -1)
+    # The ICMP error's row, for connections it rejected (the first error seen).
+    icmp_row = np.full(n_c, -1, dtype=np.int64)
+    if errors.shape[0]:
+        order = np.argsort(tb.tc[err_row], kind="stable")[::-1]
+        icmp_row[err_target[errors][order]] = err_row[order]
+    ans_row = np.where(answer == oc.ANSWER_ICMP, icmp_row, ans_row)
+    has_ans = ans_row >= 0
+    safe_ans = np.maximum(ans_row, 0)
+    by = np.where(has_ans, tb.column("src", safe_ans).astype(np.int64), -1)
+    by_point = np.where(has_ans, pidx[safe_ans] if n else -1, -1)
+
+    # --- latencies, as `build_path` measures them (each on one point's own clock).
+    t_raw = tb.column("t").astype(np.int64)
+    client_p = pidx[jfirst[req_j]] if n_c else np.zeros(0, np.int64)
+    server_p = last_point
+    at_client = pidx == client_p[row_c]
+    at_server = pidx == server_p[row_c]
+
+    def per_journey(mask: Bools, op: Any) -> I64:
+        out: I64 = op(row_j[mask], t_raw[mask], n_j)
+        return out
+
+    jc_min = per_journey(at_client, kernels.group_min)
+    jc_max = per_journey(at_client, kernels.group_max)
+    js_min = per_journey(at_server, kernels.group_min)
+    js_max = per_journey(at_server, kernels.group_max)
+    del at_client, at_server
+    seen_c = jc_min != _BIG
+    seen_s = js_min != _BIG
+
+    def at(j: I64, arr: I64, seen: Bools) -> I64:
+        ok = j >= 0
+        jj = np.maximum(j, 0)
+        return np.where(ok & seen[jj], arr[jj], -1) if n_j else np.full(j.shape[0], -1)
+
+    connect = np.full(n_c, -1, dtype=np.int64)
+    total = np.full(n_c, -1, dtype=np.int64)
+    server = np.full(n_c, -1, dtype=np.int64)
+    syn_c = at(req_j, jc_min, seen_c)
+    synack_c = at(reply_j, jc_max, seen_c)
+    is_synack = np.zeros(n_c, dtype=bool)
+    if n_j:
+        is_synack = (reply_j >= 0) & synack_j[np.maximum(reply_j, 0)]
+    ok_connect = conn_tcp & is_synack & (synack_c >= 0) & (syn_c >= 0)
+    connect[ok_connect] = (synack_c - syn_c)[ok_connect]
+    # TCP total: first request data out at the client to the last response data back there.
+    req_d = fwd_j & data_j
+    resp_d = ~fwd_j & data_j
+    start = kernels.group_min(jconn[req_d & seen_c], jc_min[req_d & seen_c], n_c)
+    has_start = start != _BIG
+    late = resp_d & seen_c & (jc_max >= start[jconn])
+    end = kernels.group_max(jconn[late], jc_max[late], n_c)
+    ok_total = conn_tcp & has_start & (end != _SMALL)
+    total[ok_total] = (end - start)[ok_total]
+    # TCP server time: the last request data in at the server before its first response data.
+    out_first = kernels.group_min(jconn[resp_d & seen_s], js_min[resp_d & seen_s], n_c)
+    before = req_d & seen_s & (js_max <= out_first[jconn])
+    req_in = kernels.group_max(jconn[before], js_max[before], n_c)
+    ok_server = conn_tcp & (out_first != _BIG) & (req_in != _SMALL)
+    server[ok_server] = (out_first - req_in)[ok_server]
+    # Other protocols: the request and its reply.
+    other = ~conn_tcp & (reply_j >= 0)
+    rep_c, req_c0 = at(reply_j, jc_max, seen_c), at(req_j, jc_min, seen_c)
+    m = other & (rep_c >= 0) & (req_c0 >= 0)
+    total[m] = (rep_c - req_c0)[m]
+    rep_s, req_s = at(reply_j, js_min, seen_s), at(req_j, js_max, seen_s)
+    m = other & (rep_s >= 0) & (req_s >= 0)
+    server[m] = (rep_s - req_s)[m]
+
+    # Retransmissions: journeys that are a later send of an earlier one.
+    retrans = np.bincount(jconn[tb.jretrans > 0], minlength=n_c).astype(np.int64)
+
+    # The slowest segment of the request's way: between consecutive points of its journey,
+    # on corrected time.
+    req_row = row_j == req_j[row_c] if n else np.zeros(0, bool)
+    step = np.flatnonzero(
+        req_row[:-1] & req_row[1:] & (row_j[:-1] == row_j[1:]) & (pidx[:-1] != pidx[1:])
+    )
+    delay = tb.tc[step + 1] - tb.tc[step]
+    sc = row_c[step]
+    slow_ns = kernels.group_max(sc, delay, n_c)
+    hit = step[delay == slow_ns[sc]]
+    slow_from = np.full(n_c, -1, dtype=np.int64)
+    slow_to = np.full(n_c, -1, dtype=np.int64)
+    hit = hit[::-1]  # the first such segment wins
+    slow_from[row_c[hit]] = pidx[hit]
+    slow_to[row_c[hit]] = pidx[hit + 1]
+    slow_ns = np.where(slow_ns != _SMALL, slow_ns, -1)
+
+    # Link-local and multicast chatter, and ICMPv6 neighbour discovery / MLD.
+    noise_addr = _noise_addresses(tb.addresses)
+    noise = noise_addr[dst] | noise_addr[src]
+    if n_c:
+        noise |= (proto_c == 58) & np.isin(itype_j[tuple_j], _ICMPV6_CHATTER)
+    del itype_j
+
+    # Summary frames: the first forward and reverse journeys with payload (not resends); the
+    # row with the longest capture of it (some points keep a short snaplen).
+    pay_j = (plen_j > 0) & (tb.jretrans == 0)
+    icmp_j = np.isin(proto_j, (1, 58))
+    req_pay = first_journey(fwd_j & (pay_j | icmp_j))
+    resp_pay = first_journey(~fwd_j & (pay_j | icmp_j))
+    req_point, req_frame = _longest_row(tb, req_pay, jstart)
+    resp_point, resp_frame = _longest_row(tb, resp_pay, jstart)
+
+    return ConnectionTable(
+        points=tuple(p.name for p in corr.points),
+        addresses=tb.addresses,
+        proto=proto_c,
+        src=src,
+        sport=sport,
+        dst=dst,
+        dport=dport,
+        backend=backend,
+        backend_port=backend_port,
+        path_rank=path_rank,
+        outcome=codes,
+        by=by,
+        by_point=by_point,
+        last_point=last_point,
+        start_ns=tb.cstart_ns.astype(np.int64),
+        connect_ns=connect,
+        server_ns=server,
+        total_ns=total,
+        retransmissions=retrans,
+        slow_from=slow_from,
+        slow_to=slow_to,
+        slow_ns=slow_ns,
+        noise=noise,
+        folded=folded,
+        req_point=req_point,
+        req_frame=req_frame,
+        resp_point=resp_point,
+        resp_frame=resp_frame,
+    )
+
+
+def _longest_row(tb: Any, journeys: I64, jstart: I64) -> tuple[I64, I64]:
+    """(point, frame) of the row with the most captured bytes of each journey (-1 for -1)."""
+    n_c = journeys.shape[0]
+    have = np.flatnonzero(journeys >= 0)
+    point = np.full(n_c, -1, dtype=np.int64)
+    frame = np.full(n_c, -1, dtype=np.int64)
+    if not have.shape[0]:
+        return point, frame
+    j = journeys[have]
+    lens = jstart[j + 1] - jstart[j]
+    rows = np.repeat(jstart[j], lens) + (
+        np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
+    )
+    group = np.repeat(np.arange(have.shape[0]), lens)
+    caplen = tb.column("pcap_len", rows).astype(np.int64)
+    best = kernels.group_max(group, caplen, have.shape[0])
+    top = rows[caplen == best[group]]
+    gtop = group[caplen == best[group]]
+    first = np.full(have.shape[0], -1, dtype=np.int64)
+    first[gtop[::-1]] = top[::-1]
+    point[have] = tb.pidx[first].astype(np.int64)
+    frame[have] = tb.row[first].astype(np.int64)
+    return point, frame
+
+
+def protocol_name(proto: int) -> str:
+    return PROTO_NAMES.get(proto, "ip")
+
+
+__all__ = ["ConnectionTable", "connection_table", "protocol_name"]
