@@ -743,3 +743,22 @@ def test_terminal_controls_from_the_manifest_are_printed_escaped(
             assert "\x1b" not in text and "\x07" not in text
         if "--format" not in args:
             assert "client\\x1b]0;owned\\x07\\x0aserver" in out + err
+
+
+@pytest.mark.parametrize("option", ["--pcapng", "--diagram"])
+def test_no_report_above_a_failed_file_write(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, option: str
+) -> None:
+    client, server = write_clusterip_captures(tmp_path)
+    target = tmp_path / "no-such-dir" / ("out.pcapng" if option == "--pcapng" else "out.svg")
+    code, out, err = run(
+        capsys,
+        "--point",
+        f"client:client@a={client}",
+        "--point",
+        f"server:server@b={server}",
+        option,
+        str(target),
+    )
+    assert code == 1 and out == ""  # nothing that reads as a result above the error
+    assert str(target) in err and "Traceback" not in err

@@ -42,7 +42,7 @@ def test_json_schema(capsys: pytest.CaptureFixture[str]) -> None:
     doc = json.loads(out)
     assert doc["schema"] == "pathtrace-diagnose/v1"
     top = doc["findings"][0]
-    assert set(top) == {"severity", "step", "title", "evidence", "next"}
+    assert set(top) == {"severity", "step", "title", "evidence", "next", "follows"}
     assert (top["severity"], top["step"]) == ("error", 3)
     assert doc["request"]["destination"] == "10.96.0.10:53"
 
@@ -117,3 +117,33 @@ def test_live_equals_offline(
     # The health facts were read: step 1 speaks of the stand-in's two Ready nodes.
     step1 = [f for f in live_doc["findings"] if f["step"] == 1]
     assert any("2/2 nodes Ready" in f["title"] for f in step1)
+
+
+@pytest.mark.parametrize(
+    ("run", "cause_step", "signs"),
+    [("no-endpoints", 4, 2), ("stale-endpoint", 4, 2), ("drop", 6, 1)],
+)
+def test_one_cause_is_one_problem(
+    capsys: pytest.CaptureFixture[str], run: str, cause_step: int, signs: int
+) -> None:
+    code, out, _ = _run(["diagnose", str(PCAPS / run)], capsys)
+    assert code == 4
+    assert "1 problem found; the most likely cause first" in out
+    assert f"({signs} finding" in out
+    assert f"1. ERROR   step {cause_step} " in out
+    assert out.count("follows from 1: the same cause") == signs
+    code, out, _ = _run(["diagnose", str(PCAPS / run), "--format", "json"], capsys)
+    doc = json.loads(out)
+    assert [f["follows"] for f in doc["findings"]].count(1) == signs
+    assert doc["findings"][0]["follows"] is None
+
+
+def test_hash_numbers_only_connections(capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    _, out, _ = _run(["diagnose", str(PCAPS / "drop")], capsys)
+    request = re.search(r"Request #(\d+)", out)
+    assert request is not None
+    # Every "#N" is a connection number (the request's here); sends are named, not numbered.
+    assert set(re.findall(r"#(\d+)", out)) == {request.group(1)}
+    assert "syn, first send: last seen" in out and "syn, retransmission 3: last seen" in out

@@ -15,16 +15,18 @@ from tracer.testing import synth
 
 def test_parse_match_terms() -> None:
     spec = parse_match("src=10.244.1.7:53700,dst=10.96.0.10:80,proto=tcp")
-    assert spec.src == Endpoint("10.244.1.7", 53700)
-    assert spec.dst == Endpoint("10.96.0.10", 80)
-    assert spec.proto == "tcp"
+    assert spec.srcs == (Endpoint("10.244.1.7", 53700),)
+    assert spec.dsts == (Endpoint("10.96.0.10", 80),)
+    assert spec.protos == ("tcp",)
 
 
 def test_parse_match_ipv6_and_portless() -> None:
     spec = parse_match("dst=[fd00::1]:80, src=fd00:10:244:1::7")
-    assert spec.dst == Endpoint("fd00::1", 80)
-    assert spec.src == Endpoint("fd00:10:244:1::7", None)
-    assert parse_match("dst=[fd00::1]").dst == Endpoint("fd00::1", None)
+    assert spec.dsts == (Endpoint("fd00::1", 80),)
+    assert spec.srcs == (Endpoint("fd00:10:244:1::7", None),)
+    assert parse_match("dst=[fd00::1]").dsts == (Endpoint("fd00::1", None),)
+    both = parse_match("dst=10.96.0.100:80,dst=10.244.2.9")
+    assert both.dsts == (Endpoint("10.96.0.100", 80), Endpoint("10.244.2.9", None))
 
 
 @pytest.mark.parametrize(
@@ -72,12 +74,19 @@ def test_select_default_index_and_match() -> None:
     assert select(corr, match=parse_match("dst=10.244.2.9:8080")).index == 1
     assert select(corr, match=parse_match("dst=10.96.0.10")).index == 0
     assert select(corr, match=parse_match("src=10.244.1.7:41234,proto=udp")).index == 0
+    # Repeated keys must all hold: the Service address before DNAT and the pod's after it.
+    assert select(corr, match=parse_match("dst=10.96.0.100:80,dst=10.244.2.9:8080")).index == 1
+    assert select(corr, match=parse_match("dst=10.244.2.9:8080,dst=10.96.0.100")).index == 1
 
 
 def test_select_nothing() -> None:
     corr = correlate(_two_connections())
     with pytest.raises(NothingMatchedError):
         select(corr, match=parse_match("dst=10.1.1.1"))
+    with pytest.raises(NothingMatchedError):  # the last term does not simply win
+        select(corr, match=parse_match("dst=10.96.0.10,dst=10.244.2.9:8080"))
+    with pytest.raises(NothingMatchedError):
+        select(corr, match=parse_match("proto=udp,proto=tcp"))
     with pytest.raises(NothingMatchedError):
         select(corr, index=5)
     with pytest.raises(NothingMatchedError):

@@ -356,7 +356,7 @@ def command(
             render = render_evidence if verbose else render_evidence_compact
             ev_text = render(path, evidence)
         text = render_table(path, dns=lookup, evidence=ev_text, verbose=verbose)
-    _write(text, output)
+    # The files first: a report on the screen above an error would read as success.
     if diagram is not None:
         _draw(path, diagram)
     if pcapng_out is not None:
@@ -370,6 +370,7 @@ def command(
             f"wrote {pcapng_out}: {n} packets of request {which} from {n_points} capture points",
             err=True,
         )
+    _write(text, output)
 
 
 def _listing(

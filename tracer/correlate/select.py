@@ -36,9 +36,9 @@ class MatchSpec:
     """
 
     text: str
-    src: Endpoint | None = None
-    dst: Endpoint | None = None
-    proto: str | None = None
+    srcs: tuple[Endpoint, ...] = ()  # every one must hold (src=A,src=B: seen from A and from B)
+    dsts: tuple[Endpoint, ...] = ()  # e.g. the Service address and, after DNAT, the pod's
+    protos: tuple[str, ...] = ()
 
     def __repr__(self) -> str:
         return f"parse_match({self.text!r})"
@@ -73,9 +73,9 @@ def _endpoint(term: str, value: str) -> Endpoint:
 
 def parse_match(text: str) -> MatchSpec:
     """Parse `key=value[,key=value...]`; every term must hold."""
-    src: Endpoint | None = None
-    dst: Endpoint | None = None
-    proto: str | None = None
+    srcs: list[Endpoint] = []
+    dsts: list[Endpoint] = []
+    protos: list[str] = []
     terms = [t.strip() for t in text.split(",")]
     if not text.strip() or any(not t for t in terms):
         raise UsageError(f"--match {text!r}: empty term (expected {_FORMS})")
@@ -85,16 +85,17 @@ def parse_match(text: str) -> MatchSpec:
         if not eq or not value:
             raise UsageError(f"--match term {term!r}: expected KEY=VALUE ({_FORMS})")
         if key == "src":
-            src = _endpoint(term, value)
+            srcs.append(_endpoint(term, value))
         elif key == "dst":
-            dst = _endpoint(term, value)
+            dsts.append(_endpoint(term, value))
         elif key == "proto":
             if value.lower() not in PROTO_NAMES.values():
                 raise UsageError(f"--match term {term!r}: proto must be tcp, udp, icmp or icmpv6")
-            proto = value.lower()
+            protos.append(value.lower())
         else:
             raise UsageError(f"--match term {term!r}: unknown key {key!r} (expected {_FORMS})")
-    return MatchSpec(text, src, dst, proto)
+    # Repeated keys all hold (a connection seen both before and after a NAT), none overrides.
+    return MatchSpec(text, tuple(srcs), tuple(dsts), tuple(dict.fromkeys(protos)))
 
 
 def _address_ids(addresses: tuple[str, ...], ip: str) -> npt.NDArray[np.int64]:
@@ -125,12 +126,11 @@ def _matching(corr: Correlation, spec: MatchSpec) -> npt.NDArray[np.bool_]:
     fdst = np.where(row_fwd, tb.dst, tb.src)
     fsport = np.where(row_fwd, tb.sport, tb.dport)
     fdport = np.where(row_fwd, tb.dport, tb.sport)
-    if spec.proto is not None:
-        code = next(k for k, v in PROTO_NAMES.items() if v == spec.proto)
+    for proto in spec.protos:
+        code = next(k for k, v in PROTO_NAMES.items() if v == proto)
         ok &= np.bincount(row_conn, weights=tb.proto == code, minlength=n_c) > 0
-    for ep, addr, port in ((spec.src, fsrc, fsport), (spec.dst, fdst, fdport)):
-        if ep is None:
-            continue
+    terms = [(ep, fsrc, fsport) for ep in spec.srcs] + [(ep, fdst, fdport) for ep in spec.dsts]
+    for ep, addr, port in terms:
         hit = np.isin(addr, _address_ids(tb.addresses, ep.ip))
         if ep.port is not None:
             hit &= (port == ep.port) & np.isin(tb.proto, (6, 17))
@@ -166,7 +166,7 @@ def select(
         chatter = link_scope_rows(tb.addresses, tb.column("src", first), tb.column("dst", first))
         points = np.where(chatter & ok, 0, points)
     pick = int(np.argmax(points))
-    if match is None or match.proto is None:
+    if match is None or not match.protos:
         pick = _past_dns(correlation, pick, ok)
     return correlation.connection(pick)
 

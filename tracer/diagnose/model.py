@@ -46,6 +46,9 @@ class Finding:
     evidence: tuple[str, ...] = ()
     next: str = ""
     weight: int = 0
+    # The finding (1-based, in the diagnosis' order) this one follows from: the same cause seen
+    # from another step, not another problem. None for a cause or a finding of its own.
+    follows: int | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ def finding_json(f: Finding) -> dict[str, Any]:
         "title": f.title,
         "evidence": list(f.evidence),
         "next": f.next or None,
+        "follows": f.follows,  # the finding (1-based) whose cause this one is a sign of
     }
 
 
@@ -52,15 +53,21 @@ def render_text(d: Diagnosis, run: str | None = None, *, verbose: bool = False) 
     if run is not None:
         lines.append(f"Diagnosis of {run}")
     lines.append(_request_line(d))
-    problems = [f for f in d.findings if f.severity != "info"]
+    problems = [f for f in d.findings if f.severity != "info" and f.follows is None]
+    signs = sum(1 for f in d.findings if f.follows is not None)
     lines.append("")
     if problems:
-        lines.append(f"{count(len(problems), 'problem')} found; the most likely cause first.")
+        verb = "follows" if signs == 1 else "follow"
+        them = "it" if len(problems) == 1 else "them"
+        more = f" ({count(signs, 'finding')} below {verb} from {them})" if signs else ""
+        lines.append(f"{count(len(problems), 'problem')} found; the most likely cause first{more}.")
     else:
         lines.append("No problem found.")
     for i, f in enumerate(d.findings, 1):
         lines.append("")
         lines.append(f"{i}. {f.severity.upper():7} step {f.step} ({STEPS[f.step]}): {f.title}")
+        if f.follows is not None:
+            lines.append(f"     follows from {f.follows}: the same cause, seen at this step")
         if f.severity != "info" or verbose:
             for e in f.evidence:
                 lines.append(f"     - {e}")

@@ -14,7 +14,7 @@ import ipaddress
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
 from tracer.diagnose.model import (
@@ -1161,8 +1161,10 @@ def step_path(f: RunFacts, slow_ms: float = SLOW_MS) -> list[Finding]:
         title = f"{done} on {node} by {how}: " + title[0].lower() + title[1:]
     elif node and not pending:
         title += f": dropped on {node}"
+    # "#N" is a connection's number everywhere; a send is named as the merged pcapng names it.
     evidence = [
-        f"{j.kind} #{j.retransmission}: last seen {_obs_ref(j.observations[-1])} {j.observations[-1].tuple5}"
+        f"{j.kind}, {f'retransmission {j.retransmission}' if j.retransmission else 'first send'}: "
+        f"last seen {_obs_ref(j.observations[-1])} {j.observations[-1].tuple5}"
         for j in journeys[:6]
     ]
     evidence.append(
@@ -1222,8 +1224,24 @@ def request_info(f: RunFacts) -> dict[str, object]:
 
 
 def order(findings: Iterable[Finding]) -> tuple[Finding, ...]:
-    """Errors first, then warnings, then info; within each, root causes before symptoms."""
-    return tuple(sorted(findings, key=lambda x: (SEVERITIES.index(x.severity), -x.weight, x.step)))
+    """Errors first, then warnings, then info; within each, root causes before symptoms. A
+    symptom (the backend's failed connections) and, under a root cause, the place the request
+    stopped are marked as following from the first cause: one cause is one problem."""
+    ranked = sorted(findings, key=lambda x: (SEVERITIES.index(x.severity), -x.weight, x.step))
+    cause = next(
+        (i for i, f in enumerate(ranked) if f.severity != "info" and f.weight >= LOCATED), None
+    )
+    if cause is None:
+        return tuple(ranked)
+    top = ranked[cause].weight
+    return tuple(
+        replace(f, follows=cause + 1)
+        if i != cause
+        and f.severity == "error"
+        and (f.weight == SYMPTOM or (top == ROOT and f.weight == LOCATED))
+        else f
+        for i, f in enumerate(ranked)
+    )
 
 
 def diagnose(facts: RunFacts, *, slow_ms: float = SLOW_MS) -> Diagnosis:
