@@ -7,9 +7,11 @@ comes from the lab's configuration (tracer.lab.topology, tracer.lab.scenarios) a
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
+import ssl
 import stat
 import subprocess
 import sys
@@ -130,11 +132,14 @@ def test_kubeconfig_is_private_and_local(lab_api: dict[str, Any]) -> None:
     assert cfg["current-context"] == "pathtrace-lab"
     ctx = next(c for c in cfg["contexts"] if c["name"] == "pathtrace-lab")
     assert ctx["context"]["namespace"] == "default"
-    server = cfg["clusters"][0]["cluster"]["server"]
-    assert server.startswith("http://127.0.0.1:")
-    # Without the bearer token the API answers 401.
+    cluster = cfg["clusters"][0]["cluster"]
+    server = cluster["server"]
+    assert server.startswith("https://127.0.0.1:")
+    ca = base64.b64decode(cluster["certificate-authority-data"]).decode()
+    verified = ssl.create_default_context(cadata=ca)
+    # Without the bearer token the API answers 401 (over TLS verified by the kubeconfig's CA).
     with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(f"{server}/api/v1/nodes", timeout=5)
+        urllib.request.urlopen(f"{server}/api/v1/nodes", timeout=5, context=verified)
     assert e.value.code == 401
 
 

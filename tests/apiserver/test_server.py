@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import http.client
 import json
 import os
+import ssl
 import stat
 import sys
 import urllib.error
@@ -60,17 +63,34 @@ def _exec(
     return out, err, r.returncode, r.subprotocol
 
 
-def test_binds_loopback_and_writes_private_kubeconfig(server: Server) -> None:
-    assert server.url.startswith("http://127.0.0.1:")
+def _verified(s: Server) -> ssl.SSLContext:
+    """A client context that trusts only the CA in the server's kubeconfig."""
+    cfg = json.loads(s.kubeconfig_path.read_text())
+    ca = base64.b64decode(cfg["clusters"][0]["cluster"]["certificate-authority-data"]).decode()
+    return ssl.create_default_context(cadata=ca)
+
+
+def test_binds_loopback_over_tls_and_writes_private_kubeconfig(server: Server) -> None:
+    assert server.url.startswith("https://127.0.0.1:")
     mode = stat.S_IMODE(os.stat(server.kubeconfig_path).st_mode)
     assert mode == 0o600
+    assert stat.S_IMODE(os.stat(server.dir / "apiserver.key").st_mode) == 0o600
     cfg = json.loads(server.kubeconfig_path.read_text())
     assert cfg["users"][0]["user"]["token"] == server.token
+    # The certificate verifies against the kubeconfig's CA for 127.0.0.1 (hostname checked).
+    with urllib.request.urlopen(f"{server.url}/version", context=_verified(server)) as r:
+        assert json.loads(r.read())["major"] == "1"
+    # ... and against nothing else: the system's CAs do not know it.
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"{server.url}/version", timeout=5)
+    # Plain HTTP gets no API.
+    with pytest.raises((urllib.error.URLError, ConnectionError, http.client.HTTPException)):
+        urllib.request.urlopen(server.url.replace("https", "http") + "/version", timeout=5)
 
 
 def test_request_without_token_is_401(server: Server) -> None:
     with pytest.raises(urllib.error.HTTPError) as e:
-        urllib.request.urlopen(f"{server.url}/api/v1/nodes", timeout=5)
+        urllib.request.urlopen(f"{server.url}/api/v1/nodes", timeout=5, context=_verified(server))
     assert e.value.code == 401
 
 
@@ -230,7 +250,7 @@ def test_close_ends_every_process() -> None:
     s = serve(sample_state(), LocalExecBackend())
     core = _core(s)
     core.create_namespaced_pod("default", _node_pod("np"))
-    pids = [p.popen.pid for p in s._procs]
+    pids = [p.popen.pid for p in s.processes.procs]
     s.close()
     assert s.running_processes() == []
     for pid in pids:

@@ -8,6 +8,7 @@ stopping the API for a running lab is tracer.lab.api's job.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from tracer.apiserver.state import (
@@ -31,10 +32,22 @@ INGRESS_NAME = "web"
 INGRESS_SERVICE = "web-remote"
 
 
+def _log_files(state_dir: Path, pod: str) -> tuple[str, ...]:
+    """Where the lab's workload in `pod` writes its output (tracer.lab.lab.start_workload)."""
+    if pod == "ingress":
+        d = state_dir / "nginx-ingress"
+        return (
+            str(state_dir / "logs" / "ingress.log"),
+            str(d / "error.log"),
+            str(d / "access.log"),
+        )
+    return (str(state_dir / "logs" / f"{pod}.log"),)
+
+
 def lab_cluster_state(topology: Any = None) -> ClusterState:
     """The running lab (or `topology`, a tracer.lab.topology.Topology) as a ClusterState."""
     from tracer.lab.scenarios import INGRESS_HOST, cluster_services
-    from tracer.lab.topology import read_state, topology_from_json
+    from tracer.lab.topology import STATE_DIR, read_state, topology_from_json
 
     if topology is None:
         state = read_state()
@@ -52,6 +65,7 @@ def lab_cluster_state(topology: Any = None) -> ClusterState:
             p.ip,
             netns=p.netns,
             labels={"app": p.name, **_POD_LABELS.get(p.name, {})},
+            log_files=_log_files(STATE_DIR, p.name),
         )
         for p in topology.pods
     )

@@ -21,6 +21,18 @@ from tracer.apiserver.state import (
 )
 
 CREATED = "2024-01-01T00:00:00Z"
+# The API version the stand-in answers as: the release whose API it follows.
+VERSION = {
+    "major": "1",
+    "minor": "37",
+    "gitVersion": "v1.37.0+pathtrace",
+    "gitCommit": "",
+    "gitTreeState": "clean",
+    "buildDate": "2026-01-01T00:00:00Z",
+    "goVersion": "",
+    "compiler": "",
+    "platform": "linux/amd64",
+}
 JSON = dict[str, Any]
 
 PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
@@ -32,11 +44,16 @@ BASELINE_CAPS = frozenset(
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
-def meta(name: str, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> JSON:
+def meta(
+    name: str,
+    namespace: str | None = None,
+    labels: Mapping[str, str] | None = None,
+    created: str = CREATED,
+) -> JSON:
     m: JSON = {
         "name": name,
-        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{name}")),
-        "creationTimestamp": CREATED,
+        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{name}/{created}")),
+        "creationTimestamp": created,
         "resourceVersion": "1",
     }
     if namespace is not None:
@@ -62,6 +79,19 @@ def node(n: NodeSpec) -> JSON:
                 {"type": "Hostname", "address": n.name},
             ],
             "conditions": [{"type": "Ready", "status": "True"}],
+            # What the lab's nodes really are: network namespaces on this host, no kubelet.
+            "nodeInfo": {
+                "kubeletVersion": VERSION["gitVersion"],
+                "osImage": "network namespace (pathtrace lab)",
+                "containerRuntimeVersion": "ip-netns-exec://",
+                "kernelVersion": "",
+                "kubeProxyVersion": "",
+                "bootID": "",
+                "machineID": "",
+                "systemUUID": "",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
         },
     }
 
@@ -98,11 +128,13 @@ def pod(p: PodSpec, host_ip: str) -> JSON:
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": meta(p.name, p.namespace, p.labels),
-        "spec": {
-            "nodeName": p.node,
-            "hostNetwork": p.host_network,
-            "containers": [{"name": c, "image": p.image} for c in p.containers],
-        },
+        "spec": pod_spec_defaults(
+            {
+                "nodeName": p.node,
+                "hostNetwork": p.host_network,
+                "containers": [{"name": c, "image": p.image} for c in p.containers],
+            }
+        ),
         "status": {
             "phase": "Running",
             "podIP": p.ip,
@@ -208,8 +240,10 @@ def ingress(i: IngressSpec, lb_ips: Iterable[str]) -> JSON:
     }
 
 
-def initial_objects(state: ClusterState) -> dict[str, dict[tuple[str, str], JSON]]:
-    """Every object of `state`, by kind, keyed by (namespace or "", name)."""
+def initial_objects(
+    state: ClusterState, created: str = CREATED
+) -> dict[str, dict[tuple[str, str], JSON]]:
+    """Every object of `state`, by kind, keyed by (namespace or "", name), created at `created`."""
     node_ip = {n.name: n.internal_ip for n in state.nodes}
     pods = {(p.namespace, p.name): p for p in state.pods}
     out: dict[str, dict[tuple[str, str], JSON]] = {
@@ -227,6 +261,13 @@ def initial_objects(state: ClusterState) -> dict[str, dict[tuple[str, str], JSON
             for i in state.ingresses
         },
     }
+    for kind in out.values():
+        for o in kind.values():
+            md = o["metadata"]
+            md.update(meta(md["name"], md.get("namespace"), md.get("labels"), created))
+            for cs in (o.get("status") or {}).get("containerStatuses") or []:
+                if "running" in cs["state"]:
+                    cs["state"]["running"]["startedAt"] = created
     return out
 
 
@@ -243,30 +284,6 @@ def status(code: int, reason: str, message: str, details: JSON | None = None) ->
     if details is not None:
         s["details"] = details
     return s
-
-
-def selector_matches(selector: str | None, labels: Mapping[str, str]) -> bool:
-    """Equality-based label selectors: `a=b`, `a==b`, `a!=b`, `a`, `!a`, comma-separated."""
-    if not selector:
-        return True
-    for term in selector.split(","):
-        term = term.strip()
-        if not term:
-            continue
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k.strip()) == v.strip():
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k.strip()) != v.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:].strip() in labels:
-                return False
-        elif term not in labels:
-            return False
-    return True
 
 
 def _containers(spec: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
@@ -333,3 +350,42 @@ FORBIDDEN_EPHEMERAL_FIELDS = (
     "resources",
     "lifecycle",
 )
+
+
+_POD_DEFAULTS: JSON = {
+    "restartPolicy": "Always",
+    "terminationGracePeriodSeconds": 30,
+    "dnsPolicy": "ClusterFirst",
+    "securityContext": {},
+    "schedulerName": "default-scheduler",
+    "serviceAccountName": "default",
+    "serviceAccount": "default",
+    "enableServiceLinks": True,
+    "preemptionPolicy": "PreemptLowerPriority",
+    "priority": 0,
+}
+_CONTAINER_DEFAULTS: JSON = {
+    "terminationMessagePath": "/dev/termination-log",
+    "terminationMessagePolicy": "File",
+    "imagePullPolicy": "IfNotPresent",
+}
+
+
+def container_defaults(c: Mapping[str, Any], ephemeral: bool = False) -> JSON:
+    """A container with the fields the API server defaults (ephemeral ones get no resources)."""
+    out = {**_CONTAINER_DEFAULTS, **c}
+    if not ephemeral:
+        out.setdefault("resources", {})
+    return out
+
+
+def pod_spec_defaults(spec: Mapping[str, Any]) -> JSON:
+    """A pod spec as the API server stores it: defaults filled in where the client left them
+    out (clients such as kubectl debug rely on them, e.g. spec.securityContext)."""
+    out = {**_POD_DEFAULTS, **spec}
+    out["containers"] = [container_defaults(c) for c in spec.get("containers") or []]
+    if spec.get("ephemeralContainers"):
+        out["ephemeralContainers"] = [
+            container_defaults(c, True) for c in spec["ephemeralContainers"]
+        ]
+    return out

@@ -35,6 +35,8 @@ class PodSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     image: str = "registry.k8s.io/pause:3.9"
     host_network: bool = False
+    # Files holding the workload's output, served as the pod's log (the lab's process logs).
+    log_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -200,6 +200,12 @@ class KubeApi:
             ) from None
         except OSError as e:
             raise ClusterError(f"kubeconfig {kubeconfig}: {e.strerror}") from None
+        except Exception as e:  # the loader's YAML and type errors on a file that is no kubeconfig
+            raise ClusterError(
+                f"kubeconfig {kubeconfig or '(default)'} is not a kubeconfig file: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                hint="pass --kubeconfig FILE and --context NAME as for kubectl",
+            ) from None
         ctx = active
         if context:
             ctx = next((c for c in contexts if c["name"] == context), active)

@@ -1,0 +1,86 @@
+"""The official kubectl against the stand-in serving a small sample cluster (no root, no lab):
+what needs a test hook (RBAC denials) or runs commands on this machine."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.apiserver.test_kubectl import kubectl_binary, rows
+from tracer.apiserver import LocalExecBackend, Server, serve
+from tracer.apiserver.fakes import sample_state
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
+    binary = kubectl_binary()
+    s = serve(sample_state(), LocalExecBackend())
+    try:
+        yield {"server": s, "kubectl": binary, "home": tmp_path}
+    finally:
+        s.close()
+
+
+def run(env: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    s: Server = env["server"]
+    return subprocess.run(
+        [env["kubectl"], *args],
+        capture_output=True,
+        text=True,
+        env={
+            "HOME": str(env["home"]),
+            "KUBECONFIG": str(s.kubeconfig_path),
+            "PATH": "/usr/bin:/bin",
+        },
+        timeout=60,
+    )
+
+
+def test_auth_can_i_follows_the_rbac_rules(env: dict[str, Any]) -> None:
+    # kubectl sends this review only as protobuf: the answers prove the body was read.
+    sub = ("auth", "can-i", "create", "pods", "--subresource=ephemeralcontainers")
+    assert run(env, *sub).stdout == "yes\n"
+    env["server"].denials.deny("create", "pods/ephemeralcontainers", "default")
+    r = run(env, *sub)
+    assert (r.returncode, r.stdout) == (1, "no\n")
+    assert run(env, *sub, "-n", "kube-system").stdout == "yes\n"
+    # TYPE/NAME: kubectl asks about a pod named "ephemeralcontainers", which create pods allows.
+    assert run(env, "auth", "can-i", "create", "pods/ephemeralcontainers").stdout == "yes\n"
+    env["server"].denials.deny("create", "pods", "default")
+    assert run(env, "auth", "can-i", "create", "pods/ephemeralcontainers").stdout == "no\n"
+
+
+def test_forbidden_and_missing_read_as_from_a_real_server(env: dict[str, Any]) -> None:
+    env["server"].denials.deny("list", "pods")
+    r = run(env, "get", "pods")
+    assert r.returncode == 1
+    assert "Error from server (Forbidden)" in r.stderr and 'cannot list resource "pods"' in r.stderr
+    r = run(env, "get", "pod", "nope", "-n", "kube-system")
+    assert 'Error from server (NotFound): pods "nope" not found' in r.stderr
+
+
+def test_unauthenticated_kubectl_is_told_to_log_in(env: dict[str, Any], tmp_path: Path) -> None:
+    s: Server = env["server"]
+    cfg = tmp_path / "wrong-token"
+    cfg.write_text(s.kubeconfig_path.read_text().replace(s.token, "not-the-token"))
+    r = subprocess.run(
+        [env["kubectl"], "get", "nodes"],
+        capture_output=True,
+        text=True,
+        env={"HOME": str(tmp_path), "KUBECONFIG": str(cfg), "PATH": "/usr/bin:/bin"},
+        timeout=60,
+    )
+    assert r.returncode == 1
+    assert "You must be logged in to the server" in r.stderr
+
+
+def test_watch_delete_and_events(env: dict[str, Any]) -> None:
+    assert {r[0] for r in rows(run(env, "get", "pods").stdout)} == {"client", "web-1"}
+    assert run(env, "delete", "pod", "web-1", "--wait=false").returncode == 0
+    assert {r[0] for r in rows(run(env, "get", "pods").stdout)} == {"client"}
+    events = rows(run(env, "get", "events", "--field-selector", "reason=Killing").stdout)
+    assert [(e[2], e[3]) for e in events] == [("Killing", "pod/web-1")]

@@ -1,0 +1,121 @@
+"""pods/exec streams: the Kubernetes remote-command channels over a WebSocket.
+
+Channels 0-3 are stdin, stdout, stderr and the error channel that carries the exit Status;
+v5.channel.k8s.io adds channel 255 (CLOSE) so that a client can end stdin. The command runs
+through `Processes` in the container's place; `pkill` is answered inside the container's PID
+namespace, as a container's own pkill sees only its processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from typing import Any
+
+from tracer.apiserver.processes import Processes, terminate
+from tracer.apiserver.websocket import OP_BINARY, OP_TEXT, WebSocketConnection
+
+V5 = "v5.channel.k8s.io"
+V4 = "v4.channel.k8s.io"
+CLOSE_CHANNEL = 255
+JSON = dict[str, Any]
+
+
+def exit_status(code: int | None, error: str | None) -> JSON:
+    """The error channel's Status for an exit code (or for a command that could not start)."""
+    if error is not None:
+        return {
+            "metadata": {},
+            "status": "Failure",
+            "message": error,
+            "reason": "InternalError",
+            "details": {"causes": [{"message": error}]},
+        }
+    if code == 0:
+        return {"metadata": {}, "status": "Success"}
+    return {
+        "metadata": {},
+        "status": "Failure",
+        "message": f"command terminated with non-zero exit code: exit status {code}",
+        "reason": "NonZeroExitCode",
+        "details": {"causes": [{"reason": "ExitCode", "message": str(code)}]},
+    }
+
+
+def _pump(ws: WebSocketConnection, channel: int, stream: Any) -> None:
+    prefix = bytes([channel])
+    while True:
+        chunk = stream.read1(32768) if hasattr(stream, "read1") else stream.read(32768)
+        if not chunk:
+            return
+        if not ws.send(OP_BINARY, prefix + chunk):
+            return
+
+
+def run_exec(
+    procs: Processes,
+    ws: WebSocketConnection,
+    proto: str,
+    namespace: str,
+    pod: str,
+    container: str,
+    argv: list[str],
+    *,
+    stdin: bool = True,
+) -> None:
+    error_ch = bytes([3])
+    if os.path.basename(argv[0]) == "pkill":
+        code = procs.pkill(namespace, pod, container, argv)
+        ws.send(OP_BINARY, error_ch + json.dumps(exit_status(code, None)).encode())
+        ws.close()
+        return
+    try:
+        popen = procs.start(namespace, pod, container, argv)
+    except OSError as e:
+        msg = f'exec: "{argv[0]}": {e.strerror or e}'
+        ws.send(OP_BINARY, error_ch + json.dumps(exit_status(None, msg)).encode())
+        ws.close()
+        return
+    if not stdin and popen.stdin is not None:
+        popen.stdin.close()  # no stdin stream: the command reads EOF, as in a container
+    pumps = [
+        threading.Thread(target=_pump, args=(ws, ch, s), daemon=True)
+        for ch, s in ((1, popen.stdout), (2, popen.stderr))
+    ]
+    for t in pumps:
+        t.start()
+
+    def reader() -> None:
+        # Client → server: stdin (channel 0), v5 CLOSE of stdin, or the end of the connection.
+        while True:
+            msg = ws.receive()
+            if msg is None:
+                # The client went away: end the command, as kubelet ends a stream's process.
+                terminate(popen)
+                return
+            if msg.opcode not in (OP_BINARY, OP_TEXT) or not msg.data:
+                continue
+            ch, data = msg.data[0], msg.data[1:]
+            if ch == 0 and popen.stdin is not None:
+                try:
+                    popen.stdin.write(data)
+                    popen.stdin.flush()
+                except (BrokenPipeError, ValueError):
+                    pass
+            elif ch == CLOSE_CHANNEL and proto == V5 and data[:1] == b"\x00" and popen.stdin:
+                try:
+                    popen.stdin.close()
+                except (BrokenPipeError, ValueError):
+                    pass
+
+    threading.Thread(target=reader, daemon=True).start()
+    code = popen.wait()
+    for t in pumps:
+        t.join(timeout=5)
+    if code < 0:
+        code = 128 - code
+    ws.send(OP_BINARY, error_ch + json.dumps(exit_status(code, None)).encode())
+    ws.close()
+    time.sleep(0.05)
