@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,77 @@ def test_analyzer_follows_the_true_path(runs: dict[str, Path], name: str) -> Non
         # scheduling (a few ms on a busy 2-core machine; a wrong packet would be off by far more).
         delay = truth["server_delay_ns"]
         assert delay <= path.latency.server_ns <= delay + 20_000_000
+
+
+def _listing(run: Path, *args: str) -> Any:
+    p = subprocess.run(
+        [sys.executable, "-m", "tracer", "analyze", str(run), *args, "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def test_listing_gives_every_connection_of_the_mixed_run_its_true_outcome(
+    runs: dict[str, Path],
+) -> None:
+    """`analyze --list` on one capture of every outcome, against the lab's configuration, what
+    curl got from the kernel, and the nodes' conntrack tables."""
+    run = runs["mixed"]
+    truth = manifest(run)["extra"]["lab"]
+    first = {
+        "frontend": truth["frontend"],
+        "outcome": {"http-200": "ok"}.get(truth["outcome"]),
+        "answered_by": truth["backend"].rpartition(":")[0],
+        "answered_at_node": None,
+        "last_point": truth["expected_path"][-1],
+        "server_delay_ns": None,
+    }
+    expected = [first, *truth["requests"]]
+    assert all(e["outcome"] for e in expected), [e.get("output") for e in truth["requests"]]
+    rows = sorted(_listing(run, "--list")["connections"], key=lambda r: r["start_ns"])
+    # Every connection listed is one of the client's requests, in the order it sent them: the
+    # ICMP errors are on the connections they answer, the link chatter is hidden.
+    assert [r["destination"] for r in rows] == [e["frontend"] for e in expected]
+    conntrack = (run / "nodes" / TOPO.nodes[0].name / "conntrack.txt").read_text()
+    for r, e in zip(rows, expected, strict=True):
+        where = (r["destination"], r)
+        assert r["client"].startswith(TOPO.pod("client").ip + ":"), where
+        assert r["outcome"] == e["outcome"], where
+        assert r["last_point"] == e["last_point"], where
+        if e["answered_by"]:
+            assert r["outcome_by"]["address"] == e["answered_by"], where
+        if e["answered_at_node"]:
+            assert r["outcome_by"]["node"] == e["answered_at_node"], where
+            assert r["outcome_by"]["point"] == e["answered_at_node"], where
+        if r["outcome"] == "unanswered":
+            assert r["outcome_by"] is None, where
+        if e["server_delay_ns"]:
+            assert r["server_ns"] >= e["server_delay_ns"], where
+        if r["service"] is not None:
+            # The DNAT the listing shows is the one the client's node's conntrack recorded.
+            ip, _, port = r["service"].rpartition(":")
+            entries = [
+                ct
+                for line in conntrack.splitlines()
+                if f"sport={r['client'].rpartition(':')[2]} " in line
+                for ct in [lab.parse_conntrack_entry(line, ip, int(port), "tcp")]
+                if ct is not None
+            ]
+            assert [ct["dnat_to"] for ct in entries] == [r["backend"]], where
+    # The triage options select by those outcomes.
+    failed = _listing(run, "--failed")
+    assert [c["outcome"] for c in failed["connections"]] == [
+        e["outcome"] for e in expected if e["outcome"] != "ok"
+    ]
+    assert failed["summary"]["outcomes"]["ok"] == 0
+    resets = _listing(run, "--where", "outcome=reset")["connections"]
+    assert [c["destination"] for c in resets] == [
+        e["frontend"] for e in expected if e["outcome"] == "reset"
+    ]
+    slowest = _listing(run, "--slowest", "1")["connections"]
+    assert [c["destination"] for c in slowest] == [
+        e["frontend"] for e in expected if e["server_delay_ns"]
+    ]

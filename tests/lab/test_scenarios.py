@@ -16,7 +16,7 @@ def test_the_required_scenarios_exist() -> None:
     assert set(ALL) == {
         "clusterip", "clusterip-remote", "nodeport", "nodeport-local", "ingress",
         "ingress-hostnet", "no-endpoints", "stale-endpoint", "local-no-endpoint",
-        "dns-nxdomain", "slow-server", "drop",
+        "dns-nxdomain", "slow-server", "drop", "mixed",
     }  # fmt: skip
 
 

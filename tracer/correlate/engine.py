@@ -234,6 +234,13 @@ class Correlation:
         return _materialise(self, index)
 
     @cached_property
+    def request_times(self) -> Any:
+        """`listing.RequestTimes` of every connection (computed once)."""
+        from tracer.correlate.listing import request_times
+
+        return request_times(self)
+
+    @cached_property
     def leg_ends(self) -> tuple[I64, I64]:
         """Per connection: the point index where its first forward packet was first and last
         seen (where the client side starts and where the server side ends)."""

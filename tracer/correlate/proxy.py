@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracer.correlate.engine import Correlation
+from tracer.correlate.listing import NO_TIME
 from tracer.model import Connection, Journey, Observation, Stitch
 from tracer.summary import http_request_head
 
@@ -105,18 +106,45 @@ def request_sightings(connection: Connection) -> tuple[tuple[str, int], ...]:
 
 
 def _chain_candidates(corr: Correlation, index: int) -> list[int]:
-    """Connections that may be legs of the same proxied request (never the whole capture)."""
+    """Connections that may be legs of the same proxied request (never the whole capture).
+
+    A leg is a candidate of another only where `_score` could join them: they meet at one
+    point, the handed-on request leaves within MAX_PROXY_WAIT_NS after the client's arrived,
+    and the backend's response came back before the client's went out (the legs nest). Tested
+    on columns for all connections at once, so that a capture of one point, where every
+    connection starts and ends at the same point, does not make every connection a candidate.
+    """
     start_pt, end_pt = corr.leg_ends
-    t_start = corr.table.cstart_ns
+    rt = corr.request_times
+    has_req = rt.req_first != NO_TIME
+    has_resp = rt.resp_first != NO_TIME
     seen = {index}
     frontier = [index]
     for _ in range(MAX_LEGS):
         nxt: list[int] = []
         for c in frontier:
-            t = int(t_start[c])
-            near = np.abs(t_start - t) <= MAX_PROXY_WAIT_NS
-            down = np.flatnonzero(near & (start_pt == end_pt[c]))
-            up = np.flatnonzero(near & (end_pt == start_pt[c]))
+            down = up = np.zeros(0, dtype=np.int64)
+            if has_req[c]:
+                # c as the client leg: who carried its request on?
+                wait = rt.req_first - rt.req_last[c]
+                nest = ~has_resp | ~has_resp[c] | (rt.resp_last <= rt.resp_first[c])
+                down = np.flatnonzero(
+                    has_req
+                    & (start_pt == end_pt[c])
+                    & (wait >= 0)
+                    & (wait <= MAX_PROXY_WAIT_NS)
+                    & nest
+                )
+                # c as the server leg: whose request is it?
+                wait = rt.req_first[c] - rt.req_last
+                nest = ~has_resp | ~has_resp[c] | (rt.resp_last[c] <= rt.resp_first)
+                up = np.flatnonzero(
+                    has_req
+                    & (end_pt == start_pt[c])
+                    & (wait >= 0)
+                    & (wait <= MAX_PROXY_WAIT_NS)
+                    & nest
+                )
             for k in np.concatenate([down, up]).tolist():
                 if k not in seen:
                     seen.add(k)

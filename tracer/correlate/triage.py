@@ -287,3 +287,51 @@ def groupings(
     node_of_point = np.array([names.index(n) if n else -1 for n in point_nodes] + [-1])
     out["node"] = (names, node_of_point[t.last_point].astype(np.int64))
     return out
+
+
+@dataclass(frozen=True)
+class Failures:
+    """How the connections of a listing ended: how many, how many failed, and the failures
+    grouped by outcome and by who answered (or where an unanswered request stopped), largest
+    group first: ((outcome, who or where, count), ...)."""
+
+    connections: int
+    failed: int
+    groups: tuple[tuple[str, str, int], ...]
+
+    def sentence(self, limit: int = 4) -> str:
+        """'12 of 40 connections failed: 4 reset by 10.244.2.9, 2 rejected by node1 (…)'."""
+        if not self.failed:
+            return f"all {self.connections} connections ended ok"
+        parts = []
+        for outcome, who, k in self.groups[:limit]:
+            how = {"unanswered": "last seen at", "incomplete": "last seen at"}.get(outcome, "by")
+            parts.append(f"{k} {outcome}" + (f" {how} {who}" if who else ""))
+        more = len(self.groups) - limit
+        tail = f", and {more} more groups" if more > 0 else ""
+        return f"{self.failed} of {self.connections} connections failed: {', '.join(parts)}{tail}"
+
+
+def failures(t: ConnectionTable, rows: I64, point_nodes: Sequence[str | None]) -> Failures:
+    """`Failures` of `rows` of the table: reset/rejected grouped by who answered (address, and
+    its node where it is one), unanswered/incomplete by the furthest point reached."""
+    bad = rows[oc.failed(t.outcome[rows])]
+    counts: dict[tuple[str, str], int] = {}
+    for code, by, byp, last in zip(
+        t.outcome[bad].tolist(),
+        t.by[bad].tolist(),
+        t.by_point[bad].tolist(),
+        t.last_point[bad].tolist(),
+        strict=True,
+    ):
+        if code in (oc.RESET, oc.REJECTED) and by >= 0:
+            node = point_nodes[byp] if byp >= 0 else None
+            who = t.addresses[by] + (f" ({node})" if node and node != t.points[byp] else "")
+            if node and node == t.points[byp]:
+                who = f"{node} ({t.addresses[by]})"
+        else:
+            who = t.points[last] if last >= 0 else ""
+        key = (oc.OUTCOMES[code], who)
+        counts[key] = counts.get(key, 0) + 1
+    groups = sorted(((o, w, k) for (o, w), k in counts.items()), key=lambda g: (-g[2], g[0], g[1]))
+    return Failures(int(rows.shape[0]), int(bad.shape[0]), tuple(groups))

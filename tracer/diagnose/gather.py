@@ -234,6 +234,8 @@ def gather(
 ) -> RunFacts:
     """Read RUN into RunFacts; `index`/`match` choose the request as `pathtrace analyze` does."""
     from tracer.correlate import PointFrames, build_path, correlate, parse_match, select
+    from tracer.correlate.listing import connection_table
+    from tracer.correlate.triage import failures
     from tracer.summary import summarize_all
 
     spec = parse_match(match) if match is not None else None
@@ -263,6 +265,11 @@ def gather(
     for c in wanted:
         paths[c.index] = build_path(correlation, c)
     nodes = read_node_facts(run, [p.node for p in manifest.points if p.role == "node" and p.node])
+    import numpy as np
+
+    table = connection_table(correlation)
+    listed = np.flatnonzero(~table.folded & ~table.noise)
+    ended = failures(table, listed, [p.node for p in correlation.points])
     return RunFacts(
         run=run,
         manifest=manifest,
@@ -277,4 +284,6 @@ def gather(
         health=load_health(run),
         warnings=tuple(dict.fromkeys((*loaded.warnings, *correlation.warnings))),
         lookups=dns_lookups,
+        outcomes=ended.sentence() if ended.connections else None,
+        outcomes_failed=ended.failed,
     )

@@ -104,6 +104,10 @@ class RunFacts:
     warnings: tuple[str, ...] = ()
     # The DNS lookups (tracer.dnslookup), the main request's own first when it had one.
     lookups: tuple[DnsLookup, ...] = ()
+    # How every connection ended, from the connection table (`analyze --list`'s outcomes):
+    # "12 of 40 connections failed: 4 reset by ...", None when not computed.
+    outcomes: str | None = None
+    outcomes_failed: int = 0
 
 
 @dataclass(frozen=True)

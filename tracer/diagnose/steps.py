@@ -21,6 +21,7 @@ from tracer.diagnose.model import (
     SEVERITIES,
     Diagnosis,
     Finding,
+    HttpEvent,
     IcmpError,
     NodeInfo,
     RunFacts,
@@ -462,8 +463,36 @@ class _Signals:
     server_ns: tuple[int, ...]
 
 
+def _http_by_connection(f: RunFacts) -> dict[tuple[int, str], list[HttpEvent]]:
+    """The HTTP events by (connection, direction): looked up per connection, not scanned."""
+    out: dict[tuple[int, str], list[HttpEvent]] = {}
+    for e in f.http:
+        out.setdefault((e.connection, e.direction), []).append(e)
+    return out
+
+
+def step_outcomes(f: RunFacts) -> list[Finding]:
+    """How every connection of the run ended (the outcomes `analyze --list` shows)."""
+    if f.outcomes is None:
+        return []
+    if not f.outcomes_failed:
+        return [Finding("info", 2, f.outcomes[:1].upper() + f.outcomes[1:])]
+    return [
+        Finding(
+            "warning",
+            2,
+            f.outcomes,
+            (),
+            "`pathtrace analyze RUN --failed` lists them; --where 'outcome=reset' and the "
+            "like narrow them down",
+            NOTE,
+        )
+    ]
+
+
 def step_backend(f: RunFacts) -> list[Finding]:
     pods = pod_addresses(f)
+    http = _http_by_connection(f)
     groups: dict[str, list[Connection]] = {}
     for c in app_connections(f):
         b = backend_of(c)
@@ -477,8 +506,8 @@ def step_backend(f: RunFacts) -> list[Finding]:
         server: list[int] = []
         requests = 0
         for c in conns:
-            reqs = [e for e in f.http if e.connection == c.index and e.direction == "forward"]
-            resps = [e for e in f.http if e.connection == c.index and e.direction == "reverse"]
+            reqs = http.get((c.index, "forward"), [])
+            resps = http.get((c.index, "reverse"), [])
             requests += len(reqs) or (1 if any(j.kind == "data" for j in c.journeys) else 0)
             for e in resps:
                 if e.status is not None and e.status >= 500:
@@ -905,18 +934,20 @@ def step_ingress(f: RunFacts) -> list[Finding]:
     if not points:
         return []
     out: list[Finding] = []
+    http = _http_by_connection(f)
     for ing in points:
         upstream = [
             c for c in f.connections if c.points and c.points[0] == ing and not _is_dns_conn(c)
         ]
+        up_index = {c.index for c in upstream}
         legs = [
             c
             for c in app_connections(f)
-            if ing in c.points and c.points[0] != ing and c not in upstream
+            if ing in c.points and c.points[0] != ing and c.index not in up_index
         ]
         for leg in legs:
-            resp = [e for e in f.http if e.connection == leg.index and e.direction == "reverse"]
-            req = [e for e in f.http if e.connection == leg.index and e.direction == "forward"]
+            resp = http.get((leg.index, "reverse"), [])
+            req = http.get((leg.index, "forward"), [])
             ups = [
                 u
                 for u in upstream
@@ -939,8 +970,8 @@ def step_ingress(f: RunFacts) -> list[Finding]:
             up_time = 0
             for u in ups:
                 ub = backend_of(u) or u.client.dst
-                ustat = [e for e in f.http if e.connection == u.index and e.direction == "reverse"]
-                ureq = [e for e in f.http if e.connection == u.index and e.direction == "forward"]
+                ustat = http.get((u.index, "reverse"), [])
+                ureq = http.get((u.index, "forward"), [])
                 chosen.append(str(ub))
                 if ureq and ustat:
                     up_time += ustat[0].t_ns - ureq[0].t_ns
@@ -1248,6 +1279,7 @@ def diagnose(facts: RunFacts, *, slow_ms: float = SLOW_MS) -> Diagnosis:
     """Run the six steps over a run's facts; the top finding is the most likely cause."""
     findings: list[Finding] = []
     findings += step_health(facts)
+    findings += step_outcomes(facts)
     findings += step_backend(facts)
     findings += step_dns(facts)
     findings += step_service(facts)

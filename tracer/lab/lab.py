@@ -28,6 +28,7 @@ from tracer.lab.scenarios import (
     INGRESS_HOST,
     SLOW_DELAY_S,
     WEB_PORT,
+    MoreRequest,
     Scenario,
     cluster_services,
     dns_records,
@@ -571,6 +572,13 @@ def run_scenario(
         res = runner.run(
             ["ip", "netns", "exec", sc.client_netns, *sc.command], check=False, timeout=30
         )
+        more = []
+        for extra in sc.more:
+            log(f"request from {sc.client_netns}: {' '.join(extra.command)}")
+            r = runner.run(
+                ["ip", "netns", "exec", sc.client_netns, *extra.command], check=False, timeout=30
+            )
+            more.append((extra, r))
         req_end = time.time_ns()
         time.sleep(GRACE_S)  # tcpdump's last packets, and the FIN exchange
         conntrack = _node_facts(runner, topo, run_dir)
@@ -604,6 +612,8 @@ def run_scenario(
             {"kind": "SNAT", "node": sc.snat_node, "to": "node address (masquerade --random-fully)"}
         )
     truth["expected_translations"] = translations
+    if more:
+        truth["requests"] = [_more_truth(extra, r) for extra, r in more]
     if sc.conntrack_node and sc.frontend:
         ip, _, port = sc.frontend.rpartition(":")
         proto = "udp" if sc.frontend.endswith(":53") else "tcp"
@@ -628,7 +638,12 @@ def run_scenario(
                 dropped=cap.dropped,
             )
         )
-    warnings = []
+    warnings = [
+        f"request {' '.join(r['command'][-1:])}: curl's {r['curl']!r} is not what the "
+        f"configuration allows"
+        for r in truth.get("requests", ())
+        if r["outcome"] is None
+    ]
     if outcome != sc.expect_outcome:
         warnings.append(
             f"outcome {outcome!r} differs from the scenario's expected {sc.expect_outcome!r}"
@@ -654,6 +669,25 @@ def run_scenario(
     write_manifest(run_dir, manifest)
     log(f"{sc.name}: {outcome} in {time.monotonic() - t0:.2f} s -> {run_dir}")
     return run_dir
+
+
+def _more_truth(extra: MoreRequest, res: Any) -> dict[str, Any]:
+    """What the configuration and the kernel (through curl's result) make of a further request."""
+    output = (res.stdout + res.stderr).strip()
+    curl = outcome_of(res.returncode, output)
+    return {
+        "command": list(extra.command),
+        "frontend": extra.frontend,
+        "exit_code": res.returncode,
+        "curl": curl,
+        # None: curl saw something the configuration does not allow (the run warns).
+        "outcome": dict(extra.outcomes).get(curl),
+        "answered_by": extra.answered_by,
+        "answered_at_node": extra.answered_at_node,
+        "last_point": extra.last_point,
+        "server_delay_ns": int(extra.server_delay_s * 1e9) if extra.server_delay_s else None,
+        "output": output[-500:],
+    }
 
 
 def describe(topo: Topology | None = None) -> list[tuple[str, str]]:

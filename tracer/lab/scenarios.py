@@ -19,6 +19,7 @@ NODEPORT_LOCAL = 30081
 NODEPORT_INGRESS = 30090
 KUBE_DNS_IP = "10.96.0.10"
 CURL_MAX_TIME = 4
+CLOSED_PORT = 8081  # a port no lab pod listens on
 
 
 def _ep(topo: Topology, pod: str) -> Endpoint:
@@ -124,6 +125,22 @@ class Point:
 
 
 @dataclass(frozen=True)
+class MoreRequest:
+    """A further request of a scenario that sends several, with what the configuration makes of
+    it: the listing outcome for each of curl's results that the configuration allows (the
+    kernel picks between them: a stale endpoint is either reported unreachable or times out),
+    who answers (a pod's address, or the node whose kernel answers) and where it stops."""
+
+    command: tuple[str, ...]
+    frontend: str  # "ip:port" dialled
+    outcomes: tuple[tuple[str, str], ...]  # (curl outcome, listing outcome)
+    answered_by: str | None = None  # the address that answers
+    answered_at_node: str | None = None  # the node whose kernel answers (REJECT, unreachable)
+    last_point: str | None = None  # the furthest capture point the request reaches
+    server_delay_s: float | None = None
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -142,6 +159,8 @@ class Scenario:
     setup: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (netns, argv) before the request
     cleanup: tuple[tuple[str, tuple[str, ...]], ...] = ()
     notes: tuple[str, ...] = field(default=())
+    # Further requests, sent one after the other after `command` (whose truth is above).
+    more: tuple[MoreRequest, ...] = ()
 
 
 def _curl(url: str, *extra: str) -> tuple[str, ...]:
@@ -352,6 +371,70 @@ def scenarios(topo: Topology) -> dict[str, Scenario]:
             conntrack_node=n1.name,
             setup=((n2.netns, ("iptables", "-w", "-I", "FORWARD", *drop_rule)),),
             cleanup=((n2.netns, ("iptables", "-w", "-D", "FORWARD", *drop_rule)),),
+        ),
+        Scenario(
+            name="mixed",
+            description="pod -> several Services in turn: healthy, slow, reset by a pod, REJECTed "
+            "(no endpoints), stale endpoint, dropped: one capture with every outcome",
+            client_netns=c.netns,
+            command=_curl(f"http://{svc['web'].cluster_ip}/"),
+            points=(client, N1, N2, web_a, web_b, slow),
+            expect_outcome="http-200",
+            path=("client", n1.name, "web-a"),
+            service="default/web",
+            frontend=f"{svc['web'].cluster_ip}:80",
+            backend=f"{a.ip}:{WEB_PORT}",
+            conntrack_node=n1.name,
+            setup=((n2.netns, ("iptables", "-w", "-I", "FORWARD", *drop_rule)),),
+            cleanup=((n2.netns, ("iptables", "-w", "-D", "FORWARD", *drop_rule)),),
+            more=(
+                MoreRequest(
+                    _curl(f"http://{svc['web'].cluster_ip}/"),
+                    f"{svc['web'].cluster_ip}:80",
+                    (("http-200", "ok"),),
+                    answered_by=a.ip,
+                    last_point="web-a",
+                ),
+                MoreRequest(
+                    _curl(f"http://{svc['web-slow'].cluster_ip}/"),
+                    f"{svc['web-slow'].cluster_ip}:80",
+                    (("http-200", "ok"),),
+                    answered_by=s.ip,
+                    last_point="slow",
+                    server_delay_s=SLOW_DELAY_S,
+                ),
+                # Nothing listens on this port of the pod: its kernel answers the SYN with a RST.
+                MoreRequest(
+                    _curl(f"http://{b.ip}:{CLOSED_PORT}/"),
+                    f"{b.ip}:{CLOSED_PORT}",
+                    (("refused", "reset"),),
+                    answered_by=b.ip,
+                    last_point="web-b",
+                ),
+                # kube-proxy's filter REJECT on the client's node: ICMP port unreachable.
+                MoreRequest(
+                    _curl(f"http://{svc['web-empty'].cluster_ip}/"),
+                    f"{svc['web-empty'].cluster_ip}:80",
+                    (("refused", "rejected"),),
+                    answered_at_node=n1.name,
+                    last_point=n1.name,
+                ),
+                # DNAT to an address nobody holds on node2: host unreachable once ARP gives up.
+                MoreRequest(
+                    _curl(f"http://{svc['web-stale'].cluster_ip}/"),
+                    f"{svc['web-stale'].cluster_ip}:80",
+                    (("unreachable", "rejected"), ("timeout", "unanswered")),
+                    answered_at_node=n2.name,
+                    last_point=n2.name,
+                ),
+                # node2's filter drops what goes to web-b's port 8080: SYNs retransmitted.
+                MoreRequest(
+                    _curl(f"http://{svc['web-remote'].cluster_ip}/", "--max-time", "2"),
+                    f"{svc['web-remote'].cluster_ip}:80",
+                    (("timeout", "unanswered"),),
+                    last_point=n2.name,
+                ),
+            ),
         ),
     ]
     return {sc.name: sc for sc in out}
