@@ -147,3 +147,24 @@ def test_hash_numbers_only_connections(capsys: pytest.CaptureFixture[str]) -> No
     # Every "#N" is a connection number (the request's here); sends are named, not numbered.
     assert set(re.findall(r"#(\d+)", out)) == {request.group(1)}
     assert "syn, first send: last seen" in out and "syn, retransmission 3: last seen" in out
+
+
+@pytest.mark.parametrize(
+    ("run", "line"),
+    [
+        ("no-endpoints", "Connections: 1 of 2 connections failed: 1 rejected by node1 ("),
+        ("stale-endpoint", "Connections: 1 of 2 connections failed: 1 rejected by node2 ("),
+        ("clusterip", "Connections: 2 connections, none failed"),
+    ],
+)
+def test_how_every_connection_ended_heads_the_diagnosis(
+    capsys: pytest.CaptureFixture[str], run: str, line: str
+) -> None:
+    # The lab's truth: kube-proxy's REJECT on node1 (no endpoints), host unreachable from node2
+    # (stale endpoint); the DNS lookup before each request was answered.
+    truth = json.loads((PCAPS / run / "manifest.json").read_text())["extra"]["lab"]
+    assert truth["outcome"] in ("refused", "unreachable", "http-200")
+    _, out, _ = _run(["diagnose", str(PCAPS / run)], capsys)
+    assert any(x.startswith(line) for x in out.splitlines()[:4]), out
+    _, out, _ = _run(["diagnose", str(PCAPS / run), "--format", "json"], capsys)
+    assert json.loads(out)["connections"].startswith(line.removeprefix("Connections: "))

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from tracer.correlate import outcome as oc
 from tracer.correlate.listing import ConnectionTable
 from tracer.errors import UsageError
+from tracer.words import count
 
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -302,14 +303,15 @@ class Failures:
     def sentence(self, limit: int = 4) -> str:
         """'12 of 40 connections failed: 4 reset by 10.244.2.9, 2 rejected by node1 (…)'."""
         if not self.failed:
-            return f"all {self.connections} connections ended ok"
+            return f"{count(self.connections, 'connection')}, none failed"
         parts = []
         for outcome, who, k in self.groups[:limit]:
             how = {"unanswered": "last seen at", "incomplete": "last seen at"}.get(outcome, "by")
             parts.append(f"{k} {outcome}" + (f" {how} {who}" if who else ""))
         more = len(self.groups) - limit
         tail = f", and {more} more groups" if more > 0 else ""
-        return f"{self.failed} of {self.connections} connections failed: {', '.join(parts)}{tail}"
+        total = count(self.connections, "connection")
+        return f"{self.failed} of {total} failed: {', '.join(parts)}{tail}"
 
 
 def failures(t: ConnectionTable, rows: I64, point_nodes: Sequence[str | None]) -> Failures:

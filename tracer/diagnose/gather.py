@@ -285,5 +285,4 @@ def gather(
         warnings=tuple(dict.fromkeys((*loaded.warnings, *correlation.warnings))),
         lookups=dns_lookups,
         outcomes=ended.sentence() if ended.connections else None,
-        outcomes_failed=ended.failed,
     )

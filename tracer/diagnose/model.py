@@ -107,7 +107,6 @@ class RunFacts:
     # How every connection ended, from the connection table (`analyze --list`'s outcomes):
     # "12 of 40 connections failed: 4 reset by ...", None when not computed.
     outcomes: str | None = None
-    outcomes_failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +115,9 @@ class Diagnosis:
 
     findings: tuple[Finding, ...]
     request: Mapping[str, object] = field(default_factory=dict)
+    # How every connection of the run ended ("4 of 40 connections failed: 3 reset by ..."),
+    # the outcomes `analyze --list` shows; None when not computed.
+    connections: str | None = None
 
     @property
     def problem(self) -> bool:

@@ -31,6 +31,7 @@ def render_json(d: Diagnosis, run: str | None = None) -> str:
         doc["run"] = run
     doc["findings"] = [finding_json(f) for f in d.findings]
     doc["request"] = dict(d.request)
+    doc["connections"] = d.connections
     return json.dumps(doc, indent=2) + "\n"
 
 
@@ -53,6 +54,11 @@ def render_text(d: Diagnosis, run: str | None = None, *, verbose: bool = False) 
     if run is not None:
         lines.append(f"Diagnosis of {run}")
     lines.append(_request_line(d))
+    if d.connections:
+        hint = (
+            "" if d.connections.endswith("none failed") else " (`analyze RUN --failed` lists them)"
+        )
+        lines.append(f"Connections: {d.connections}{hint}")
     problems = [f for f in d.findings if f.severity != "info" and f.follows is None]
     signs = sum(1 for f in d.findings if f.follows is not None)
     lines.append("")

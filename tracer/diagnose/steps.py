@@ -471,25 +471,6 @@ def _http_by_connection(f: RunFacts) -> dict[tuple[int, str], list[HttpEvent]]:
     return out
 
 
-def step_outcomes(f: RunFacts) -> list[Finding]:
-    """How every connection of the run ended (the outcomes `analyze --list` shows)."""
-    if f.outcomes is None:
-        return []
-    if not f.outcomes_failed:
-        return [Finding("info", 2, f.outcomes[:1].upper() + f.outcomes[1:])]
-    return [
-        Finding(
-            "warning",
-            2,
-            f.outcomes,
-            (),
-            "`pathtrace analyze RUN --failed` lists them; --where 'outcome=reset' and the "
-            "like narrow them down",
-            NOTE,
-        )
-    ]
-
-
 def step_backend(f: RunFacts) -> list[Finding]:
     pods = pod_addresses(f)
     http = _http_by_connection(f)
@@ -1279,10 +1260,11 @@ def diagnose(facts: RunFacts, *, slow_ms: float = SLOW_MS) -> Diagnosis:
     """Run the six steps over a run's facts; the top finding is the most likely cause."""
     findings: list[Finding] = []
     findings += step_health(facts)
-    findings += step_outcomes(facts)
     findings += step_backend(facts)
     findings += step_dns(facts)
     findings += step_service(facts)
     findings += step_ingress(facts)
     findings += step_path(facts, slow_ms)
-    return Diagnosis(findings=order(findings), request=request_info(facts))
+    return Diagnosis(
+        findings=order(findings), request=request_info(facts), connections=facts.outcomes
+    )
