@@ -500,7 +500,7 @@ def test_diagram_svg_and_png(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert code == 0, err
     assert "Forward path" in out  # the report is still printed
     root = ET.fromstring(svg.read_text())
-    texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    texts = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text")]
     assert [p for p in lab["expected_path"] if p in texts] == lab["expected_path"]
     assert any(f"DNAT {lab['frontend']}" in t for t in texts)
     if shutil.which("rsvg-convert") is None:
@@ -512,6 +512,35 @@ def test_diagram_svg_and_png(capsys: pytest.CaptureFixture[str], tmp_path: Path)
     assert head[:8] == b"\x89PNG\r\n\x1a\n"
     width, height = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     assert width > 500 and height > 500
+
+
+def test_html_report_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    lab = _lab("clusterip-remote")
+    page = tmp_path / "r.html"
+    code, out, err = run(capsys, str(PCAPS / "clusterip-remote"), "--html", str(page))
+    assert code == 0, err
+    assert "Forward path" in out  # the report is still printed
+    assert f"wrote {page}" in err
+    text = page.read_text(encoding="utf-8")
+    assert text.startswith("<!DOCTYPE html>")
+    assert f"DNAT {lab['frontend']}" in text
+    assert 'id="connections"' in text  # the run holds a DNS lookup and the request
+
+
+def test_html_with_list_writes_every_connection_only(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "r.html"
+    code, out, err = run(capsys, str(PCAPS / "clusterip-remote"), "--list", "--html", str(page))
+    assert code == 0, err
+    text = page.read_text(encoding="utf-8")
+    assert 'id="connections"' in text and 'id="ladder"' not in text
+
+
+def test_html_needs_an_html_name(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, _, err = run(capsys, str(PCAPS / "clusterip-remote"), "--html", str(tmp_path / "r.txt"))
+    assert code == 2
+    assert "must end in .html" in err
 
 
 def _pcapng_comments(data: bytes) -> list[str]:

@@ -6,6 +6,7 @@ PATHTRACE_REGEN_GOLDEN=1), then read the diff: the golden files are the reviewed
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from tests.golden_files import GOLDEN, assert_matches_golden
@@ -22,7 +23,15 @@ CASES: dict[str, Callable[[], str]] = {
     "path_nodeport.json": lambda: render_json(sample.nodeport_path()),
     "list.txt": lambda: render_list(sample.listing()),
     "list.json": lambda: render_list_json(sample.listing()),
+    "html_data.json": lambda: _html_data(),
 }
+
+
+def _html_data() -> str:
+    from tests.report.test_html import sample_report
+    from tracer.report.html import report_data
+
+    return json.dumps(report_data(sample_report()), indent=1, ensure_ascii=False) + "\n"
 
 
 def check(name: str) -> None:

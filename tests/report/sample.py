@@ -123,11 +123,11 @@ def udp_path_no_reply() -> Path:
     )
 
 
-def listing(*, fmt_rows: tuple[int, ...] | None = None) -> Listing:
-    """A listing of four generated DNAT connections with their outcomes made different by
+def listing(*, fmt_rows: tuple[int, ...] | None = None, n: int = 4) -> Listing:
+    """A listing of `n` generated DNAT connections with their outcomes made different by
     leaving packets out of the captures: #0 ok, #1 unanswered (only its SYNs were captured),
     #2 incomplete (the capture began after its handshake), #3 incomplete (ended before the
-    close)."""
+    close); past four, the same every eleven connections in turn, the rest ok."""
     import numpy as np
 
     from tracer.correlate import PointFrames, correlate
@@ -136,12 +136,13 @@ def listing(*, fmt_rows: tuple[int, ...] | None = None) -> Listing:
     from tracer.testing.accuracy import _subset
     from tracer.testing.synth import bulk_dnat_truth
 
-    points, frames, truth = bulk_dnat_truth(4, spacing_ns=700_000_000)
+    points, frames, truth = bulk_dnat_truth(n, spacing_ns=700_000_000 if n <= 4 else 3_000_000)
     kind = {p.id: p.kind for p in truth.template.packets}
     pfs = []
     for p in points:
         ids = truth.packet[p.name]
         conn, k = ids // truth.per_connection, [kind[int(i)] for i in ids % truth.per_connection]
+        conn = np.where(conn < 4, conn, conn % 11)
         drop = np.array(
             [
                 (c == 1 and kk != "syn")
@@ -156,8 +157,9 @@ def listing(*, fmt_rows: tuple[int, ...] | None = None) -> Listing:
     corr = correlate(pfs)
     table = connection_table(corr)
     n = len(table)
-    texts = ["HTTP GET / (Host web) -> 200" if i != 1 else "" for i in range(n)]
-    status = np.array([200 if i != 1 else -1 for i in range(n)], dtype=np.int64)
+    answered = [(i if i < 4 else i % 11) != 1 for i in range(n)]
+    texts = ["HTTP GET / (Host web) -> 200" if a else "" for a in answered]
+    status = np.array([200 if a else -1 for a in answered], dtype=np.int64)
     rows = np.arange(n, dtype=np.int64)
     return Listing(
         table=table,

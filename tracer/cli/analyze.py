@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -238,6 +238,13 @@ def _write_file(text: str, where: str, what: str) -> None:
     help="Also write the request's packets from every point into one commented pcapng.",
 )
 @click.option(
+    "--html",
+    "html_out",
+    metavar="FILE.html",
+    help="Also write one self-contained HTML report (the path, latency, rules and, for a busy "
+    "run, every connection); opens offline in any browser.",
+)
+@click.option(
     "-v",
     "--verbose",
     is_flag=True,
@@ -259,6 +266,7 @@ def command(
     output: str | None,
     diagram: str | None,
     pcapng_out: str | None,
+    html_out: str | None,
     verbose: bool,
 ) -> None:
     list_only = list_only or failed or show_all or bool(slowest or sort_by or where_text)
@@ -280,6 +288,8 @@ def command(
     if request_index is not None and match_text is not None:
         raise UsageError("give --request N or --match SPEC, not both")
     _check_sources(run, points)
+    if html_out is not None:
+        check_html_name(html_out)
     if diagram is not None:
         _check_diagram(diagram)
     match = None
@@ -312,6 +322,8 @@ def command(
             )
         listing = _listing(correlation, loaded, failed, where, sort_by, slowest, show_all)
         _write(render_listing(listing, fmt), output)
+        if html_out is not None:
+            write_html(html_out, loaded, correlation, None, listing)
         return
 
     try:
@@ -359,6 +371,9 @@ def command(
     # The files first: a report on the screen above an error would read as success.
     if diagram is not None:
         _draw(path, diagram)
+    if html_out is not None:
+        listing = _listing(correlation, loaded, False, None, None, None, False)
+        write_html(html_out, loaded, correlation, HtmlRequest(path, lookup, evidence), listing)
     if pcapng_out is not None:
         from tracer.report.pcapng import write_merged_pcapng
 
@@ -500,3 +515,80 @@ def _evidence(loaded: LoadedRun, path: Path) -> tuple[tuple[str, ...], PathEvide
         return (), None
     warnings = tuple(w for f in facts.values() for w in f.warnings)
     return warnings, path_evidence(path, facts)
+
+
+@dataclass(frozen=True)
+class HtmlRequest:
+    """The traced request as the HTML report shows it."""
+
+    path: Path
+    dns: DnsLookup | None = None
+    evidence: PathEvidence | None = None
+    findings: tuple[dict[str, Any], ...] = ()
+    story: str = ""
+
+
+def check_html_name(where: str) -> None:
+    if not where.lower().endswith((".html", ".htm")):
+        raise UsageError(
+            f"--html {where!r}: the file name must end in .html",
+            hint="e.g. --html report.html (one file; open it in any browser, offline)",
+        )
+
+
+def write_html(
+    where: str,
+    loaded: LoadedRun,
+    correlation: Correlation,
+    request: HtmlRequest | None,
+    listing: Listing,
+) -> None:
+    """Write the HTML report: the traced request (its outcome from `listing`), and every
+    connection of `listing` when there is more than the request (with the paths of the failed
+    and the slowest ones)."""
+    import tracer
+    from tracer.dnslookup import run_names
+    from tracer.report.html import Report, details_to_precompute, render_html
+    from tracer.report.listing import LIST_SCHEMA, rows_json, summary_json
+
+    rows = list(rows_json(listing))
+    doc: dict[str, Any] | None = None
+    details: dict[int, Path] = {}
+    note = ""
+    if request is None or len(rows) > 1:
+        doc = {"schema": LIST_SCHEMA, "summary": summary_json(listing), "connections": rows}
+        chosen, note = details_to_precompute(rows)
+        for k in chosen:
+            if request is not None and k == request.path.request.index:
+                details[k] = request.path
+            else:
+                details[k] = _path(correlation, correlation.connection(k), loaded)
+    names = run_names(loaded.manifest.services) if loaded.manifest is not None else {}
+    row = None
+    if request is not None:
+        want = request.path.request.index
+        row = next((r for r in rows if r.get("index") == want), None)
+    ev_json = None
+    if request is not None and request.evidence is not None:
+        from tracer.explain.evidence import evidence_json
+
+        ev_json = evidence_json(request.evidence)
+    source = loaded.run_dir or ", ".join(os.path.basename(p.frames.path) for p in loaded.points)
+    report = Report(
+        source=source,
+        path=request.path if request is not None else None,
+        dns=request.dns if request is not None else None,
+        evidence=request.evidence if request is not None else None,
+        evidence_json=ev_json,
+        findings=request.findings if request is not None else (),
+        story=request.story if request is not None else "",
+        listing=doc,
+        details=details,
+        details_note=note,
+        row=row,
+        names=names,
+        version=tracer.__version__,
+    )
+    text = render_html(report)
+    _write_file(text, where, "the HTML report")
+    click.echo(f"wrote {where} ({len(text.encode('utf-8')) / 1024:.0f} KB)", err=True)

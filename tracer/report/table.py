@@ -76,6 +76,21 @@ def translation_text(tr: Translation | None) -> str:
     return "\n".join(parts)  # one rewrite per line keeps the column narrow
 
 
+def answered_by_icmp(path: Path) -> bool:
+    """Did an ICMP error come back instead of a reply? (The correlator then shows the error
+    that quotes the request as the path's way back.)"""
+    return (
+        bool(path.reverse)
+        and not path.request.protocol.startswith("icmp")
+        and path.reverse[0].tuple5.proto.startswith("icmp")
+    )
+
+
+def went_no_further(path: Path) -> bool:
+    """Did the request stop on the way: no reply at any point, or an ICMP error instead?"""
+    return bool(path.forward) and (not path.reverse or answered_by_icmp(path))
+
+
 def _hop_rows(
     hops: Sequence[Hop], start: int, proxy_words: Mapping[int, str] | None = None
 ) -> tuple[list[list[str]], bool]:
@@ -357,12 +372,7 @@ def render_table(
     else:
         fwd_title = "Forward path" + (" (SYN)" if tcp else " (first request packet)")
         rev_title = "Return path" + (" (SYN-ACK)" if tcp else " (first reply packet)")
-    # The correlator shows an ICMP error that quotes the request as its way back.
-    icmp_back = (
-        bool(path.reverse)
-        and not r.protocol.startswith("icmp")
-        and path.reverse[0].tuple5.proto.startswith("icmp")
-    )
+    icmp_back = answered_by_icmp(path)
     if icmp_back:
         rev_title = "Return path (an ICMP error came back instead of a reply)"
     fwd_words, rev_words = _proxy_words(hand)
