@@ -89,6 +89,22 @@ def test_external_request_runs_on_this_machine(
     assert _managed_pods(server) == []
 
 
+def test_capture_html_report(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _capture(server, tmp_path, "--request", "curl -s http://web/")
+    args.remove("--no-analyze")
+    code, _, err = _run([*args, "--html", str(tmp_path / "r.html")], capsys)
+    assert code == 0, err
+    assert f"wrote {tmp_path / 'r.html'}" in err
+    assert (tmp_path / "r.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    code, _, err = _run(
+        [*_capture(server, tmp_path, "--request", "true"), "--html", "r.html"], capsys
+    )
+    assert code == 2 and "--no-analyze" in err
+    assert _managed_pods(server) == []
+
+
 def test_dry_run_creates_nothing(
     server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -168,3 +168,16 @@ def test_how_every_connection_ended_heads_the_diagnosis(
     assert any(x.startswith(line) for x in out.splitlines()[:4]), out
     _, out, _ = _run(["diagnose", str(PCAPS / run), "--format", "json"], capsys)
     assert json.loads(out)["connections"].startswith(line.removeprefix("Connections: "))
+
+
+def test_html_report_puts_the_findings_first(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "d.html"
+    code, out, err = _run(["diagnose", str(PCAPS / "no-endpoints"), "--html", str(page)], capsys)
+    assert code == 4, err
+    assert "1. ERROR" in out  # the text is still printed
+    text = page.read_text(encoding="utf-8")
+    assert text.index('id="findings"') < text.index('id="ladder"')
+    assert "default/web-empty" in text[text.index('id="findings"') :]
+    assert 'id="break"' in text  # the REJECT: nothing came back but an ICMP error

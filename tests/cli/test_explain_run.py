@@ -55,3 +55,24 @@ def test_directory_without_manifest_is_an_error(
     assert code == 1
     assert "manifest.json" in err
     assert "Traceback" not in err
+
+
+def test_explain_run_html_holds_the_story(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    page = tmp_path / "e.html"
+    code, out, err = run(capsys, str(PCAPS / "clusterip"), "--html", str(page))
+    assert code == 0, err
+    text = page.read_text(encoding="utf-8")
+    assert 'id="story"' in text and "1. DNS lookup" in text
+    assert 'id="ladder"' in text
+
+
+def test_html_is_for_a_run_directory(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    rules = tmp_path / "iptables-save.txt"
+    rules.write_text("*nat\nCOMMIT\n")
+    code, _, err = run(
+        capsys, str(rules), "--packet", "tcp 10.0.0.1:1 > 10.0.0.2:80", "--html", "x.html"
+    )
+    assert code == 2
+    assert "--html writes the report of a run directory" in err

@@ -321,9 +321,9 @@ def command(
                 hint="check that the captures overlap in time and that their filters kept the request",
             )
         listing = _listing(correlation, loaded, failed, where, sort_by, slowest, show_all)
-        _write(render_listing(listing, fmt), output)
         if html_out is not None:
             write_html(html_out, loaded, correlation, None, listing)
+        _write(render_listing(listing, fmt), output)
         return
 
     try:
@@ -336,18 +336,8 @@ def command(
             e.message,
             hint=f"`pathtrace analyze {run_name} --list` shows every connection, numbered",
         ) from None
-    path = _path(correlation, connection, loaded)
-    # A proxied request is the client's: its summary and DNS lookup are those of the first leg.
-    client_conn = (
-        correlation.connection(path.stitches[0].client_leg) if path.stitches else connection
-    )
-    summary, lookup = _summary_and_dns(correlation, client_conn, loaded, path.request.summary)
-    facts, evidence = _evidence(loaded, path)
-    path = replace(
-        path,
-        request=replace(path.request, summary=summary),
-        warnings=_merge(loaded.warnings, correlation.warnings, path.warnings, facts),
-    )
+    traced = _trace(correlation, connection, loaded)
+    path, lookup, evidence = traced.path, traced.dns, traced.evidence
     if fmt == "json":
         from tracer.explain.evidence import evidence_json
         from tracer.report.json import render_json
@@ -373,7 +363,7 @@ def command(
         _draw(path, diagram)
     if html_out is not None:
         listing = _listing(correlation, loaded, False, None, None, None, False)
-        write_html(html_out, loaded, correlation, HtmlRequest(path, lookup, evidence), listing)
+        write_html(html_out, loaded, correlation, traced, listing)
     if pcapng_out is not None:
         from tracer.report.pcapng import write_merged_pcapng
 
@@ -435,6 +425,47 @@ def _listing(
         total=int((~table.folded & ~table.noise).sum()),
         hidden=0 if show_all else int((~table.folded & table.noise).sum()),
     )
+
+
+def _trace(correlation: Correlation, connection: Connection, loaded: LoadedRun) -> Traced:
+    """The request's path with its summary, DNS lookup, rule evidence and every warning."""
+    path = _path(correlation, connection, loaded)
+    # A proxied request is the client's: its summary and DNS lookup are those of the first leg.
+    client_conn = (
+        correlation.connection(path.stitches[0].client_leg) if path.stitches else connection
+    )
+    summary, lookup = _summary_and_dns(correlation, client_conn, loaded, path.request.summary)
+    facts, evidence = _evidence(loaded, path)
+    path = replace(
+        path,
+        request=replace(path.request, summary=summary),
+        warnings=_merge(loaded.warnings, correlation.warnings, path.warnings, facts),
+    )
+    return Traced(path, lookup, evidence)
+
+
+def html_for_run(
+    run: str,
+    where: str,
+    *,
+    index: int | None = None,
+    findings: Sequence[dict[str, Any]] = (),
+    story: str = "",
+) -> None:
+    """Write the HTML report of a run directory for `diagnose`, `explain` and `capture`: the
+    request numbered `index` (analyze's choice when None) with the findings or story given,
+    and every connection of the run."""
+    from tracer.correlate import PointFrames, correlate, select
+
+    loaded = _load(run, (), ())
+    correlation = correlate(
+        [PointFrames(point=p.point, frames=p.frames, ifnames=p.ifnames) for p in loaded.points]
+    )
+    traced = (
+        _trace(correlation, select(correlation, index=index), loaded) if len(correlation) else None
+    )
+    listing = _listing(correlation, loaded, False, None, None, None, False)
+    write_html(where, loaded, correlation, traced, listing, findings=findings, story=story)
 
 
 def _path(correlation: Correlation, connection: Connection, loaded: LoadedRun) -> Path:
@@ -518,14 +549,12 @@ def _evidence(loaded: LoadedRun, path: Path) -> tuple[tuple[str, ...], PathEvide
 
 
 @dataclass(frozen=True)
-class HtmlRequest:
-    """The traced request as the HTML report shows it."""
+class Traced:
+    """The traced request: its path, the DNS lookup before it, and its rule evidence."""
 
     path: Path
     dns: DnsLookup | None = None
     evidence: PathEvidence | None = None
-    findings: tuple[dict[str, Any], ...] = ()
-    story: str = ""
 
 
 def check_html_name(where: str) -> None:
@@ -540,8 +569,11 @@ def write_html(
     where: str,
     loaded: LoadedRun,
     correlation: Correlation,
-    request: HtmlRequest | None,
+    request: Traced | None,
     listing: Listing,
+    *,
+    findings: Sequence[dict[str, Any]] = (),
+    story: str = "",
 ) -> None:
     """Write the HTML report: the traced request (its outcome from `listing`), and every
     connection of `listing` when there is more than the request (with the paths of the failed
@@ -580,8 +612,8 @@ def write_html(
         dns=request.dns if request is not None else None,
         evidence=request.evidence if request is not None else None,
         evidence_json=ev_json,
-        findings=request.findings if request is not None else (),
-        story=request.story if request is not None else "",
+        findings=tuple(findings),
+        story=story,
         listing=doc,
         details=details,
         details_note=note,

@@ -30,6 +30,8 @@ Examples:
   pathtrace capture --from external --to svc/web-np \\
       --request 'curl -s http://192.168.50.11:30080/'
   pathtrace capture --from pod/client --to ingress/shop --request 'curl -s http://shop.local/'
+  pathtrace capture --from pod/client --to svc/web --request 'curl -s http://web/' \\
+      --html web.html                                              # also one file to share
   pathtrace capture --from pod/client --to svc/web --dry-run     # print the plan, create nothing
 
 \b
@@ -122,6 +124,12 @@ def _progress_printer() -> Any:
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan as JSON and create nothing.")
 @click.option("--no-analyze", is_flag=True, help="Write the run directory only.")
+@click.option(
+    "--html",
+    "html_out",
+    metavar="FILE.html",
+    help="Also write the analysis as one self-contained HTML report, to share.",
+)
 def command(
     kubeconfig: str | None,
     kube_context: str | None,
@@ -142,6 +150,7 @@ def command(
     timeout: float,
     dry_run: bool,
     no_analyze: bool,
+    html_out: str | None,
 ) -> None:
     from tracer.capture import plan as planmod
     from tracer.capture.lifecycle import CaptureSettings, KubernetesBackend, run_capture
@@ -151,6 +160,12 @@ def command(
 
     if request is not None and duration is not None:
         raise UsageError("give either --request or --duration, not both")
+    if html_out is not None:
+        from tracer.cli.analyze import check_html_name
+
+        check_html_name(html_out)
+        if no_analyze:
+            raise UsageError("--html writes the analysis; it cannot go with --no-analyze")
     if request is None and duration is None:
         raise UsageError(
             "nothing to capture: give --request 'CMD' to run in the client pod, or --duration "
@@ -250,7 +265,7 @@ def command(
     finally:
         api.close()
     if not no_analyze:
-        _analyze(run_dir)
+        _analyze(run_dir, html_out)
 
 
 def _save_health(api: Any, run_dir: Path, namespaces: set[str]) -> None:
@@ -266,11 +281,11 @@ def _save_health(api: Any, run_dir: Path, namespaces: set[str]) -> None:
         click.echo(f"pathtrace: warning: health facts not saved: {e.strerror or e}", err=True)
 
 
-def _analyze(run_dir: Path) -> None:
+def _analyze(run_dir: Path, html_out: str | None = None) -> None:
     try:
         from tracer.cli import analyze
     except ImportError:
         click.echo(f"pathtrace: captured; trace it with: pathtrace analyze {run_dir}", err=True)
         return
     ctx = click.get_current_context()
-    ctx.invoke(analyze.command, run=str(run_dir))
+    ctx.invoke(analyze.command, run=str(run_dir), html_out=html_out)

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from tracer.cli import capture as capture_cli
+from tracer.cli.analyze import check_html_name
 from tracer.errors import InputError, UsageError
 
 EXIT_PROBLEM = 4
@@ -25,6 +26,7 @@ Offline, from any run directory (pathtrace capture, lab, demo, or saved):
   pathtrace diagnose RUN
   pathtrace diagnose RUN --format json
   pathtrace diagnose RUN --connection 3          the request numbered 3 in `analyze --list`
+  pathtrace diagnose RUN --html diagnosis.html   also one HTML file to share
 \b
 Live: capture first (every `pathtrace capture` option applies), then diagnose that run:
   pathtrace diagnose --from pod/client --to svc/web --request 'curl -s http://web/'
@@ -47,8 +49,8 @@ Exit codes: 0 no problem found, 4 a problem found (an error or warning finding),
             130 interrupted.
 """
 
-# `pathtrace capture`'s own switches that make no sense here.
-_NOT_COPIED = {"dry_run", "no_analyze"}
+# `pathtrace capture`'s own switches that make no sense here (--html is diagnose's own).
+_NOT_COPIED = {"dry_run", "no_analyze", "html_out"}
 
 
 def _capture_params() -> list[click.Parameter]:
@@ -101,6 +103,13 @@ def _finite_ms(value: float) -> float:
     metavar="MS",
     help="A server time or segment above MS milliseconds is a finding.",
 )
+@click.option(
+    "--html",
+    "html_out",
+    metavar="FILE.html",
+    help="Also write one self-contained HTML report: the findings, then the request's path, "
+    "latency and rules, and every connection of the run.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Show the evidence of info findings too.")
 @click.pass_context
 def command(
@@ -110,11 +119,14 @@ def command(
     match_text: str | None,
     fmt: str,
     slow_ms: float,
+    html_out: str | None,
     verbose: bool,
     **live: object,
 ) -> int:
     if index is not None and match_text is not None:
         raise UsageError("give --connection N or --match SPEC, not both")
+    if html_out is not None:
+        check_html_name(html_out)
     live_given = live.get("from_") is not None or live.get("to") is not None
     if run is not None and live_given:
         raise UsageError(
@@ -136,6 +148,12 @@ def command(
     result = diagnose(facts, slow_ms=slow_ms)
     text = render_json(result, run) if fmt == "json" else render_text(result, run, verbose=verbose)
     click.echo(text, nl=False)
+    if html_out is not None:
+        from tracer.cli.analyze import html_for_run
+        from tracer.diagnose.render import finding_json
+
+        findings = [finding_json(f) for f in result.findings]
+        html_for_run(run, html_out, index=facts.main, findings=findings)
     return EXIT_PROBLEM if result.problem else 0
 
 

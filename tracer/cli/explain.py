@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from tracer.cli.analyze import check_html_name
 from tracer.errors import InputError, UsageError
 from tracer.rules import Node, load_rules, parse_packet, walk
 from tracer.rules.explain_text import describe, local_traffic_cidr
@@ -76,6 +77,13 @@ def _network(text: str | None) -> str | None:
 @click.option(
     "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True
 )
+@click.option(
+    "--html",
+    "html_out",
+    metavar="FILE.html",
+    help="For a run: also write one self-contained HTML report (the story, the path, latency, "
+    "rules and every connection).",
+)
 def command(
     rules: Path,
     packet_spec: str | None,
@@ -83,6 +91,7 @@ def command(
     pod_cidr: str | None,
     entry: str | None,
     fmt: str,
+    html_out: str | None,
 ) -> None:
     """Walk one packet through a node's kube-proxy rules, or tell a run's request step by step.
 
@@ -94,6 +103,7 @@ def command(
     \b
     Example:
       pathtrace explain pcaps/clusterip
+      pathtrace explain pcaps/clusterip --html clusterip.html
       pathtrace explain iptables-save.txt --packet 'tcp 10.244.1.7:53700 > 10.96.0.100:80'
       pathtrace explain nft.txt --packet 'tcp 203.0.113.5 > 192.168.49.2:30080' \\
           --node-ip 192.168.49.2 --from external --format json
@@ -106,8 +116,19 @@ def command(
                 f"{rules} is a run directory: --packet is for a rules file",
                 hint=f"use `pathtrace explain {rules}/nodes/NODE/iptables-save.txt --packet ...`",
             )
+        if html_out is not None:
+            check_html_name(html_out)
         click.echo(explain_run(rules, fmt), nl=False)
+        if html_out is not None:
+            from tracer.cli.analyze import html_for_run
+
+            html_for_run(str(rules), html_out, story=explain_run(rules, "text"))
         return
+    if html_out is not None:
+        raise UsageError(
+            "--html writes the report of a run directory",
+            hint=f"use `pathtrace explain RUN --html {html_out}`",
+        )
     if packet_spec is None:
         raise UsageError(
             "--packet is required with a rules file; e.g. --packet 'tcp 10.244.1.7:53700 > 10.96.0.100:80'"

@@ -350,10 +350,13 @@ def _findings(findings: Sequence[Mapping[str, Any]]) -> list[str]:
         out.append(f'<li class="sev-{_e(sev)}"><span class="badge {_e(sev)}">{_e(sev)}</span> ')
         out.append(f"step {_e(f.get('step', ''))}: <b>{_e(f.get('title', ''))}</b>")
         ev = f.get("evidence") or []
-        if ev:
-            out.append("<ul>" + "".join(f"<li>{_e(e)}</li>" for e in ev) + "</ul>")
-        if f.get("next"):
-            out.append(f'<p class="next">next: {_e(f["next"])}</p>')
+        items = "".join(f"<li>{_e(e)}</li>" for e in ev)
+        nxt = f'<p class="next">next: {_e(f["next"])}</p>' if f.get("next") else ""
+        if sev == "info" and (ev or nxt):
+            # As in the text report: what needs no action keeps its evidence folded.
+            out.append(f"<details><summary>evidence</summary><ul>{items}</ul>{nxt}</details>")
+        else:
+            out.append(f"<ul>{items}</ul>{nxt}" if ev else nxt)
         out.append("</li>")
     out.append("</ol></section>")
     return out

@@ -145,9 +145,10 @@
     g.textAlign = "center";
     for (var k = 0; k <= 5; k++) {
       var s = x0 + (x1 - x0) * k / 5;
-      g.fillText((s / 1e6).toFixed(2) + " s", X(s), H - 16);
+      var span = x1 - x0;
+      g.fillText(span < 2e6 ? (s / 1e3).toFixed(span < 2e4 ? 2 : 0) + " ms" : (s / 1e6).toFixed(span < 2e7 ? 2 : 0) + " s", X(s), H - 16);
     }
-    g.fillText("start (seconds since the first connection)", (left + right) / 2, H - 2);
+    g.fillText("start (since the first connection)", (left + right) / 2, H - 2);
     pts = [];
     // Failed last, so that they stay on top of a dense cloud of successes.
     var order = rows.slice().sort(function (a, b) { return (FAILED[outcome(a)] ? 1 : 0) - (FAILED[outcome(b)] ? 1 : 0); });
@@ -156,7 +157,8 @@
       if (s == null) return;
       var x = X(s), y = t == null ? top - 22 : Y(t), o = outcome(i);
       g.fillStyle = COLORS[o] || COLORS[""];
-      if (t == null) { g.fillRect(x - 2.5, y - 2.5, 5, 5); } else { g.beginPath(); g.arc(x, y, FAILED[o] ? 3.2 : 2.4, 0, 6.3); g.fill(); }
+      var r = (rows.length < 200 ? 1.6 : 1) * (FAILED[o] ? 3.2 : 2.4);
+      if (t == null) { g.fillRect(x - r, y - r, 2 * r, 2 * r); } else { g.beginPath(); g.arc(x, y, r, 0, 6.3); g.fill(); }
       pts.push([x, y, i]);
     });
     if (selected !== null) {
