@@ -73,6 +73,11 @@ def test_capture_writes_a_complete_run(server: Server, tmp_path: Path) -> None:
     assert m.extra["outcome"] == "completed"
     assert {e["pod"] for e in m.extra["ephemeral_containers"]} == {"client", "web-1"}
     assert "KUBE-SERVICES" in (tmp_path / "nodes" / "n1" / "iptables-save.txt").read_text()
+    # conntrack's counters, sampled before the captures and after them, beside the rules.
+    for name in ("conntrack-stats-before.txt", "conntrack-stats.txt"):
+        assert "insert_failed=" in (tmp_path / "nodes" / "n1" / name).read_text()
+    assert "nf_conntrack_max" in (tmp_path / "nodes" / "n2" / "conntrack-limits.txt").read_text()
+    assert not [w for w in m.warnings if "conntrack" in w or "sysctl" in w]
     saved = json.loads((tmp_path / "manifest.json").read_text())
     assert saved["schema"] == "pathtrace-run/v1" and saved["source"] == "kubernetes"
     assert _managed_pods(server) == []

@@ -32,7 +32,14 @@ FACTS = {
     "src=10.244.2.3 dst=10.244.1.2 sport=8080 dport=40000 [ASSURED] mark=0 use=1\n",
     "ip": '[{"ifindex":1,"ifname":"lo","addr_info":[{"family":"inet","local":"127.0.0.1"}]}]\n',
     "curl": "<html>hello from web</html>\n",
+    "ip6tables-save": "",
+    "sysctl": "net.netfilter.nf_conntrack_count = 12\nnet.netfilter.nf_conntrack_max = 131072\n",
 }
+# `conntrack -S`: the counters, as conntrack-tools 1.4.7 prints them.
+CONNTRACK_STATS = (
+    "cpu=0   \tfound=0 invalid=0 insert=0 insert_failed=0 drop=0 early_drop=0 error=0 "
+    "search_restart=0 clash_resolve=0 chaintoolong=0 \n"
+)
 
 
 def fake_exec_backend() -> LocalExecBackend:
@@ -110,6 +117,9 @@ def main(argv: list[str]) -> int:
     prog, args = argv[0], argv[1:]
     if prog == "tcpdump":
         return _tcpdump(args)
+    if prog == "conntrack" and args[:1] == ["-S"]:
+        sys.stdout.write(CONNTRACK_STATS)
+        return 0
     sys.stdout.write(FACTS.get(prog, ""))
     return 0
 

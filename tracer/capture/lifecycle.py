@@ -134,6 +134,8 @@ def run_capture(
     outcome = "interrupted"
     try:
         backend.setup(plan)
+        if settings.collect_facts:
+            _collect_facts(plan, backend, run, notes, plan.node_facts_before)
         for st in states.values():
             st.stream = backend.start(st.point)
             t = threading.Thread(
@@ -178,7 +180,7 @@ def run_capture(
         time.sleep(settings.grace)
         _stop_all(plan, backend, states, settings.stop_timeout, notes)
         if settings.collect_facts:
-            _collect_facts(plan, backend, run, notes)
+            _collect_facts(plan, backend, run, notes, plan.node_facts)
         outcome = "completed"
     except PathtraceError as e:
         outcome = f"failed: {e.message}"
@@ -279,13 +281,25 @@ def _stop_one(backend: CaptureBackend, st: PointState, notes: list[str]) -> None
         notes.append(f"point {st.point.name}: stop failed: {e.message}")
 
 
-def _collect_facts(plan: CapturePlan, backend: CaptureBackend, run: Path, notes: list[str]) -> None:
+# Node facts whose absence is normal: legacy iptables, IPVS, kube-proxy's metrics port, IPv6.
+_OPTIONAL_FACTS = frozenset(
+    ("iptables-legacy-save.txt", "ipvsadm.txt", "proxy-mode.txt", "ip6tables-save.txt")
+)
+
+
+def _collect_facts(
+    plan: CapturePlan,
+    backend: CaptureBackend,
+    run: Path,
+    notes: list[str],
+    facts: Mapping[str, Sequence[str]],
+) -> None:
     for p in plan.points:
         if p.kind != "node":
             continue
         d = run / "nodes" / p.node
         d.mkdir(parents=True, exist_ok=True)
-        for name, argv in plan.node_facts.items():
+        for name, argv in facts.items():
             try:
                 code, out, err, msg = backend.run(p, argv, 20.0)
             except PathtraceError as e:
@@ -293,8 +307,8 @@ def _collect_facts(plan: CapturePlan, backend: CaptureBackend, run: Path, notes:
                 continue
             if code == 0:
                 write_private(d / name, out)
-            elif name not in ("iptables-legacy-save.txt", "ipvsadm.txt", "proxy-mode.txt"):
-                # Those three are often absent by design; the others say something is off.
+            elif name not in _OPTIONAL_FACTS:
+                # Those are often absent by design; the others say something is off.
                 why = err.decode("utf-8", "replace").strip() or msg or f"exit {code}"
                 notes.append(f"node {p.node}: {' '.join(argv)}: {why}")
 

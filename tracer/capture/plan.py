@@ -35,12 +35,26 @@ CAPABILITIES = ("NET_ADMIN", "NET_RAW")
 NODE_FACT_COMMANDS: Mapping[str, tuple[str, ...]] = {
     "iptables-save.txt": ("iptables-save",),
     "iptables-legacy-save.txt": ("iptables-legacy-save",),
+    "ip6tables-save.txt": ("ip6tables-save",),
     "nft.txt": ("nft", "list", "ruleset"),
     "ipvsadm.txt": ("ipvsadm", "-Ln"),
     "conntrack.txt": ("conntrack", "-L"),
+    # conntrack's own counters (insert_failed, drop, early_drop): sampled before the capture too,
+    # so that their growth during it can be told from what happened since boot.
+    "conntrack-stats.txt": ("conntrack", "-S"),
+    "conntrack-limits.txt": (
+        "sysctl",
+        "net.netfilter.nf_conntrack_count",
+        "net.netfilter.nf_conntrack_max",
+    ),
     # `ip -j address` is `ip -j link` plus each link's addresses: ifindex -> name, addresses.
     "links.json": ("ip", "-j", "address", "show"),
     "proxy-mode.txt": ("curl", "-s", "--max-time", "2", "http://localhost:10249/proxyMode"),
+}
+
+# Node facts sampled before the captures start.
+NODE_FACT_COMMANDS_BEFORE: Mapping[str, tuple[str, ...]] = {
+    "conntrack-stats-before.txt": ("conntrack", "-S"),
 }
 
 _RUN_ID = re.compile(r"^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$")
@@ -146,6 +160,9 @@ class CapturePlan:
     deadline_s: int
     request_point: str | None = None  # the point whose container runs --request
     node_facts: Mapping[str, tuple[str, ...]] = field(default_factory=lambda: NODE_FACT_COMMANDS)
+    node_facts_before: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: NODE_FACT_COMMANDS_BEFORE
+    )
     warnings: tuple[str, ...] = ()
 
 
@@ -586,6 +603,7 @@ def plan_to_json(plan: CapturePlan) -> dict[str, Any]:
         ],
         "node_pods": [dict(n.manifest) for n in plan.node_pods],
         "node_facts": {k: list(v) for k, v in plan.node_facts.items()},
+        "node_facts_before": {k: list(v) for k, v in plan.node_facts_before.items()},
         "warnings": list(plan.warnings),
     }
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from tracer.diagnose.conntrack_stats import step_conntrack_stats
 from tracer.diagnose.model import (
     SEVERITIES,
     Diagnosis,
@@ -1263,6 +1264,7 @@ def diagnose(facts: RunFacts, *, slow_ms: float = SLOW_MS) -> Diagnosis:
     findings += step_backend(facts)
     findings += step_dns(facts)
     findings += step_service(facts)
+    findings += step_conntrack_stats(facts)
     findings += step_ingress(facts)
     findings += step_path(facts, slow_ms)
     return Diagnosis(

@@ -15,13 +15,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 from tracer.errors import PathtraceError
-from tracer.rules import ConntrackTable, Rules, load_rules, parse_conntrack
+from tracer.rules import (
+    ConntrackStats,
+    ConntrackTable,
+    Rules,
+    load_rules,
+    parse_conntrack,
+    parse_conntrack_stats,
+    parse_sysctl_limits,
+)
 from tracer.rules.explain_text import local_traffic_cidr
 from tracer.rundir import node_fact
 
 # Which dump holds kube-proxy's rules, in the order they are tried: an iptables-mode node's
 # nft.txt is the nf_tables view of the same rules, so iptables-save wins when it has KUBE- chains.
 RULE_FILES = ("iptables-save.txt", "nft.txt", "ipvsadm.txt")
+# `conntrack -S` after and before the capture.
+STATS_FILES = ("conntrack-stats.txt", "conntrack-stats-before.txt")
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,11 @@ class NodeFacts:
     pod_cidr: str | None = None  # kube-proxy's local-traffic CIDR, when the rules show it
     warnings: tuple[str, ...] = ()
     subnets: tuple[tuple[str, str], ...] = ()  # (interface, CIDR), e.g. ("cni0", "10.244.2.1/24")
+    # conntrack's own counters (`conntrack -S`) after the capture and, when sampled, before it
+    conntrack_stats: ConntrackStats | None = None
+    conntrack_stats_before: ConntrackStats | None = None
+    # nf_conntrack_count / nf_conntrack_max as sampled after the capture
+    conntrack_limits: tuple[tuple[str, int], ...] = ()
 
 
 def links_from_json(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -98,6 +113,12 @@ def node_facts_from_text(node: str, texts: Mapping[str, str]) -> NodeFacts:
         conntrack = parse_conntrack(ct_text, source=f"nodes/{node}/conntrack.txt")
         warnings.extend(conntrack.warnings)
     addresses, subnets = links_from_json(texts.get("links.json") or "")
+    stats: dict[str, ConntrackStats] = {}
+    for name in STATS_FILES:
+        if texts.get(name):
+            stats[name] = parse_conntrack_stats(texts[name], source=f"nodes/{node}/{name}")
+            warnings.extend(stats[name].warnings)
+    limits = parse_sysctl_limits(texts.get("conntrack-limits.txt") or "")
     return NodeFacts(
         node=node,
         rules=rules,
@@ -107,6 +128,9 @@ def node_facts_from_text(node: str, texts: Mapping[str, str]) -> NodeFacts:
         pod_cidr=local_traffic_cidr(rules) if rules is not None else None,
         warnings=tuple(warnings),
         subnets=subnets,
+        conntrack_stats=stats.get(STATS_FILES[0]),
+        conntrack_stats_before=stats.get(STATS_FILES[1]),
+        conntrack_limits=tuple(limits.items()),
     )
 
 
@@ -116,7 +140,13 @@ def read_node_facts(run: str | os.PathLike[str], nodes: Iterable[str]) -> dict[s
     for node in sorted(set(nodes)):
         texts: dict[str, str] = {}
         unread: list[str] = []
-        for name in (*RULE_FILES, "conntrack.txt", "links.json"):
+        for name in (
+            *RULE_FILES,
+            "conntrack.txt",
+            "links.json",
+            *STATS_FILES,
+            "conntrack-limits.txt",
+        ):
             try:
                 text = node_fact(run, node, name)
             except PathtraceError as e:

@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tracer.capture.plan import NODE_FACT_COMMANDS, NODE_FACT_COMMANDS_BEFORE
 from tracer.errors import LabError, MissingPrerequisiteError, UsageError
 from tracer.lab import kubeproxy as kp
 from tracer.lab.runner import Runner, SubprocessRunner, process_alive
@@ -482,9 +483,25 @@ def _node_facts(runner: Runner, topo: Topology, run_dir: Path) -> dict[str, str]
                 ["ip", "-n", n.netns, "-j", "addr", "show"], check=False
             ).stdout,
         }
+        for name in LAB_EXTRA_FACTS:
+            files[name] = runner.run([*ex, *NODE_FACT_COMMANDS[name]], check=False).stdout
         for name, text in files.items():
             write_private(d / name, text)
     return conntrack
+
+
+# Node facts the lab collects as a live capture does, with the same commands.
+LAB_EXTRA_FACTS = ("ip6tables-save.txt", "conntrack-stats.txt", "conntrack-limits.txt")
+
+
+def _node_facts_before(runner: Runner, topo: Topology, run_dir: Path) -> None:
+    """What a live capture samples on each node before its captures start (conntrack -S)."""
+    for n in topo.nodes:
+        d = run_dir / "nodes" / n.name
+        d.mkdir(parents=True, exist_ok=True)
+        for name, argv in NODE_FACT_COMMANDS_BEFORE.items():
+            out = runner.run(["ip", "netns", "exec", n.netns, *argv], check=False).stdout
+            write_private(d / name, out)
 
 
 def _run_services(topo: Topology) -> tuple[RunService, ...]:
@@ -565,6 +582,7 @@ def run_scenario(
         for (netns, argv), undo in zip(sc.setup, sc.cleanup, strict=False):
             runner.run(["ip", "netns", "exec", netns, *argv])
             setup_done.append(undo)
+        _node_facts_before(runner, topo, run_dir)
         log(f"starting {len(sc.points)} captures: {', '.join(p.name for p in sc.points)}")
         caps = start_captures(runner, sc, run_dir)
         log(f"request from {sc.client_netns}: {' '.join(sc.command)}")

@@ -8,7 +8,14 @@ Everything here is pure: it reads text it is given and executes nothing.
 
 from __future__ import annotations
 
-from tracer.rules.conntrack import ConntrackEntry, ConntrackTable, parse_conntrack
+from tracer.rules.conntrack import (
+    ConntrackEntry,
+    ConntrackStats,
+    ConntrackTable,
+    parse_conntrack,
+    parse_conntrack_stats,
+    parse_sysctl_limits,
+)
 from tracer.rules.detect import detect_format
 from tracer.rules.iptables import IptablesRuleset, parse_iptables_save
 from tracer.rules.ipvs import IpvsTable, parse_ipvsadm
@@ -32,6 +39,9 @@ __all__ = [
     "detect_format",
     "load_rules",
     "parse_conntrack",
+    "parse_conntrack_stats",
+    "parse_sysctl_limits",
+    "ConntrackStats",
     "parse_ipvsadm",
     "parse_iptables_save",
     "parse_nft_ruleset",

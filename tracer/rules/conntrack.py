@@ -153,3 +153,59 @@ def parse_conntrack(text: str, *, source: str = "<conntrack>") -> ConntrackTable
         except _BadLineError as e:
             warnings.append(f"{source}:{lineno}: ignored ({e}): {s[:120]}")
     return ConntrackTable(tuple(entries), tuple(warnings))
+
+
+# ---------------------------------------------------------------------------------------------
+# `conntrack -S`: the kernel's per-CPU conntrack counters, one `cpu=N key=value ...` line each.
+
+# Counters that mean a packet lost its conntrack entry (and so its NAT): a failed insert (two
+# packets racing to create the same entry, the UDP race behind 5-second DNS delays; or the table
+# full), a drop for want of room, an early drop of an unassured entry to make room.
+LOSS_COUNTERS = ("insert_failed", "drop", "early_drop")
+
+
+@dataclass(frozen=True)
+class ConntrackStats:
+    """The counters summed over every CPU."""
+
+    counters: tuple[tuple[str, int], ...]
+    cpus: int
+    warnings: tuple[str, ...] = ()
+
+    def get(self, name: str) -> int | None:
+        return next((v for k, v in self.counters if k == name), None)
+
+
+def parse_conntrack_stats(text: str, *, source: str = "<conntrack -S>") -> ConntrackStats:
+    totals: dict[str, int] = {}
+    cpus = 0
+    warnings: list[str] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        words = raw.split()
+        if not words:
+            continue
+        if not words[0].startswith("cpu="):
+            warnings.append(f"{source}:{lineno}: ignored (not a cpu= line): {raw.strip()[:120]}")
+            continue
+        cpus += 1
+        pairs = [w.partition("=")[::2] for w in words[1:] if "=" in w]
+        # Older conntrack-tools print every counter as 8 hex digits (entries=0000012a ...).
+        base = 16 if pairs and all(len(v) == 8 for _, v in pairs) else 10
+        for k, v in pairs:
+            try:
+                n = int(v, base)
+            except ValueError:
+                warnings.append(f"{source}:{lineno}: {k}= is not a number: {v[:40]}")
+                continue
+            totals[k] = totals.get(k, 0) + n
+    return ConntrackStats(tuple(totals.items()), cpus, tuple(warnings))
+
+
+def parse_sysctl_limits(text: str) -> dict[str, int]:
+    """`sysctl net.netfilter.nf_conntrack_count net.netfilter.nf_conntrack_max` output."""
+    out: dict[str, int] = {}
+    for line in text.splitlines():
+        k, sep, v = line.partition("=")
+        if sep and v.strip().isdigit():
+            out[k.strip().rsplit(".", 1)[-1]] = int(v.strip())
+    return out
