@@ -146,6 +146,20 @@ def _write(text: str, output: str | None) -> None:
     _write_file(text, output, "the report")
 
 
+def _write_chunks(chunks: Iterable[str], output: str | None) -> None:
+    """Text made a piece at a time (a listing of every connection), written as it is made."""
+    if output is None or output == "-":
+        for chunk in chunks:
+            click.echo(chunk, nl=False)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as f:
+            for chunk in chunks:
+                f.write(chunk)
+    except OSError as e:
+        raise InputError(f"{output}: cannot write the listing: {e.strerror or e}") from e
+
+
 def _write_file(text: str, where: str, what: str) -> None:
     try:
         with open(where, "w", encoding="utf-8") as f:
@@ -303,7 +317,7 @@ def command(
     # Imported after the inputs are known good, so that a bad spec or file is reported even
     # where the heavier modules are missing or slow to import.
     from tracer.correlate import PointFrames, correlate, select
-    from tracer.report.listing import render_listing
+    from tracer.report.listing import listing_chunks
 
     source = loaded.run_dir or ", ".join(os.path.basename(p.frames.path) for p in loaded.points)
     correlation = correlate(
@@ -323,7 +337,7 @@ def command(
         listing = _listing(correlation, loaded, failed, where, sort_by, slowest, show_all)
         if html_out is not None:
             write_html(html_out, loaded, correlation, None, listing)
-        _write(render_listing(listing, fmt), output)
+        _write_chunks(listing_chunks(listing, fmt), output)
         return
 
     try:

@@ -29,6 +29,8 @@ Bools = npt.NDArray[np.bool_]
 
 _BIG = np.iinfo(np.int64).max
 _SMALL = np.iinfo(np.int64).min
+# Rows handled at once by the passes over every row (bounds their working memory).
+_CHUNK = 1 << 18
 # ICMPv6 types that are link chatter, not requests: MLD (130-132, 143), router and neighbour
 # discovery (133-137).
 _ICMPV6_CHATTER = (130, 131, 132, 133, 134, 135, 136, 137, 143)
@@ -129,18 +131,16 @@ def connection_table(corr: Correlation) -> ConnectionTable:
     n_j = int(tb.jforward.shape[0])
     n = int(tb.pidx.shape[0])
     jstart = tb.jstart
-    jlen = np.diff(jstart)
     jconn = np.repeat(np.arange(n_c, dtype=np.int64), np.diff(tb.cstart))
     jfirst = jstart[:-1]
     jlast = jstart[1:] - 1
-    row_j = np.repeat(np.arange(n_j, dtype=np.int64), jlen)
-    row_c = jconn[row_j]
-    pidx = tb.pidx.astype(np.int64)
+    pidx = tb.pidx  # compact dtype: indexed at a few rows at a time, never cast whole
     jpos = np.arange(n_j, dtype=np.int64)
 
     # Per journey: what packet it is (from its first row).
+    # In the reader's compact dtypes: a few arrays of every journey are alive at once.
     proto_j, flags_j, plen_j, itype_j = (
-        tb.column(name, jfirst).astype(np.int64) for name in ("proto", "flags", "plen", "icmp_type")
+        tb.column(name, jfirst) for name in ("proto", "flags", "plen", "icmp_type")
     )
     tcp_j = proto_j == 6
     syn_j = tcp_j & ((flags_j & TH_SYN) != 0) & ((flags_j & TH_ACK) == 0)
@@ -176,7 +176,7 @@ def connection_table(corr: Correlation) -> ConnectionTable:
     src0, dst0, sp0, dp0 = (
         tb.column(k, r0).astype(np.int64) for k in ("src", "dst", "sport", "dport")
     )
-    proto_c = proto_j[tuple_j] if n_c else np.zeros(0, np.int64)
+    proto_c = proto_j[tuple_j].astype(np.int64) if n_c else np.zeros(0, np.int64)
     ported = np.isin(proto_c, (6, 17))
     src = np.where(has_fwd, src0, dst0)
     dst = np.where(has_fwd, dst0, src0)
@@ -184,9 +184,8 @@ def connection_table(corr: Correlation) -> ConnectionTable:
     dport = np.where(ported, np.where(has_fwd, dp0, sp0), -1)
     # Backend: the destination after the last DNAT of that journey (any change of destination
     # along its rows; the last row holds the final one).
-    tj_rows = np.flatnonzero(row_j == tuple_j[row_c]) if n else np.zeros(0, np.int64)
+    tj_rows, tconn = _journey_rows(jstart, tuple_j)
     tdst, tdport = (tb.column(k, tj_rows).astype(np.int64) for k in ("dst", "dport"))
-    tconn = row_c[tj_rows]
     changed = np.zeros(n_c, dtype=bool)
     if tj_rows.shape[0]:
         moved = (tdst != dst0[tconn]) | (tdport != dp0[tconn])
@@ -197,14 +196,48 @@ def connection_table(corr: Correlation) -> ConnectionTable:
     backend = np.where(changed, bdst, -1)
     backend_port = np.where(changed & ported, bport, -1)
 
-    # Points in the order the connection met them: the tuple journey first, then the others.
-    rank = np.where(row_j == tuple_j[row_c], 0, n) + np.arange(n, dtype=np.int64)
-    cell = row_c * max(n_p, 1) + pidx
-    prank = kernels.group_min(cell, rank, n_c * max(n_p, 1)).reshape(n_c, max(n_p, 1))[:, :n_p]
-    path_rank = np.where(prank == _BIG, -1, prank)
-
     # The furthest point the request reached: the last sighting of the request journey.
-    last_point = pidx[jlast[req_j]] if n_c else np.zeros(0, np.int64)
+    last_point = pidx[jlast[req_j]].astype(np.int64) if n_c else np.zeros(0, np.int64)
+    client_p = pidx[jfirst[req_j]].astype(np.int64) if n_c else np.zeros(0, np.int64)
+    server_p = last_point
+
+    # One pass over the rows, a chunk at a time (never a per-row array of the whole table):
+    # - the order in which each connection met the points (the tuple journey first, then the
+    #   others, as `Connection.points`);
+    # - per journey, its first and last sighting at its connection's client and server point,
+    #   on that point's own clock (as `build_path` measures latency).
+    width = max(n_p, 1)
+    cell_first = np.full(n_c * width, _BIG, dtype=np.int64)
+    jc_min = np.full(n_j, _BIG, dtype=np.int64)
+    jc_max = np.full(n_j, _SMALL, dtype=np.int64)
+    js_min = np.full(n_j, _BIG, dtype=np.int64)
+    js_max = np.full(n_j, _SMALL, dtype=np.int64)
+    times = [np.asarray(cols["t_ns"]) for cols, _ in tb.sources]
+    for lo in range(0, n, _CHUNK):
+        rows = np.arange(lo, min(n, lo + _CHUNK), dtype=np.int64)
+        pp = pidx[rows].astype(np.int64)
+        j = np.searchsorted(jstart, rows, side="right") - 1
+        c = jconn[j]
+        key = np.where(j == tuple_j[c], rows, rows + n)
+        np.minimum(cell_first, kernels.group_min(c * width + pp, key, n_c * width), out=cell_first)
+        del key
+        if times:
+            frame = tb.row[rows]
+            t = np.empty(rows.shape[0], dtype=np.int64)
+            for p, col in enumerate(times):
+                at_p = pp == p
+                t[at_p] = col[frame[at_p]]
+            del frame
+        else:
+            t = tb.tc[rows]
+        for here, first, last in ((client_p, jc_min, jc_max), (server_p, js_min, js_max)):
+            sel = here[c] == pp
+            np.minimum(first, kernels.group_min(j[sel], t[sel], n_j), out=first)
+            np.maximum(last, kernels.group_max(j[sel], t[sel], n_j), out=last)
+        del rows, pp, j, c, t
+    cell_first = cell_first.reshape(n_c, width)[:, :n_p]
+    path_rank = np.where(cell_first == _BIG, -1, cell_first)
+    del cell_first
 
     # --- ICMP errors: folded into the connection they quote.
     links = corr.icmp_links
@@ -248,24 +281,10 @@ def connection_table(corr: Correlation) -> ConnectionTable:
     has_ans = ans_row >= 0
     safe_ans = np.maximum(ans_row, 0)
     by = np.where(has_ans, tb.column("src", safe_ans).astype(np.int64), -1)
-    by_point = np.where(has_ans, pidx[safe_ans] if n else -1, -1)
+    by_point = np.where(has_ans, pidx[safe_ans].astype(np.int64) if n else -1, -1)
 
+    del facts, t_first_j, after_req
     # --- latencies, as `build_path` measures them (each on one point's own clock).
-    t_raw = tb.column("t").astype(np.int64)
-    client_p = pidx[jfirst[req_j]] if n_c else np.zeros(0, np.int64)
-    server_p = last_point
-    at_client = pidx == client_p[row_c]
-    at_server = pidx == server_p[row_c]
-
-    def per_journey(mask: Bools, op: Any) -> I64:
-        out: I64 = op(row_j[mask], t_raw[mask], n_j)
-        return out
-
-    jc_min = per_journey(at_client, kernels.group_min)
-    jc_max = per_journey(at_client, kernels.group_max)
-    js_min = per_journey(at_server, kernels.group_min)
-    js_max = per_journey(at_server, kernels.group_max)
-    del at_client, at_server
     seen_c = jc_min != _BIG
     seen_s = js_min != _BIG
 
@@ -308,26 +327,30 @@ def connection_table(corr: Correlation) -> ConnectionTable:
     m = other & (rep_s >= 0) & (req_s >= 0)
     server[m] = (rep_s - req_s)[m]
 
+    del jc_min, jc_max, js_min, js_max, seen_c, seen_s, start, end, out_first, req_in, late
+    del before, req_d, resp_d
     # Retransmissions: journeys that are a later send of an earlier one.
     retrans = np.bincount(jconn[tb.jretrans > 0], minlength=n_c).astype(np.int64)
 
     # The slowest segment of the request's way: between consecutive points of its journey,
     # on corrected time.
-    req_row = row_j == req_j[row_c] if n else np.zeros(0, bool)
-    step = np.flatnonzero(
-        req_row[:-1] & req_row[1:] & (row_j[:-1] == row_j[1:]) & (pidx[:-1] != pidx[1:])
-    )
+    rq_rows, rq_conn = _journey_rows(jstart, req_j)
+    # Consecutive rows of one request journey at two different points.
+    pair = (rq_conn[:-1] == rq_conn[1:]) & (pidx[rq_rows[:-1]] != pidx[rq_rows[1:]])
+    step = rq_rows[:-1][pair]
+    sc = rq_conn[:-1][pair]
     delay = tb.tc[step + 1] - tb.tc[step]
-    sc = row_c[step]
     slow_ns = kernels.group_max(sc, delay, n_c)
     hit = step[delay == slow_ns[sc]]
+    hit_c = sc[delay == slow_ns[sc]]
     slow_from = np.full(n_c, -1, dtype=np.int64)
     slow_to = np.full(n_c, -1, dtype=np.int64)
-    hit = hit[::-1]  # the first such segment wins
-    slow_from[row_c[hit]] = pidx[hit]
-    slow_to[row_c[hit]] = pidx[hit + 1]
+    hit, hit_c = hit[::-1], hit_c[::-1]  # the first such segment wins
+    slow_from[hit_c] = pidx[hit]
+    slow_to[hit_c] = pidx[hit + 1]
     slow_ns = np.where(slow_ns != _SMALL, slow_ns, -1)
 
+    del rq_rows, rq_conn, pair, step, sc, delay, hit, hit_c, tj_rows, tconn, tdst, tdport
     # Link-local and multicast chatter, and ICMPv6 neighbour discovery / MLD.
     noise_addr = _noise_addresses(tb.addresses)
     noise = noise_addr[dst] | noise_addr[src]
@@ -374,6 +397,16 @@ def connection_table(corr: Correlation) -> ConnectionTable:
         resp_point=resp_point,
         resp_frame=resp_frame,
     )
+
+
+def _journey_rows(jstart: I64, journeys: I64) -> tuple[I64, I64]:
+    """The rows of one journey per connection (in order), and each row's connection."""
+    lens = jstart[journeys + 1] - jstart[journeys]
+    total = int(lens.sum())
+    conn = np.repeat(np.arange(journeys.shape[0], dtype=np.int64), lens)
+    rows = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(lens) - lens, lens)
+    rows += np.repeat(jstart[journeys], lens)
+    return rows, conn
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,8 @@ from tracer.summary import Summaries
 
 LIST_SCHEMA = "pathtrace-list/v1"
 ARROW = "→"
+# Rows written per chunk of text.
+_BATCH = 4096
 # Groups shown per grouping in the table's summary (worst first): one screen.
 _GROUPS_SHOWN = 6
 CSV_FIELDS = (
@@ -185,49 +187,81 @@ def rows_json(listing: Listing) -> Iterator[dict[str, Any]]:
         }
 
 
-def render_list_json(listing: Listing) -> str:
+def _batched(lines: Iterator[str]) -> Iterator[str]:
+    """Lines joined into chunks of _BATCH (few writes, no whole document in memory)."""
+    batch: list[str] = []
+    for line in lines:
+        batch.append(line)
+        if len(batch) >= _BATCH:
+            yield "".join(batch)
+            batch = []
+    if batch:
+        yield "".join(batch)
+
+
+def list_json_chunks(listing: Listing) -> Iterator[str]:
     """The document, one connection a line (a listing of 100,000 connections stays greppable
     and is written in a fraction of the time an indented document takes)."""
     head = json.dumps({"schema": LIST_SCHEMA, "summary": summary_json(listing)}, indent=1)
-    rows = ",\n".join(json.dumps(r, ensure_ascii=False) for r in rows_json(listing))
-    return head[:-2] + ',\n "connections": [\n' + rows + ("\n" if rows else "") + " ]\n}\n"
+    yield head[:-2] + ',\n "connections": ['
+    rows = (
+        ("\n" if k == 0 else ",\n") + json.dumps(r, ensure_ascii=False)
+        for k, r in enumerate(rows_json(listing))
+    )
+    yield from _batched(rows)
+    yield ("\n" if listing.rows.shape[0] else "") + " ]\n}\n"
 
 
-def render_list_jsonl(listing: Listing) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_json(listing))
+def list_jsonl_chunks(listing: Listing) -> Iterator[str]:
+    return _batched(json.dumps(r, ensure_ascii=False) + "\n" for r in rows_json(listing))
 
 
-def render_list_csv(listing: Listing) -> str:
+def _csv_line(values: Sequence[object]) -> str:
     out = io.StringIO()
-    w = csv.writer(out, lineterminator="\n")
-    w.writerow(CSV_FIELDS)
-    for r in rows_json(listing):
-        by = r["outcome_by"] or {}
-        seg = r["slowest_segment"] or {}
-        w.writerow(
-            [
-                r["index"],
-                r["protocol"],
-                r["client"],
-                r["destination"],
-                r["service"] or "",
-                r["backend"] or "",
-                r["outcome"],
-                by.get("address", ""),
-                by.get("point", ""),
-                r["last_point"] or "",
-                " ".join(r["points"]),
-                r["start_ns"],
-                *("" if r[k] is None else r[k] for k in ("connect_ns", "server_ns", "total_ns")),
-                r["retransmissions"],
-                f"{seg['from']}>{seg['to']}" if seg else "",
-                seg.get("delay_ns", ""),
-                "" if r["http_status"] is None else r["http_status"],
-                "" if r["dns_rcode"] is None else r["dns_rcode"],
-                r["summary"],
-            ]
-        )
+    csv.writer(out, lineterminator="\n").writerow(values)
     return out.getvalue()
+
+
+def list_csv_chunks(listing: Listing) -> Iterator[str]:
+    yield _csv_line(CSV_FIELDS)
+
+    def lines() -> Iterator[str]:
+        out = io.StringIO()
+        w = csv.writer(out, lineterminator="\n")
+        for r in rows_json(listing):
+            by = r["outcome_by"] or {}
+            seg = r["slowest_segment"] or {}
+            w.writerow(
+                [
+                    r["index"],
+                    r["protocol"],
+                    r["client"],
+                    r["destination"],
+                    r["service"] or "",
+                    r["backend"] or "",
+                    r["outcome"],
+                    by.get("address", ""),
+                    by.get("point", ""),
+                    r["last_point"] or "",
+                    " ".join(r["points"]),
+                    r["start_ns"],
+                    *(
+                        "" if r[k] is None else r[k]
+                        for k in ("connect_ns", "server_ns", "total_ns")
+                    ),
+                    r["retransmissions"],
+                    f"{seg['from']}>{seg['to']}" if seg else "",
+                    seg.get("delay_ns", ""),
+                    "" if r["http_status"] is None else r["http_status"],
+                    "" if r["dns_rcode"] is None else r["dns_rcode"],
+                    r["summary"],
+                ]
+            )
+            yield out.getvalue()
+            out.seek(0)
+            out.truncate()
+
+    yield from _batched(lines())
 
 
 def _aligned(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
@@ -297,88 +331,118 @@ def render_summary(listing: Listing) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_list(listing: Listing, *, with_summary: bool = True) -> str:
-    """The summary, then a table with one row per listed connection, ending with a newline."""
+_HEADER = (
+    "#",
+    "start s",
+    "proto",
+    f"client {ARROW} destination",
+    "backend",
+    "outcome",
+    "reached (points)",
+    "connect",
+    "server",
+    "total",
+    "rtx",
+    "slowest segment",
+    "summary",
+)
+_RIGHT = frozenset((0, 1, 7, 8, 9, 10))
+
+
+def _table_columns(listing: Listing) -> list[list[str]]:
+    """The table's cells, column by column (one list of strings per column)."""
     t, s = listing.table, listing.summaries
     pts = t.points
-    names = oc.OUTCOMES
+    rows = listing.rows
     t0 = int(t.start_ns.min()) if len(t) else 0
-    cols = [
-        a[listing.rows].tolist()
-        for a in (
-            t.proto,
-            t.src,
-            t.sport,
-            t.dst,
-            t.dport,
-            t.backend,
-            t.backend_port,
-            t.outcome,
-            t.by,
-            t.last_point,
-            t.start_ns,
-            t.connect_ns,
-            t.server_ns,
-            t.total_ns,
-            t.retransmissions,
-            t.slow_from,
-            t.slow_to,
-            t.slow_ns,
+
+    def ep(ip: Any, port: Any) -> list[str]:
+        return [
+            endpoint_text(t, a, p)
+            for a, p in zip(ip[rows].tolist(), port[rows].tolist(), strict=True)
+        ]
+
+    names = oc.OUTCOMES
+    outcome = [
+        names[code]
+        + (f" by {t.addresses[by]}" if by >= 0 and code in (oc.RESET, oc.REJECTED) else "")
+        for code, by in zip(t.outcome[rows].tolist(), t.by[rows].tolist(), strict=True)
+    ]
+    n_points = (t.path_rank[rows] >= 0).sum(axis=1).tolist()
+    reached = [
+        f"{pts[last]} ({k})" if last >= 0 else ""
+        for last, k in zip(t.last_point[rows].tolist(), n_points, strict=True)
+    ]
+    slowest = [
+        f"{pts[a]}>{pts[b]} {_dur(ns)}" if a >= 0 else ""
+        for a, b, ns in zip(
+            t.slow_from[rows].tolist(),
+            t.slow_to[rows].tolist(),
+            t.slow_ns[rows].tolist(),
+            strict=True,
         )
     ]
-    out_rows: list[list[str]] = []
-    n_points = (t.path_rank[listing.rows] >= 0).sum(axis=1).tolist()
-    for i, np_, *v in zip(listing.rows.tolist(), n_points, *cols, strict=True):
-        proto, src, sp, dst, dp, be, bp, code, by, last, start = v[:11]
-        conn, server, total, retr, sf, st, sn = v[11:]
-        outcome = names[code]
-        if by >= 0 and code in (oc.RESET, oc.REJECTED):
-            outcome += f" by {t.addresses[by]}"
-        out_rows.append(
-            [
-                str(i),
-                f"{(start - t0) / 1e9:.3f}",
-                protocol_name(proto),
-                f"{endpoint_text(t, src, sp)} {ARROW} {endpoint_text(t, dst, dp)}",
-                endpoint_text(t, be, bp) if be >= 0 else "",
-                outcome,
-                f"{pts[last]} ({np_})" if last >= 0 else "",
-                _dur(conn),
-                _dur(server),
-                _dur(total),
-                str(retr) if retr else "",
-                f"{pts[sf]}>{pts[st]} {_dur(sn)}" if sf >= 0 else "",
-                s.text[i],
-            ]
-        )
-    header = [
-        "#",
-        "start s",
-        "proto",
-        f"client {ARROW} destination",
-        "backend",
-        "outcome",
-        "reached (points)",
-        "connect",
-        "server",
-        "total",
-        "rtx",
-        "slowest segment",
-        "summary",
+    return [
+        [str(i) for i in rows.tolist()],
+        [f"{(v - t0) / 1e9:.3f}" for v in t.start_ns[rows].tolist()],
+        [protocol_name(v) for v in t.proto[rows].tolist()],
+        [f"{a} {ARROW} {b}" for a, b in zip(ep(t.src, t.sport), ep(t.dst, t.dport), strict=True)],
+        [
+            x if b >= 0 else ""
+            for x, b in zip(ep(t.backend, t.backend_port), t.backend[rows].tolist(), strict=True)
+        ],
+        outcome,
+        reached,
+        [_dur(v) for v in t.connect_ns[rows].tolist()],
+        [_dur(v) for v in t.server_ns[rows].tolist()],
+        [_dur(v) for v in t.total_ns[rows].tolist()],
+        [str(v) if v else "" for v in t.retransmissions[rows].tolist()],
+        slowest,
+        [s.text[i] for i in rows.tolist()],
     ]
-    lines = _aligned(header, out_rows, {0, 1, 7, 8, 9, 10})
-    body = "\n".join(lines) + "\n"
-    if not with_summary:
-        return body
-    return render_summary(listing) + "\n" + body
 
 
-def render_listing(listing: Listing, fmt: str) -> str:
-    """The listing in `fmt`: table, json, jsonl or csv."""
+def list_table_chunks(listing: Listing, *, with_summary: bool = True) -> Iterator[str]:
+    """The summary, then a table with one row per listed connection."""
+    if with_summary:
+        yield render_summary(listing) + "\n"
+    cols = _table_columns(listing)
+    widths = [max([len(h), *map(len, col)]) for h, col in zip(_HEADER, cols, strict=True)]
+    # One format string for the whole row: a single call per line.
+    template = "  ".join(
+        f"{{:{'>' if k in _RIGHT else '<'}{w}}}" for k, w in enumerate(widths)
+    ).format
+
+    def line(cells: Sequence[str]) -> str:
+        return template(*cells).rstrip() + "\n"
+
+    yield line(_HEADER) + line(["-" * w for w in widths])
+    yield from _batched(map(line, zip(*cols, strict=True)))
+
+
+def render_list(listing: Listing, *, with_summary: bool = True) -> str:
+    """The summary and the table, as one string ending with a newline."""
+    return "".join(list_table_chunks(listing, with_summary=with_summary))
+
+
+def render_list_json(listing: Listing) -> str:
+    return "".join(list_json_chunks(listing))
+
+
+def render_list_jsonl(listing: Listing) -> str:
+    return "".join(list_jsonl_chunks(listing))
+
+
+def render_list_csv(listing: Listing) -> str:
+    return "".join(list_csv_chunks(listing))
+
+
+def listing_chunks(listing: Listing, fmt: str) -> Iterator[str]:
+    """The listing in `fmt` (table, json, jsonl or csv), a chunk of text at a time."""
     if fmt == "json":
-        return render_list_json(listing)
+        return list_json_chunks(listing)
     if fmt == "jsonl":
-        return render_list_jsonl(listing)
+        return list_jsonl_chunks(listing)
     if fmt == "csv":
-        return render_list_csv(listing)
-    return render_list(listing)
+        return list_csv_chunks(listing)
+    return list_table_chunks(listing)
