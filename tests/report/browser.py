@@ -58,3 +58,15 @@ def screenshot(page: Path, out: Path, width: int, height: int) -> None:
             page.resolve().as_uri(),
         ]
     )
+
+
+def print_pdf(page: Path, out: Path) -> None:
+    """Print the page as the browser's print dialog would (A4/Letter, print styles)."""
+    _run(
+        [
+            "--virtual-time-budget=5000",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={out}",
+            page.resolve().as_uri(),
+        ]
+    )

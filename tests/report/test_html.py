@@ -15,6 +15,7 @@ from tracer.report.html import (
     details_to_precompute,
     render_html,
     report_data,
+    rows_to_embed,
     waterfall_bars,
 )
 from tracer.report.listing import LIST_SCHEMA, rows_json, summary_json
@@ -230,3 +231,16 @@ def ten_thousand_report(rows: list[dict[str, Any]] | None = None) -> Report:
 def test_ten_thousand_connections_stay_small() -> None:
     size = len(render_html(ten_thousand_report()).encode("utf-8"))
     assert size < 480 * 1024, f"{size / 1024:.0f} KB"
+
+
+def test_a_capped_listing_keeps_every_failure_and_says_so() -> None:
+    rows = _many(3000)
+    kept, note = rows_to_embed(rows, cap=1000)
+    failed = [r for r in rows if r["outcome"] != "ok"]
+    assert len(kept) == 1000
+    assert all(r in kept for r in failed)
+    ok = [r["index"] for r in kept if r["outcome"] == "ok"]
+    assert ok == [r["index"] for r in rows if r["outcome"] == "ok"][: 1000 - len(failed)]
+    assert [r["index"] for r in kept] == sorted(r["index"] for r in kept)  # listing order
+    assert "1,000 of the 3,000 connections" in note
+    assert rows_to_embed(rows[:10], cap=1000) == (rows[:10], "")

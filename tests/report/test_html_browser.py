@@ -101,3 +101,13 @@ def test_screenshot_at_a_fixed_size(tmp_path: Path) -> None:
     assert _png_size(shot) == (1280, 1600)
     # Not a blank page: a rendered report compresses far worse than an empty one.
     assert shot.stat().st_size > 60_000
+
+
+def test_prints(tmp_path: Path) -> None:
+    page = _analyze("stale-endpoint", tmp_path)
+    pdf = tmp_path / "report.pdf"
+    browser.print_pdf(page, pdf)
+    data = pdf.read_bytes()
+    assert data.startswith(b"%PDF")
+    pages = len(re.findall(rb"/Type\s*/Page\b", data))
+    assert 1 <= pages <= 12, pages  # the whole report, on a handful of sheets

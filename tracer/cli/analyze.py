@@ -594,16 +594,17 @@ def write_html(
     and the slowest ones)."""
     import tracer
     from tracer.dnslookup import run_names
-    from tracer.report.html import Report, details_to_precompute, render_html
+    from tracer.report.html import Report, details_to_precompute, render_html, rows_to_embed
     from tracer.report.listing import LIST_SCHEMA, rows_json, summary_json
 
     rows = list(rows_json(listing))
     doc: dict[str, Any] | None = None
     details: dict[int, Path] = {}
-    note = ""
+    note = capped = ""
     if request is None or len(rows) > 1:
-        doc = {"schema": LIST_SCHEMA, "summary": summary_json(listing), "connections": rows}
-        chosen, note = details_to_precompute(rows)
+        kept, capped = rows_to_embed(rows)
+        doc = {"schema": LIST_SCHEMA, "summary": summary_json(listing), "connections": kept}
+        chosen, note = details_to_precompute(kept)
         for k in chosen:
             if request is not None and k == request.path.request.index:
                 details[k] = request.path
@@ -631,6 +632,7 @@ def write_html(
         listing=doc,
         details=details,
         details_note=note,
+        listing_note=capped,
         row=row,
         names=names,
         version=tracer.__version__,

@@ -78,7 +78,8 @@ class Report:
     `listing` is a `pathtrace-list/v1` document (every connection of the run); `details` the
     paths precomputed for some of its connections (the failed and the slowest), with
     `details_note` saying how they were chosen and whether a cap cut them; `findings` are
-    `pathtrace-diagnose/v1` finding objects; `row` is the traced request's own listing row (its
+    `pathtrace-diagnose/v1` finding objects; `listing_note` says what a capped listing left out
+    (`rows_to_embed`); `row` is the traced request's own listing row (its
     outcome and who answered); `names` maps addresses to Service and pod names; `story` is
     `explain`'s step-by-step text.
     """
@@ -92,6 +93,7 @@ class Report:
     listing: Mapping[str, Any] | None = None
     details: Mapping[int, Path] = field(default_factory=dict)
     details_note: str = ""
+    listing_note: str = ""
     row: Mapping[str, Any] | None = None
     names: Mapping[str, str] = field(default_factory=dict)
     story: str = ""
@@ -616,7 +618,7 @@ def _request(report: Report, path: Path) -> list[str]:
         '<p class="hint">Every capture point that saw the request\'s first packet, and its first'
         " reply on the way back; rewrites marked where they happen.</p>",
         '<div class="scroll">',
-        render_svg(path).strip(),
+        render_svg(path, titled=False).strip(),
         "</div></section>",
     ]
     out += _waterfall(path)
@@ -730,6 +732,7 @@ def _connections(report: Report) -> list[str]:
         '<section id="connections">',
         f"<h2>Every connection ({_e(count(n, 'connection'))})</h2>",
         *_triage(listing.get("summary") or {}),
+        *([f"<p class='capped'>{_e(report.listing_note)}</p>"] if report.listing_note else []),
         '<p class="hint">Start vs. total latency, coloured by outcome; click a dot or a row for'
         " its path. The counts below, the dots and the table follow the filter.</p>",
         '<div id="outcomes" class="outcomes"></div>',
@@ -749,6 +752,31 @@ def _connections(report: Report) -> list[str]:
 
 
 DETAILS_CAP = 40  # paths of listed connections kept in one file (about 1-2 KB each)
+LIST_CAP = 100_000  # connections kept in one file (about 45 bytes each): a browser stays quick
+
+
+def rows_to_embed(
+    rows: Sequence[Mapping[str, Any]], cap: int = LIST_CAP
+) -> tuple[list[Mapping[str, Any]], str]:
+    """The rows one file holds, in their order, and the note that says what was left out:
+    all of them up to `cap`; past it every failed one first, then the others in order."""
+    if len(rows) <= cap:
+        return list(rows), ""
+    failed = {id(r) for r in rows if r.get("outcome") not in (None, "ok")}
+    room = max(cap - len(failed), 0)
+    keep: list[Mapping[str, Any]] = []
+    for r in rows:
+        if id(r) in failed and len(keep) < cap:
+            keep.append(r)
+        elif id(r) not in failed and room > 0:
+            keep.append(r)
+            room -= 1
+    note = (
+        f"This file holds {len(keep):,} of the {len(rows):,} connections: every failed one"
+        f" first, then the others in order, up to {cap:,}; the summary above counts them all."
+        " Narrow what a file holds with --list --failed / --where … --html."
+    )
+    return keep, note
 
 
 def details_to_precompute(

@@ -89,7 +89,7 @@ def _row_text(hops: tuple[Hop, ...], notes: dict[int, str]) -> list[tuple[str, s
 class _Ladder:
     """The geometry of one diagram; `draw` appends SVG elements to `out`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, head: int) -> None:
         self.path = path
         self.names = participants(path)
         self.cols = {n: i for i, n in enumerate(self.names)}
@@ -106,7 +106,8 @@ class _Ladder:
         self.broken = went_no_further(path)
         self.icmp = answered_by_icmp(path)
         self.width = int(self.text_x + self.where_w + tail * CHAR_W + PAD)
-        self.top = 98
+        self.head = head  # the height of the title lines above the lane names
+        self.top = head + 56
 
     def x(self, point: str) -> int:
         return self.x0 + self.lane_w // 2 + self.cols[point] * self.lane_w
@@ -257,9 +258,13 @@ def _legend(out: list[str], y: int, ladder: _Ladder) -> None:
     )
 
 
-def render_svg(path: Path) -> str:
-    """The ladder diagram of the request's first packet out and its first reply, as SVG text."""
-    ladder = _Ladder(path)
+def render_svg(path: Path, *, titled: bool = True) -> str:
+    """The ladder diagram of the request's first packet out and its first reply, as SVG text.
+
+    `titled=False` leaves out the request's title lines (for a page that already shows them).
+    """
+    ladder = _Ladder(path, 42 if titled else 0)
+    y0 = ladder.head
     body: list[str] = []
     bottom = ladder.draw(body)
     legend_y = bottom + 28
@@ -284,18 +289,19 @@ def render_svg(path: Path) -> str:
         title += " via an L7 proxy"
     if r.backend and r.backend != r.destination:
         title += f"  (backend {r.backend})"
-    out.append(f'<text x="{PAD}" y="22" font-size="14" font-weight="bold">{_t(title)}</text>')
-    if r.summary:
+    if titled:
+        out.append(f'<text x="{PAD}" y="22" font-size="14" font-weight="bold">{_t(title)}</text>')
+    if titled and r.summary:
         out.append(f'<text x="{PAD}" y="40" font-size="11" fill="#555">{_t(r.summary)}</text>')
     roles = {h.point: h.role for h in (*path.forward, *path.reverse)}
     for n in ladder.names:
         x = ladder.x(n)
         out.append(
-            f'<text x="{x}" y="64" font-size="12" font-weight="bold" text-anchor="middle">'
+            f'<text x="{x}" y="{y0 + 22}" font-size="12" font-weight="bold" text-anchor="middle">'
             f"{_t(n)}</text>"
         )
         out.append(
-            f'<text x="{x}" y="78" font-size="10" text-anchor="middle" fill="{MUTED}">'
+            f'<text x="{x}" y="{y0 + 36}" font-size="10" text-anchor="middle" fill="{MUTED}">'
             f"{_t(roles.get(n, ''))}</text>"
         )
         out.append(
@@ -303,12 +309,15 @@ def render_svg(path: Path) -> str:
             ' stroke-dasharray="3 3"/>'
         )
     out.append(
-        f'<text x="{ladder.x0 - 10}" y="78" font-size="10" text-anchor="end" fill="{MUTED}">ms'
+        f'<text x="{ladder.x0 - 10}" y="{y0 + 36}" font-size="10" text-anchor="end"'
+        f' fill="{MUTED}">ms'
         "</text>"
     )
-    out.append(f'<text x="{ladder.text_x}" y="78" font-size="10" fill="{MUTED}">seen at</text>')
     out.append(
-        f'<text x="{ladder.text_x + ladder.where_w}" y="78" font-size="10" fill="{MUTED}">'
+        f'<text x="{ladder.text_x}" y="{y0 + 36}" font-size="10" fill="{MUTED}">seen at</text>'
+    )
+    out.append(
+        f'<text x="{ladder.text_x + ladder.where_w}" y="{y0 + 36}" font-size="10" fill="{MUTED}">'
         "tuple, rewrite</text>"
     )
     out += body
