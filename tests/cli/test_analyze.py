@@ -584,10 +584,17 @@ def test_pcapng_holds_every_frame_of_the_connection(
     code, _, err = run(capsys, str(PCAPS / "clusterip-remote"), "--pcapng", str(out_file))
     assert code == 0, err
     merged = read_frames(str(out_file))
-    assert len(merged) == expected
-    assert f"{expected} packets" in err
+    m = merged.columns
+    tcp = (m["proto"] == 6) & ((m["sport"] == port) | (m["dport"] == port))
+    dns = (m["proto"] == 17) & ((m["sport"] == 53) | (m["dport"] == 53))
+    assert int(np.sum(tcp)) == expected
+    # The lookup that gave the client the Service address is in the trace, with the DNS point.
+    assert int(np.sum(dns)) > 0 and len(merged) == expected + int(np.sum(dns))
+    assert f"{len(merged)} packets of request #1 and its DNS lookup #0 from 5 capture" in err
+    assert "open it with: wireshark -o tcp.analyze_sequence_numbers:FALSE" in err
     comments = _pcapng_comments(out_file.read_bytes())
-    assert len(comments) == expected
+    assert len(comments) == len(merged)
+    assert any(" at coredns " in c for c in comments)
     assert any(f"DNAT {lab['frontend']} → {lab['backend']}" in c for c in comments)
     times = np.asarray(merged.columns["t_ns"])
     assert bool(np.all(np.diff(times) >= 0))  # one clock, in order

@@ -14,7 +14,12 @@ from tracer.inputs import LoadedRun, load_run
 from tracer.model import Connection
 from tracer.model import Path as TracePath
 from tracer.pcap import read_frames
-from tracer.report.pcapng import plan_packets, point_offsets, write_merged_pcapng
+from tracer.report.pcapng import (
+    plan_packets,
+    point_offsets,
+    wireshark_command,
+    write_merged_pcapng,
+)
 
 RUN = Path(__file__).resolve().parents[2] / "pcaps" / "nodeport"
 
@@ -102,3 +107,41 @@ def test_tshark_reads_every_packet_and_comment(
     # Every packet still decodes: TCP, or the VXLAN UDP 8472 that tshark does not open by default.
     assert all(r[1] or r[2] == "8472" for r in rows)
     assert sum(r[2] == "8472" for r in rows) > 0
+
+
+def _tshark(path: Path, *args: str) -> list[list[str]]:
+    proc = subprocess.run(
+        ["tshark", "-r", str(path), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [line.split("\t") for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_with_the_printed_settings_wireshark_flags_no_sighting_and_opens_vxlan(
+    traced: tuple[LoadedRun, Connection, TracePath], tmp_path: Path
+) -> None:
+    loaded, conn, path = traced
+    out = tmp_path / "request.pcapng"
+    n = write_merged_pcapng(out, loaded.points, conn, path)
+    fields = ["-T", "fields", "-e", "tcp.analysis.flags", "-e", "udp.dstport", "-e", "vxlan.vni"]
+    plain = _tshark(out, *fields)
+    # Without them, every repeat sighting of one segment reads as a retransmission or dup ACK,
+    # and the overlay stays opaque UDP: what the settings are for.
+    assert sum(1 for r in plain if r[0]) > 0
+    assert all(not r[2] for r in plain)
+    command = wireshark_command(out, "tshark").split()
+    assert command[0] == "tshark" and command[-1] == str(out)
+    tuned = _tshark(out, *command[1:-1], *fields)
+    assert len(tuned) == n
+    assert all(not r[0] for r in tuned)  # no analysis flag on any packet
+    vxlan = [r for r in tuned if r[1] == "8472"]
+    assert vxlan and all(r[2] for r in vxlan)  # each 8472 datagram opened as VXLAN (a VNI)
+    # The capture file says the same to whoever opens it without this command.
+    info = subprocess.run(
+        ["capinfos", str(out)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "tcp.analyze_sequence_numbers:FALSE" in info.stdout

@@ -379,14 +379,24 @@ def command(
         listing = _listing(correlation, loaded, False, None, None, None, False)
         write_html(html_out, loaded, correlation, traced, listing)
     if pcapng_out is not None:
-        from tracer.report.pcapng import write_merged_pcapng
+        from tracer.report.pcapng import wireshark_command, write_merged_pcapng
 
         legs = _legs(correlation, connection, path)
-        n = write_merged_pcapng(pcapng_out, loaded.points, legs, path)
-        n_points = len({h.point for h in (*path.forward, *path.reverse)})
+        # The lookup that gave the client its destination belongs in the trace too.
+        dns = [
+            correlation.connection(k)
+            for k in dict.fromkeys(q.connection for q in (lookup.queries if lookup else ()))
+            if k not in {c.index for c in legs}
+        ]
+        n = write_merged_pcapng(pcapng_out, loaded.points, [*dns, *legs], path)
+        n_points = len({o.point for c in (*dns, *legs) for j in c.journeys for o in j.observations})
         which = " + ".join(f"#{c.index}" for c in legs)
+        if dns:
+            which += f" and its DNS lookup {' + '.join(f'#{c.index}' for c in dns)}"
         click.echo(
-            f"wrote {pcapng_out}: {n} packets of request {which} from {n_points} capture points",
+            f"wrote {pcapng_out}: {n} packets of request {which} from {n_points} capture points"
+            f"\n  open it with: {wireshark_command(pcapng_out)}"
+            "\n  (one packet seen at several points is not a retransmission; 8472 is VXLAN)",
             err=True,
         )
     _write(text, output)

@@ -166,7 +166,8 @@ def command(
         check_html_name(html_out)
         if no_analyze:
             raise UsageError("--html writes the analysis; it cannot go with --no-analyze")
-    if request is None and duration is None:
+    if request is None and duration is None and not dry_run:
+        # --dry-run only prints the plan: what would run matters less than where it would run.
         raise UsageError(
             "nothing to capture: give --request 'CMD' to run in the client pod, or --duration "
             "SECONDS to reproduce it yourself"

@@ -76,10 +76,10 @@ def command() -> None:
 
     \b
     Typical use (as root):
-      pathtrace lab up                   build it (2 nodes, iptables mode)
-      pathtrace lab scenarios            list what can be run
-      pathtrace lab run clusterip-remote capture one request, write a run directory, trace it
-      pathtrace lab down                 remove everything (also after a crash)
+      pathtrace lab up                    build it (2 nodes, iptables mode)
+      pathtrace lab scenarios             list what can be run
+      pathtrace lab run clusterip-remote  capture one request, write a run directory, trace it
+      pathtrace lab down                  remove everything (also after a crash)
     """
 
 

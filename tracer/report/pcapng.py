@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import shlex
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -69,8 +70,28 @@ def _block(btype: int, body: bytes) -> bytes:
     return struct.pack("<II", btype, total) + body + struct.pack("<I", total)
 
 
+# How Wireshark reads this file right: the same packet seen at several points is one TCP
+# segment several times, which its sequence analysis would flag as retransmissions and
+# duplicate ACKs; and Linux's VXLAN port (flannel, Calico, Cilium) is 8472, not IANA's 4789.
+WIRESHARK_OPTIONS = ("-o", "tcp.analyze_sequence_numbers:FALSE", "-d", "udp.port==8472,vxlan")
+
+
+def wireshark_command(path: str | os.PathLike[str], program: str = "wireshark") -> str:
+    """The command line that opens a merged pcapng with the settings it needs (tshark too)."""
+    return shlex.join([program, *WIRESHARK_OPTIONS, os.fspath(path)])
+
+
 def _shb() -> bytes:
-    opts = _opt(SHB_USERAPPL, b"pathtrace") + _opt(OPT_ENDOFOPT, b"")
+    note = (
+        "Merged by pathtrace: one request's packets from every capture point on one clock. "
+        "A packet seen at several points appears once per sighting (see each packet's comment); "
+        f"open with: {shlex.join(['wireshark', *WIRESHARK_OPTIONS])} FILE"
+    )
+    opts = (
+        _opt(OPT_COMMENT, note.encode())
+        + _opt(SHB_USERAPPL, b"pathtrace")
+        + _opt(OPT_ENDOFOPT, b"")
+    )
     body = struct.pack("<IHHq", BYTE_ORDER_MAGIC, 1, 0, -1) + opts
     return _block(BT_SHB, body)
 
