@@ -230,6 +230,10 @@ def test_cluster_example_runs_against_the_api(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("KUBECONFIG", str(cluster))
+    # The Kubernetes client reads $KUBECONFIG when first imported (maybe by an earlier test).
+    from kubernetes.config import kube_config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(cluster))
     words = shlex.split(example)[1:]
     for option, value in (("--kubeconfig", str(cluster)), ("--duration", "1")):
         if option in words:

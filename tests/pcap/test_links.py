@@ -89,3 +89,15 @@ def test_fuzz_only_input_error_escapes(text: str) -> None:
     except InputError:
         return
     assert all(isinstance(k, int) and isinstance(v, str) and v for k, v in links.items())
+
+
+def test_an_empty_name_or_a_non_ascii_digit_key_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="no interface name for index 0"):
+        parse_links('{"0": ""}')
+    with pytest.raises(InputError, match="is not an interface index"):
+        parse_links('{"\u00b2": "eth0"}')  # "²" is a digit to str.isdigit, not to int()
+
+
+def test_terminal_controls_in_names_are_escaped() -> None:
+    assert parse_links('{"3": "eth0\\u001b]0;x\\u0007"}') == {3: "eth0\\x1b]0;x\\x07"}
+    assert parse_links("3: veth\x1b[2J@if2: <UP> mtu 1500\n") == {3: "veth\\x1b[2J"}

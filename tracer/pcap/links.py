@@ -50,7 +50,7 @@ def _from_json(data: Any) -> dict[int, str]:
         for key, value in data.items():
             if not (str(key).isascii() and str(key).isdigit()):
                 raise InputError(f"links: key {key!r} is not an interface index")
-            name = value if isinstance(value, str) else _name(value)
+            name = (value or None) if isinstance(value, str) else _name(value)
             if name is None:
                 raise InputError(f"links: no interface name for index {key}")
             links[int(key)] = printable(name)
