@@ -64,7 +64,7 @@ def test_capture_writes_a_complete_run(server: Server, tmp_path: Path) -> None:
     plan, _ = _plan(api)
     m = run_capture(plan, KubernetesBackend(api, poll=0.05), tmp_path, SETTINGS)
     api.close()
-    assert [p.name for p in m.points] == ["client", "server-web-1", "node-n1", "node-n2"]
+    assert [p.name for p in m.points] == ["client", "web-1", "n1", "n2"]
     for p in m.points:
         assert p.packets and p.packets > 0
         assert _frames(tmp_path / p.file) == p.packets

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from tracer.capture.plan import (
     NodeTarget,
     PodTarget,
     Targets,
+    describe_changes,
     make_plan,
     plan_to_json,
     request_argv,
@@ -156,3 +158,43 @@ def test_bad_run_id_is_refused() -> None:
 if __name__ == "__main__":
     for case in CASES:
         (GOLDEN / f"{case}.json").write_text(_render(case))
+
+
+def test_dns_pods_are_left_alone_unless_asked() -> None:
+    targets, options = CASES["pod-to-svc-by-name"]
+    plan = make_plan(targets, options)
+    touched = {(e.namespace, e.pod) for e in plan.ephemeral}
+    assert touched == {("default", "client"), ("default", "web-1")}
+    assert not any(p.namespace == "kube-system" for p in plan.points)
+    # The lookup is still captured where it already passes: the filter keeps DNS, and the
+    # DNS pod's node is on the path.
+    assert "host 10.244.1.9" in plan.filter and "port 53" in plan.filter
+    assert any("--capture-dns-pods" in w for w in plan.warnings)
+    asked = make_plan(targets, replace(options, dns_pod_capture=True))
+    assert ("kube-system", "coredns-1") in {(e.namespace, e.pod) for e in asked.ephemeral}
+    assert any(
+        c.startswith("kube-system/coredns-1:")
+        for c in plan_to_json(asked)["changes"]["permanent_ephemeral_containers"]
+    )
+
+
+def test_points_are_named_like_lab_points() -> None:
+    targets, options = CASES["pod-to-svc-by-name"]
+    names = [p.name for p in make_plan(targets, options).points]
+    assert names == ["client", "web-1", "n1", "n2"]
+    # A pod named like a node, and one name in two namespaces, are told apart.
+    twin = PodTarget("other", "web-1", "10.244.2.7", "n1", ("web",))
+    odd = PodTarget("default", "n2", "10.244.2.8", "n2", ("x",))
+    t = Targets("web", CLIENT, (WEB, twin, odd), (WEB_SVC,), NODES)
+    names = [p.name for p in make_plan(t, options).points]
+    assert names == ["client", "default-web-1", "other-web-1", "default-n2", "n1", "node-n2"]
+    assert len(set(names)) == len(names)
+
+
+def test_describe_changes_names_every_pod() -> None:
+    targets, options = CASES["pod-to-svc-by-name"]
+    lines = describe_changes(make_plan(targets, options))
+    assert "default/client, default/web-1" in lines[0] and "permanent" in lines[0]
+    assert "default/pathtrace-20240102-030405-abcd-node-0 on n1" in lines[1]
+    none = make_plan(targets, replace(options, pod_capture=False, node_capture=False))
+    assert describe_changes(none) == ["changes nothing in the cluster"]

@@ -8,6 +8,7 @@ import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client, config
@@ -30,8 +31,12 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return int(e.value.code or 0), out, err
 
 
+def _core(s: Server) -> client.CoreV1Api:
+    return client.CoreV1Api(config.new_client_from_config(str(s.kubeconfig_path)))
+
+
 def _managed_pods(s: Server) -> list[str]:
-    core = client.CoreV1Api(config.new_client_from_config(str(s.kubeconfig_path)))
+    core = _core(s)
     pods = core.list_pod_for_all_namespaces(label_selector="app.kubernetes.io/managed-by=pathtrace")
     return [p.metadata.name for p in pods.items]
 
@@ -58,10 +63,53 @@ def test_capture_with_request(
     code, _, err = _run(_capture(server, tmp_path, "--request", "curl -s http://web/"), capsys)
     assert code == 0, err
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert {p["role"] for p in m["points"]} == {"client", "dns", "server", "node"}
+    assert {p["role"] for p in m["points"]} == {"client", "server", "node"}
     assert m["request"]["argv"] == ["curl", "-s", "http://web/"]
-    assert "cannot be removed" in err
+    assert "permanent" in err
     assert _managed_pods(server) == []
+    # Only the named pods got a container; kube-system was never written to.
+    assert {e["pod"] for e in m["extra"]["ephemeral_containers"]} == {"client", "web-1"}
+    assert not any(m != "GET" and "/namespaces/kube-system/" in path for m, path in server.requests)
+    coredns = _core(server).read_namespaced_pod("coredns-1", "kube-system")
+    assert not coredns.spec.ephemeral_containers
+    # The lookup still names its Service and pods, as lab runs do.
+    assert "kube-dns" in {s["name"] for s in m["services"]}
+    # Where it writes, said first, in full.
+    assert f"writing {tmp_path / 'run'}" in err
+
+
+def test_capture_dns_pods_is_an_explicit_opt_in(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = _capture(server, tmp_path, "--request", "curl -s http://web/", "--capture-dns-pods")
+    code, _, err = _run(args, capsys)
+    assert code == 0, err
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert "coredns-1" in {p["name"] for p in m["points"]}
+    assert "kube-system/coredns-1" in err and "permanent" in err
+    coredns = _core(server).read_namespaced_pod("coredns-1", "kube-system")
+    assert [c.name for c in coredns.spec.ephemeral_containers] == [
+        e["container"] for e in m["extra"]["ephemeral_containers"] if e["pod"] == "coredns-1"
+    ]
+
+
+def test_default_run_directory_is_named_by_the_run_id(
+    server: Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    args = _capture(server, tmp_path, "--duration", "0.2")
+    i = args.index("-o")
+    del args[i : i + 2]
+    code, _, err = _run(args, capsys)
+    assert code == 0, err
+    (run,) = tmp_path.glob("pathtrace-*")
+    m = json.loads((run / "manifest.json").read_text())
+    assert run.name == f"pathtrace-{m['extra']['run_id']}"
+    assert f"run {m['extra']['run_id']}: writing {run}" in err
+    assert f"run directory: {run}" in err
 
 
 def test_external_request_runs_on_this_machine(
@@ -108,11 +156,19 @@ def test_capture_html_report(
 def test_dry_run_creates_nothing(
     server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code, out, _ = _run(_capture(server, tmp_path, "--duration", "5", "--dry-run"), capsys)
+    code, out, err = _run(_capture(server, tmp_path, "--duration", "5", "--dry-run"), capsys)
     assert code == 0
     plan = json.loads(out)
-    assert [p["name"] for p in plan["points"]] == ["client", "server-web-1", "node-n1", "node-n2"]
+    assert [p["name"] for p in plan["points"]] == ["client", "web-1", "n1", "n2"]
     assert not any(m == "POST" or m == "PATCH" for m, _ in server.requests)
+    # Every pod that would get a permanent container is named, in the JSON and for people.
+    assert [c.split(":")[0] for c in plan["changes"]["permanent_ephemeral_containers"]] == [
+        "default/client",
+        "default/web-1",
+    ]
+    assert (
+        "dry run: the capture adds an ephemeral container to default/client, default/web-1" in err
+    )
 
 
 def test_rbac_denied_everywhere_is_a_clear_error(
@@ -179,3 +235,50 @@ def test_cleanup_deletes_leftovers_and_lists_ephemeral(
     assert "deleted pod default/pathtrace-r1-node-0" in out
     assert "cannot remove ephemeral container pathtrace-r1-0 from pod default/web-1" in out
     assert _managed_pods(server) == []
+
+
+def test_cleanup_run_from_its_record_in_every_namespace(
+    server: Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A run that died after creating its objects: `cleanup RUN` removes them from the record,
+    in each namespace it touched (node pods in ops, containers in default and kube-system)."""
+    from tracer.capture import lifecycle
+
+    real_setup = lifecycle.KubernetesBackend.setup
+
+    def setup_then_die(self: lifecycle.KubernetesBackend, plan: Any) -> None:
+        real_setup(self, plan)
+        self.created.clear()  # as if the process were killed: nothing deletes them
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lifecycle.KubernetesBackend, "setup", setup_then_die)
+    args = _capture(
+        server,
+        tmp_path,
+        "--request",
+        "curl -s http://web/",
+        "--node-namespace",
+        "ops",
+        "--capture-dns-pods",
+    )
+    with pytest.raises((SystemExit, KeyboardInterrupt)):
+        main(args)
+    capsys.readouterr()
+    run = tmp_path / "run"
+    left = sorted(_managed_pods(server))
+    assert left and all(n.startswith("pathtrace-") for n in left)
+    code, out, err = _run(
+        ["cleanup", str(run), "--kubeconfig", str(server.kubeconfig_path)], capsys
+    )
+    assert code == 0, err
+    for name in left:
+        assert f"deleted pod ops/{name}" in out
+    assert _managed_pods(server) == []
+    assert "from pod kube-system/coredns-1" in out and "from pod default/client" in out
+    # A second time: nothing left to delete, the containers still reported.
+    code, out, _ = _run(["cleanup", str(run), "--kubeconfig", str(server.kubeconfig_path)], capsys)
+    assert code == 0
+    assert "already deleted" in out and "cannot remove ephemeral container" in out

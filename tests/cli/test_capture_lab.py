@@ -153,14 +153,19 @@ def test_pod_to_clusterip(lab: dict[str, Any], tmp_path: Path) -> None:
     m = _manifest(run)
     assert m["request"]["exit_code"] == 0
     assert f"hello from web-a, you are {topo.pod('client').ip}" in m["request"]["stdout"]
-    # Points from the configuration: the client, the DNS pod (the name is resolved), the
-    # backend and the one node they all live on.
+    # Points from the configuration, named as lab runs name them: the client, the backend
+    # and the one node they all live on. The DNS pod is not touched (the lookup is captured at
+    # the client and the node), and its Service names the lookup.
     assert {p["name"]: p["node"] for p in m["points"]} == {
         "client": topo.pod("client").node,
-        "dns-coredns": topo.pod("coredns").node,
-        f"server-{backend.name}": backend.node,
-        f"node-{backend.node}": backend.node,
+        backend.name: backend.node,
+        backend.node: backend.node,
     }
+    assert {(e["namespace"], e["pod"]) for e in m["extra"]["ephemeral_containers"]} == {
+        ("default", "client"),
+        ("default", backend.name),
+    }
+    assert "kube-dns" in {s["name"] for s in m["services"]}
     for p in m["points"]:
         records = pcap_records(run / p["file"])
         assert len(records) > 0, p["name"]
@@ -179,7 +184,7 @@ def test_pod_to_clusterip(lab: dict[str, Any], tmp_path: Path) -> None:
     if hops is None:
         pytest.skip("the analyzer (tracer.inputs/tracer.correlate) is not importable here")
     assert [(pt, str(t.after.dst)) for pt, t in hops] == [
-        (f"node-{backend.node}", f"{entries[0]['rsrc']}:{entries[0]['rsport']}")
+        (backend.node, f"{entries[0]['rsrc']}:{entries[0]['rsport']}")
     ]
     assert "DNAT" in out  # capture printed the analysis too
     assert managed_pods(lab["kubeconfig"]) == []
@@ -220,11 +225,11 @@ def test_nodeport_from_outside(lab: dict[str, Any], tmp_path: Path) -> None:
     assert f"hello from {backend.name}" in result["curl"].stdout
     m = _manifest(run)
     assert {p["name"] for p in m["points"]} == {
-        f"server-{backend.name}",
-        *(f"node-{n.name}" for n in topo.nodes),
+        backend.name,
+        *(n.name for n in topo.nodes),
     }
     counts = {p["name"]: len(pcap_records(run / p["file"])) for p in m["points"]}
-    assert counts[f"node-{entry.name}"] > 0 and counts[f"server-{backend.name}"] > 0, counts
+    assert counts[entry.name] > 0 and counts[backend.name] > 0, counts
     entries = [
         e
         for e in conntrack_entries(entry.netns)
@@ -236,7 +241,7 @@ def test_nodeport_from_outside(lab: dict[str, Any], tmp_path: Path) -> None:
     if hops is None:
         pytest.skip("the analyzer (tracer.inputs/tracer.correlate) is not importable here")
     assert [(pt, str(t.after.dst)) for pt, t in hops] == [
-        (f"node-{entry.name}", f"{entries[0]['rsrc']}:{entries[0]['rsport']}")
+        (entry.name, f"{entries[0]['rsrc']}:{entries[0]['rsport']}")
     ]
     assert managed_pods(lab["kubeconfig"]) == []
 
@@ -270,7 +275,7 @@ def test_external_request_runs_here(lab: dict[str, Any], tmp_path: Path) -> None
         if e["odst"] == entry.underlay_ip and e["odport"] == str(NODEPORT_CLUSTER)
     ]
     assert entries and entries[0]["rsrc"] == backend.ip
-    records = pcap_records(run / "points" / f"node-{entry.name}.pcap")
+    records = pcap_records(run / "points" / f"{entry.name}.pcap")
     assert records, "the entry node's capture is empty"
     assert managed_pods(lab["kubeconfig"]) == []
 
@@ -321,7 +326,7 @@ def test_measure_capture_arming(lab: dict[str, Any], tmp_path: Path) -> None:
 
     r = measure_capture_arming(lab["kubeconfig"], tmp_path / "run")
     assert r["exit_code"] == 0
-    assert r["points"] == 4
+    assert r["points"] == 3  # client, web-a and node1: the DNS pod is left alone
     assert 0 < r["arm_s"] < r["total_s"]
     assert set(r["first_packet_offset_ms"]) == set(r["arm_s_by_point"])
     assert r["first_packet_spread_ms"] >= 0

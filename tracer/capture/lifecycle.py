@@ -132,6 +132,11 @@ def run_capture(
     stop_progress = threading.Event()
     pumps: list[threading.Thread] = []
     outcome = "interrupted"
+    # The run's record comes first: whatever happens next (even a kill -9), it names every
+    # object the run is about to create, for `pathtrace cleanup RUN`.
+    write_manifest(
+        run, _manifest(plan, states, services, {}, [], source, "capturing", dict(extra or {}))
+    )
     try:
         backend.setup(plan)
         if settings.collect_facts:

@@ -108,6 +108,9 @@ class CaptureOptions:
     privileged: bool = False
     pod_capture: bool = True
     node_capture: bool = True
+    # A point inside the cluster DNS pods means a permanent ephemeral container in kube-system:
+    # only on request. Without it the lookup is captured at the client pod and the nodes.
+    dns_pod_capture: bool = False
     node_namespace: str = "default"
     node_interface: str = "any"
     pod_interface: str = "eth0"
@@ -466,6 +469,27 @@ def _nodes_on_path(targets: Targets) -> list[str]:
     return names
 
 
+def _point_names(
+    targets: Targets, pod_roles: list[tuple[str, PodTarget]], options: CaptureOptions
+) -> dict[tuple[str, str], str]:
+    """Points are named as the lab names them: a pod's point by the pod's name, a node's by
+    the node's name. A name that would repeat (the same pod name in two namespaces, a pod
+    named like a node) is qualified: NAMESPACE-POD, node-NODE."""
+    pods = list(dict.fromkeys((p.namespace, p.name) for _, p in pod_roles))
+    nodes = _nodes_on_path(targets) if options.node_capture else []
+    wanted: list[tuple[tuple[str, str], str]] = [(k, k[1]) for k in pods]
+    wanted += [(("", n), n) for n in nodes]
+    counts: dict[str, int] = {}
+    for _, name in wanted:
+        counts[name] = counts.get(name, 0) + 1
+    out = {}
+    for key, name in wanted:
+        if counts[name] > 1:
+            name = f"{key[0]}-{name}" if key[0] else f"node-{name}"
+        out[key] = name
+    return out
+
+
 def make_plan(targets: Targets, options: CaptureOptions) -> CapturePlan:
     """Every point of the capture: ephemeral containers at pods, host-network pods at nodes."""
     if not _RUN_ID.match(options.run_id):
@@ -482,9 +506,15 @@ def make_plan(targets: Targets, options: CaptureOptions) -> CapturePlan:
     if targets.client is not None:
         pod_roles.append(("client", targets.client))
     pod_roles += [("ingress", p) for p in targets.ingress_pods]
-    if targets.uses_name:
+    if targets.uses_name and options.dns_pod_capture:
         pod_roles += [("dns", p) for p in targets.dns_pods]
+    elif targets.uses_name and targets.dns_pods and options.pod_capture:
+        warnings.append(
+            "the DNS lookup is captured at the client pod and the nodes, not inside the "
+            "cluster DNS pods (--capture-dns-pods adds a permanent container to each of them)"
+        )
     pod_roles += [("server", p) for p in targets.servers]
+    names = _point_names(targets, pod_roles, options)
 
     if options.pod_capture:
         seen: set[tuple[str, str]] = set()
@@ -507,7 +537,7 @@ def make_plan(targets: Targets, options: CaptureOptions) -> CapturePlan:
             )
             eph = EphemeralContainer(pod.namespace, pod.name, spec)
             ephemeral.append(eph)
-            name = "client" if role == "client" else f"{role}-{pod.name}"
+            name = names[(pod.namespace, pod.name)]
             points.append(
                 PlannedPoint(
                     name=name,
@@ -547,7 +577,7 @@ def make_plan(targets: Targets, options: CaptureOptions) -> CapturePlan:
             node_pods.append(NodePod(node, options.node_namespace, pod_name, manifest))
             points.append(
                 PlannedPoint(
-                    name=f"node-{node}",
+                    name=names[("", node)],
                     role="node",
                     kind="node",
                     node=node,
@@ -605,7 +635,38 @@ def plan_to_json(plan: CapturePlan) -> dict[str, Any]:
         "node_facts": {k: list(v) for k, v in plan.node_facts.items()},
         "node_facts_before": {k: list(v) for k, v in plan.node_facts_before.items()},
         "warnings": list(plan.warnings),
+        "changes": plan_changes(plan),
     }
+
+
+def plan_changes(plan: CapturePlan) -> dict[str, list[str]]:
+    """What the capture changes in the cluster: the pods that get a permanent ephemeral
+    container, and the pods created for the run (and deleted after it)."""
+    return {
+        "permanent_ephemeral_containers": [
+            f"{e.namespace}/{e.pod}:{e.name}" for e in plan.ephemeral
+        ],
+        "temporary_pods": [f"{n.namespace}/{n.name} (node {n.node})" for n in plan.node_pods],
+    }
+
+
+def describe_changes(plan: CapturePlan) -> list[str]:
+    """`plan_changes` as lines for people, before anything is created."""
+    lines = []
+    if plan.ephemeral:
+        lines.append(
+            "adds an ephemeral container to "
+            + ", ".join(f"{e.namespace}/{e.pod}" for e in plan.ephemeral)
+            + " (permanent: Kubernetes never removes an ephemeral container from its pod)"
+        )
+    if plan.node_pods:
+        lines.append(
+            "creates, and deletes after the capture, "
+            + ", ".join(f"{n.namespace}/{n.name} on {n.node}" for n in plan.node_pods)
+        )
+    if not lines:
+        lines.append("changes nothing in the cluster")
+    return lines
 
 
 def request_argv(request: str) -> list[str]:

@@ -22,6 +22,8 @@ pathtrace adds an ephemeral debug container (tcpdump, NET_RAW/NET_ADMIN) to the 
 pods and starts a host-network pod on every node on the path, runs the request (or waits while
 you reproduce it), stops every capture together, collects the nodes' kube-proxy rules and
 conntrack, deletes its node pods and prints the path as `pathtrace analyze RUN` would.
+It touches no other pod: a DNS lookup is captured at the client pod and the nodes, and a point
+inside the cluster DNS pods is only added with --capture-dns-pods.
 
 \b
 Examples:
@@ -40,9 +42,11 @@ in the client pod's debug container for --from pod/NAME, and on this machine for
 (this machine is the outside client; in the lab, prefix it with `ip netns exec pt-external`).
 
 \b
-Ephemeral containers cannot be removed from a pod (Kubernetes forbids it); the run's manifest lists
-the ones added. Every pod created carries app.kubernetes.io/managed-by=pathtrace and
-pathtrace.io/run=<run id>; `pathtrace cleanup` deletes leftovers.
+Ephemeral containers cannot be removed from a pod (Kubernetes forbids it): the plan names every
+pod that gets one before anything is created (and --dry-run prints it), and the run's manifest
+lists them. Every pod created carries app.kubernetes.io/managed-by=pathtrace and
+pathtrace.io/run=<run id>; `pathtrace cleanup RUN` deletes what a run left, from its record.
+The run directory is ./pathtrace-<run id> unless -o says otherwise; its path is printed first.
 """
 
 
@@ -88,7 +92,7 @@ def _progress_printer() -> Any:
     "-o",
     "--output",
     type=click.Path(file_okay=False),
-    help="Run directory (default ./pathtrace-<run id>).",
+    help="Run directory (default: pathtrace-<run id> in the current directory).",
 )
 @click.option(
     "--image", default=None, help="Image with tcpdump for the debug containers and node pods."
@@ -112,6 +116,12 @@ def _progress_printer() -> Any:
     help="Run node pods privileged (only when NET_RAW/NET_ADMIN are not enough).",
 )
 @click.option("--no-node-capture", is_flag=True, help="Capture in the pods only.")
+@click.option(
+    "--capture-dns-pods",
+    is_flag=True,
+    help="Also capture inside the cluster DNS pods (kube-system): adds a PERMANENT ephemeral "
+    "container to each of them. Without it the lookup is captured at the client and the nodes.",
+)
 @click.option(
     "--no-pod-capture", is_flag=True, help="Capture on the nodes only (no ephemeral containers)."
 )
@@ -146,6 +156,7 @@ def command(
     node_namespace: str | None,
     privileged: bool,
     no_node_capture: bool,
+    capture_dns_pods: bool,
     no_pod_capture: bool,
     timeout: float,
     dry_run: bool,
@@ -198,9 +209,12 @@ def command(
             pod_capture=not no_pod_capture,
             node_capture=not no_node_capture,
             node_namespace=node_ns,
+            dns_pod_capture=capture_dns_pods,
         )
         if dry_run:
             plan = planmod.make_plan(targets, options)
+            for line in planmod.describe_changes(plan):
+                click.echo(f"pathtrace: dry run: the capture {line}", err=True)
             click.echo(json.dumps(planmod.plan_to_json(plan), indent=2))
             return
         pf = preflight(
@@ -221,18 +235,14 @@ def command(
             }
         )
         plan = planmod.make_plan(targets, options)
-        run_dir = Path(output or f"pathtrace-{run_id}")
+        run_dir = Path(output or f"pathtrace-{run_id}").absolute()
+        click.echo(f"pathtrace: run {run_id}: writing {run_dir}", err=True)
         click.echo(
-            f"pathtrace: run {run_id}: {len(plan.points)} points "
-            f"({', '.join(p.name for p in plan.points)}) -> {run_dir}",
+            f"pathtrace: {len(plan.points)} points: {', '.join(p.name for p in plan.points)}",
             err=True,
         )
-        if plan.ephemeral:
-            click.echo(
-                "pathtrace: adding ephemeral containers (they cannot be removed later): "
-                + ", ".join(f"{e.namespace}/{e.pod}:{e.name}" for e in plan.ephemeral),
-                err=True,
-            )
+        for line in planmod.describe_changes(plan):
+            click.echo(f"pathtrace: the capture {line}", err=True)
         settings = CaptureSettings(
             request=tuple(argv) if argv is not None else None,
             request_here=source.kind == "external",
@@ -247,7 +257,8 @@ def command(
                 KubernetesBackend(api, ready_timeout=timeout),
                 run_dir,
                 settings,
-                services=targets.services,
+                # The cluster DNS Service names the lookup's addresses, as in lab runs.
+                services=_with_dns(targets),
                 warnings=[*notes, *pf.warnings],
                 progress=progress,
                 extra={"server": api.server, "namespace": api.namespace},
@@ -265,8 +276,16 @@ def command(
             )
     finally:
         api.close()
+    click.echo(f"pathtrace: run directory: {run_dir}", err=True)
     if not no_analyze:
         _analyze(run_dir, html_out)
+
+
+def _with_dns(targets: Any) -> tuple[Any, ...]:
+    services = tuple(targets.services)
+    if targets.uses_name and targets.dns is not None and targets.dns not in services:
+        services += (targets.dns,)
+    return services
 
 
 def _save_health(api: Any, run_dir: Path, namespaces: set[str]) -> None:

@@ -1,9 +1,12 @@
-"""`pathtrace cleanup`: delete leftover pathtrace pods by label; list what cannot be removed.
+"""`pathtrace cleanup`: delete what pathtrace left in a cluster; say what cannot be removed.
 
-Only wiring: tracer.kube.client.cleanup_leftovers does the work.
+Only wiring: tracer.kube.client.cleanup_run (a run's own record) and cleanup_leftovers (labels)
+do the work.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
@@ -11,38 +14,74 @@ from tracer.errors import ClusterError, UsageError
 
 
 @click.command("cleanup")
+@click.argument("run", required=False, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Path to the kubeconfig file.")
 @click.option("--context", "kube_context", help="The kubeconfig context to use.")
 @click.option("-n", "--namespace", help="Namespace to clean (default: the context's).")
 @click.option("-A", "--all-namespaces", is_flag=True, help="Clean every namespace.")
-@click.option("--run", "run_id", metavar="ID", help="Only what run ID created.")
+@click.option("--run", "run_id", metavar="ID", help="Only what run ID created (every namespace).")
 def command(
+    run: Path | None,
     kubeconfig: str | None,
     kube_context: str | None,
     namespace: str | None,
     all_namespaces: bool,
     run_id: str | None,
 ) -> None:
-    """Delete pods left by pathtrace (label app.kubernetes.io/managed-by=pathtrace).
+    """Delete what pathtrace left in a cluster.
+
+    \b
+    pathtrace cleanup RUN       what the run in directory RUN created, in every namespace it
+                                touched, from the run's own record (RUN/manifest.json)
+    pathtrace cleanup --run ID  pods labelled pathtrace.io/run=ID, in every namespace
+    pathtrace cleanup [-n NS|-A]  pods labelled app.kubernetes.io/managed-by=pathtrace
 
     \b
     Ephemeral containers cannot be removed from a pod (the API forbids it): they are listed,
     and go away only when their pod is deleted or replaced (e.g. a rollout restart).
     Exit code 1 when some pod could not be deleted.
     """
-    from tracer.kube.client import KubeApi, cleanup_leftovers
+    from tracer.kube.client import KubeApi, cleanup_leftovers, cleanup_run
 
     if all_namespaces and namespace:
         raise UsageError("give either -n NAMESPACE or --all-namespaces, not both")
+    if run is not None and (run_id or namespace or all_namespaces):
+        raise UsageError("RUN cleans what its record names: give no --run, -n or -A with it")
+    record = None
+    if run is not None:
+        from tracer.rundir import load_manifest
+
+        record = load_manifest(run).extra
+        if not record.get("run_id"):
+            raise UsageError(f"{run}: the manifest records no live capture (no run_id)")
     api = KubeApi(kubeconfig, kube_context, namespace)
     try:
-        found = cleanup_leftovers(api, None if all_namespaces else api.namespace, run_id)
+        if record is not None:
+            server = record.get("server")
+            if server and server != api.server:
+                raise ClusterError(
+                    f"run {record['run_id']} was captured on {server}, the kubeconfig points "
+                    f"at {api.server}",
+                    hint="give the --kubeconfig/--context of the cluster the run was made on",
+                )
+            found = cleanup_run(api, record)
+        elif run_id:
+            found = cleanup_leftovers(api, None, run_id)
+        else:
+            found = cleanup_leftovers(api, None if all_namespaces else api.namespace, None)
     finally:
         api.close()
     for ns, name in found.deleted:
         click.echo(f"deleted pod {ns}/{name}")
-    if not found.deleted:
-        click.echo("no pathtrace pods to delete")
+    for ns, name in found.gone:
+        click.echo(f"pod {ns}/{name} was already deleted")
+    if not found.deleted and not found.gone:
+        where = (
+            "recorded by the run"
+            if record is not None
+            else ("in any namespace" if all_namespaces or run_id else f"in {api.namespace}")
+        )
+        click.echo(f"no pathtrace pods to delete ({where})")
     for ns, pod, c in found.ephemeral:
         click.echo(
             f"cannot remove ephemeral container {c} from pod {ns}/{pod} "

@@ -486,6 +486,53 @@ class Leftovers:
     deleted: tuple[tuple[str, str], ...]
     failed: tuple[tuple[str, str, str], ...]
     ephemeral: tuple[tuple[str, str, str], ...]
+    gone: tuple[tuple[str, str], ...] = ()  # recorded pods that were already deleted
+
+
+def cleanup_run(api: KubeApi, record: Mapping[str, Any]) -> Leftovers:
+    """Remove what one run created, from its own record (the manifest's `node_pods`,
+    `ephemeral_containers` and `run_id`), in every namespace it touched."""
+    from tracer.capture.plan import MANAGED_BY, RUN_LABEL
+
+    run_id = str(record.get("run_id") or "")
+    recorded = [
+        (str(p["namespace"]), str(p["name"]))
+        for p in record.get("node_pods") or []
+        if isinstance(p, Mapping) and p.get("namespace") and p.get("name")
+    ]
+    added = [
+        (str(e["namespace"]), str(e["pod"]), str(e["container"]))
+        for e in record.get("ephemeral_containers") or []
+        if isinstance(e, Mapping) and e.get("namespace") and e.get("pod") and e.get("container")
+    ]
+    namespaces = sorted({ns for ns, _ in recorded} | {ns for ns, _, _ in added})
+    # Pods of this run found by label too, in the namespaces it touched: a record cut short
+    # by a crash may miss the last one created.
+    if run_id:
+        for ns in namespaces:
+            for info in api.list_pods(ns, f"{MANAGED_BY}=pathtrace,{RUN_LABEL}={run_id}"):
+                key = (info.target.namespace, info.target.name)
+                if key not in recorded:
+                    recorded.append(key)
+    deleted, failed, gone = [], [], []
+    for ns, name in recorded:
+        try:
+            if api.delete_pod(ns, name):
+                deleted.append((ns, name))
+            else:
+                gone.append((ns, name))
+        except ClusterError as e:
+            failed.append((ns, name, e.message))
+    ephemeral = []
+    for ns, pod, container in added:
+        try:
+            still = container in api.get_pod(ns, pod).ephemeral
+        except ClusterError as e:
+            # A deleted pod took its ephemeral containers with it; otherwise we cannot tell.
+            still = "not found" not in e.message.lower()
+        if still:
+            ephemeral.append((ns, pod, container))
+    return Leftovers(tuple(deleted), tuple(failed), tuple(ephemeral), tuple(gone))
 
 
 def cleanup_leftovers(api: KubeApi, namespace: str | None, run_id: str | None) -> Leftovers:
