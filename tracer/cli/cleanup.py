@@ -31,15 +31,21 @@ def command(
     """Delete what pathtrace left in a cluster.
 
     \b
-    pathtrace cleanup RUN       what the run in directory RUN created, in every namespace it
-                                touched, from the run's own record (RUN/manifest.json)
-    pathtrace cleanup --run ID  pods labelled pathtrace.io/run=ID, in every namespace
-    pathtrace cleanup [-n NS|-A]  pods labelled app.kubernetes.io/managed-by=pathtrace
+    With RUN (a run directory): what that run created, in every namespace it touched, from
+    the run's own record (RUN/manifest.json, written before anything was created).
+    With --run ID: pods labelled pathtrace.io/run=ID, in every namespace.
+    Otherwise: pods labelled app.kubernetes.io/managed-by=pathtrace in -n NAMESPACE (default:
+    the context's) or, with -A, in every namespace.
 
     \b
     Ephemeral containers cannot be removed from a pod (the API forbids it): they are listed,
     and go away only when their pod is deleted or replaced (e.g. a rollout restart).
     Exit code 1 when some pod could not be deleted.
+
+    \b
+    Examples:
+      pathtrace cleanup --run 20240102-030405-a1b2
+      pathtrace cleanup -A
     """
     from tracer.kube.client import KubeApi, cleanup_leftovers, cleanup_run
 
