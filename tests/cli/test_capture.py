@@ -282,3 +282,41 @@ def test_cleanup_run_from_its_record_in_every_namespace(
     code, out, _ = _run(["cleanup", str(run), "--kubeconfig", str(server.kubeconfig_path)], capsys)
     assert code == 0
     assert "already deleted" in out and "cannot remove ephemeral container" in out
+
+
+def test_incident_mode_usage_errors_exit_2(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for extra, says in (
+        (["--until", "boom"], "unknown condition 'boom'"),
+        (["--until", "slower"], "slower needs a duration"),
+        (["--until", "failed", "--ring-bytes", "1K"], "at least 64K"),
+        (["--until", "failed", "--ring-bytes", "lots"], "expected a size"),
+        (["--until", "failed", "--max-bytes", "4096"], "--max-bytes"),
+        (["--until", "failed", "--repeat", "3"], "give --request"),
+        (["--request", "curl -s http://web/", "--repeat", "3"], "--repeat needs --until"),
+        (["--duration", "5", "--discard-if-quiet"], "--discard-if-quiet needs --until"),
+    ):
+        code, _, err = _run(_capture(server, tmp_path, *extra), capsys)
+        assert code == 2 and says in err, (extra, err)
+    assert _managed_pods(server) == []
+
+
+def test_incident_mode_quiet_exits_4(
+    server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The stand-in tcpdump sends data segments of one healthy connection: nothing fails.
+    args = _capture(server, tmp_path, "--until", "reset", "--duration", "1", "--keep-before", "1")
+    code, _, err = _run(args, capsys)
+    assert code == 4, err
+    assert "the condition did not hold in 1 s" in err
+    m = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert m["extra"]["outcome"] == "quiet" and m["extra"]["until"]["condition"] == "reset"
+    assert all(p["packets"] > 0 for p in m["points"])
+    assert _managed_pods(server) == []
+    gone = tmp_path / "gone"
+    args = [*_capture(server, tmp_path, "--until", "reset", "--duration", "1")]
+    args[args.index(str(tmp_path / "run"))] = str(gone)
+    code, _, err = _run([*args, "--discard-if-quiet"], capsys)
+    assert code == 4 and "nothing kept" in err and not gone.exists()
+    assert _managed_pods(server) == []

@@ -261,3 +261,106 @@ def scenarios_cmd() -> None:
     width = max(len(n) for n, _ in rows)
     for name, desc in rows:
         click.echo(f"{name:{width}s}  {desc}")
+
+
+@command.command("fault")
+@click.argument("pod", type=click.Choice(["web-a", "web-b", "slow"]))
+@click.option(
+    "--reset-every",
+    type=click.IntRange(1),
+    default=None,
+    metavar="N",
+    help="Answer every Nth request with a TCP RST instead of the page.",
+)
+@click.option("--clear", is_flag=True, help="Remove the fault: answer every request.")
+def fault_cmd(pod: str, reset_every: int | None, clear: bool) -> None:
+    """An intermittent fault at one of the lab's HTTP pods, changed while the lab runs.
+
+    \b
+    Example, for `pathtrace capture --until failed`:
+      pathtrace lab fault web-a --reset-every 20    one request in 20 to web-a is reset
+      pathtrace lab traffic start --to web          background requests that meet it
+      pathtrace lab fault web-a --clear
+    The pod's log (/run/pathtrace-lab/logs/POD.log) names every connection it reset.
+    """
+    from tracer.lab.incident import set_fault
+    from tracer.lab.lab import require_up
+
+    if clear == (reset_every is not None):
+        raise UsageError("give either --reset-every N or --clear")
+    require_up()
+    set_fault(pod, reset_every)
+    if reset_every is None:
+        click.echo(f"lab fault: {pod} answers every request")
+    else:
+        click.echo(f"lab fault: {pod} resets one request in {reset_every}")
+
+
+@command.group("traffic")
+def traffic_cmd() -> None:
+    """Background traffic: a pod sends one HTTP request on a new connection every --interval."""
+
+
+@traffic_cmd.command("start")
+@click.option(
+    "--from", "from_pod", default="client", show_default=True, help="Lab pod to send from."
+)
+@click.option(
+    "--to",
+    "to",
+    default="web",
+    show_default=True,
+    metavar="SERVICE|URL",
+    help="A Service of the lab's default namespace (its ClusterIP, port 80), or a URL.",
+)
+@click.option("--interval", type=click.FloatRange(0.01), default=0.2, show_default=True)
+def traffic_start_cmd(from_pod: str, to: str, interval: float) -> None:
+    """Start sending in the background until `lab traffic stop` or `lab down`.
+
+    \b
+    Each request's outcome as the client saw it (ok, reset, timeout, ...) and its local port go
+    to /run/pathtrace-lab/logs/traffic.log.
+    """
+    from tracer.lab.incident import start_traffic
+    from tracer.lab.lab import require_up
+    from tracer.lab.scenarios import cluster_services
+
+    _, topo = require_up()
+    try:
+        pod = topo.pod(from_pod)
+    except (KeyError, ValueError, StopIteration):
+        raise UsageError(
+            f"--from {from_pod!r}: no such lab pod",
+            hint=f"lab pods: {', '.join(p.name for p in topo.pods)}",
+        ) from None
+    if "://" in to:
+        url = to
+    else:
+        svc = {s.name: s for s in cluster_services(topo) if s.namespace == "default"}
+        if to not in svc:
+            raise UsageError(
+                f"--to {to!r}: no such Service in the lab's default namespace",
+                hint=f"Services: {', '.join(sorted(svc))}",
+            )
+        url = f"http://{svc[to].cluster_ip}/"
+    info = start_traffic(pod.netns, url, interval)
+    click.echo(
+        f"lab traffic: {from_pod} -> {url} every {interval:g} s (pid {info['pid']}); "
+        f"log {info['log']}; stop with `pathtrace lab traffic stop`"
+    )
+
+
+@traffic_cmd.command("stop")
+def traffic_stop_cmd() -> None:
+    """Stop the background traffic and summarise what it met."""
+    from collections import Counter
+
+    from tracer.lab.incident import stop_traffic, traffic_log
+
+    info = stop_traffic()
+    if info is None:
+        click.echo("lab traffic: none running")
+        return
+    seen = Counter(outcome for _, _, outcome, _ in traffic_log(info["log"]))
+    summary = ", ".join(f"{n} {o}" for o, n in seen.most_common()) or "no request"
+    click.echo(f"lab traffic: stopped (pid {info['pid']}): {summary}")

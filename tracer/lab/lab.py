@@ -24,6 +24,7 @@ from typing import Any
 from tracer.capture.plan import NODE_FACT_COMMANDS, NODE_FACT_COMMANDS_BEFORE
 from tracer.errors import LabError, MissingPrerequisiteError, UsageError
 from tracer.lab import kubeproxy as kp
+from tracer.lab.incident import fault_file
 from tracer.lab.runner import Runner, SubprocessRunner, process_alive
 from tracer.lab.scenarios import (
     INGRESS_HOST,
@@ -181,6 +182,8 @@ def workloads(topo: Topology, state_dir: Path) -> list[Workload]:
     for pod, delay in (("web-a", 0.0), ("web-b", 0.0), ("slow", SLOW_DELAY_S)):
         p = topo.pod(pod)
         argv = [py, "-m", "tracer.lab.httpd", "--port", str(WEB_PORT), "--name", pod]
+        # Off until `pathtrace lab fault` writes the file (the intermittent fault).
+        argv += ["--fault-file", str(fault_file(state_dir, pod))]
         if delay:
             argv += ["--delay", str(delay)]
         out.append(Workload(pod, p.netns, tuple(argv), "listening on"))
