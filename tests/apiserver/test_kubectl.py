@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.apiserver.test_lab_e2e import _kernel_addr as kernel_addr
 from tests.apiserver.test_lab_e2e import lab_up_with_api
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
@@ -97,16 +98,6 @@ def rows(out: str) -> list[list[str]]:
     """A kubectl table's rows as cells (split on runs of 2+ spaces), header dropped."""
     lines = [line for line in out.splitlines() if line.strip()]
     return [re.split(r"\s{2,}", line.strip()) for line in lines[1:]]
-
-
-def kernel_addr(netns: str) -> str:
-    out = subprocess.run(
-        ["ip", "-n", netns, "-4", "-o", "addr", "show", "dev", "eth0"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return out.split()[3].split("/")[0]
 
 
 def test_version_over_tls_with_the_generated_ca(lab: dict[str, Any]) -> None:
@@ -191,6 +182,15 @@ def test_exec_runs_in_the_pod(lab: dict[str, Any]) -> None:
     assert f" {kernel_addr(client.netns)}/" in out.stdout
     failed = kubectl(lab, "exec", "client", "--", "sh", "-c", "exit 3", ok=False)
     assert failed.returncode == 3
+    # With WebSockets turned off kubectl speaks SPDY/3.1: the same command, the same answer.
+    spdy = subprocess.run(
+        [lab["kubectl"], "exec", "client", "--", "ip", "-4", "-o", "addr", "show", "dev", "eth0"],
+        capture_output=True,
+        text=True,
+        env={**lab["env"], "KUBECTL_REMOTE_COMMAND_WEBSOCKETS": "false"},
+        timeout=60,
+    )
+    assert f" {kernel_addr(client.netns)}/" in spdy.stdout, spdy.stderr
     piped = subprocess.run(
         [lab["kubectl"], "exec", "-i", "client", "--", "cat"],
         input="through stdin\n",

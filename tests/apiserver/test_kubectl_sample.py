@@ -25,17 +25,23 @@ def env(tmp_path: Path) -> Iterator[dict[str, Any]]:
         s.close()
 
 
-def run(env: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+def run(
+    env: dict[str, Any], *args: str, stdin: str | None = None, spdy: bool = False
+) -> subprocess.CompletedProcess[str]:
     s: Server = env["server"]
+    variables = {
+        "HOME": str(env["home"]),
+        "KUBECONFIG": str(s.kubeconfig_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    if spdy:
+        variables["KUBECTL_REMOTE_COMMAND_WEBSOCKETS"] = "false"
     return subprocess.run(
         [env["kubectl"], *args],
         capture_output=True,
         text=True,
-        env={
-            "HOME": str(env["home"]),
-            "KUBECONFIG": str(s.kubeconfig_path),
-            "PATH": "/usr/bin:/bin",
-        },
+        env=variables,
+        input=stdin,
         timeout=60,
     )
 
@@ -84,3 +90,25 @@ def test_watch_delete_and_events(env: dict[str, Any]) -> None:
     assert {r[0] for r in rows(run(env, "get", "pods").stdout)} == {"client"}
     events = rows(run(env, "get", "events", "--field-selector", "reason=Killing").stdout)
     assert [(e[2], e[3]) for e in events] == [("Killing", "pod/web-1")]
+
+
+def test_exec_over_spdy(env: dict[str, Any]) -> None:
+    """kubectl with WebSockets turned off speaks SPDY/3.1 (v4.channel.k8s.io)."""
+    r = run(env, "exec", "client", "--", "echo", "over spdy", spdy=True)
+    assert (r.returncode, r.stdout) == (0, "over spdy\n")
+    r = run(env, "exec", "-i", "client", "--", "cat", stdin="through stdin\n" * 5000, spdy=True)
+    assert r.stdout == "through stdin\n" * 5000
+    r = run(env, "exec", "client", "--", "sh", "-c", "echo oops >&2; exit 4", spdy=True)
+    assert (r.returncode, r.stderr.splitlines()[0]) == (4, "oops")
+
+
+def test_exec_falls_back_to_spdy_when_websockets_are_refused(tmp_path: Path) -> None:
+    binary = kubectl_binary()
+    with serve(sample_state(), LocalExecBackend(), protocols=()) as s:
+        env = {"server": s, "kubectl": binary, "home": tmp_path}
+        r = run(env, "exec", "client", "--", "echo", "fell back")
+        assert (r.returncode, r.stdout) == (0, "fell back\n"), r.stderr
+        # The WebSocket upgrade refused, then the same exec over SPDY.
+        assert [p for _, p in s.requests if p.endswith("/exec")] == [
+            "/api/v1/namespaces/default/pods/client/exec"
+        ] * 2

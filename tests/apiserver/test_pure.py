@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tracer.apiserver import discovery, protobuf, tables
+from tracer.apiserver import discovery, protobuf, spdy, tables
 from tracer.apiserver.selectors import (
     SelectorError,
     fields_match,
@@ -160,3 +160,19 @@ def test_protobuf_decoder_never_raises_anything_else(data: bytes) -> None:
             protobuf.decode(body)
         except protobuf.ProtobufError:
             pass
+
+
+@given(st.binary(max_size=200))
+def test_spdy_header_blocks_never_raise_anything_else(data: bytes) -> None:
+    try:
+        spdy.decode_headers(data)
+    except spdy.SpdyError:
+        pass
+
+
+def test_spdy_header_block_round_trip_and_dictionary() -> None:
+    headers = {"streamtype": "stdout", "x": ""}
+    assert spdy.decode_headers(spdy.encode_headers(headers)) == headers
+    # The dictionary SPDY/3 defines starts with "options" and ends with "enq=0.".
+    assert spdy.DICTIONARY.startswith(b"\x00\x00\x00\x07options")
+    assert spdy.DICTIONARY.endswith(b",*,enq=0.")

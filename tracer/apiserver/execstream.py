@@ -1,4 +1,4 @@
-"""pods/exec streams: the Kubernetes remote-command channels over a WebSocket.
+"""pods/exec streams: the Kubernetes remote-command channels over a WebSocket, or over SPDY.
 
 Channels 0-3 are stdin, stdout, stderr and the error channel that carries the exit Status;
 v5.channel.k8s.io adds channel 255 (CLOSE) so that a client can end stdin. The command runs
@@ -15,10 +15,12 @@ import time
 from typing import Any
 
 from tracer.apiserver.processes import Processes, terminate
+from tracer.apiserver.spdy import FLAG_FIN, GOAWAY, PING, SYN_STREAM, SpdyConnection, SpdyError
 from tracer.apiserver.websocket import OP_BINARY, OP_TEXT, WebSocketConnection
 
 V5 = "v5.channel.k8s.io"
 V4 = "v4.channel.k8s.io"
+SPDY_PROTOCOL = "SPDY/3.1"
 CLOSE_CHANNEL = 255
 JSON = dict[str, Any]
 
@@ -119,3 +121,106 @@ def run_exec(
     ws.send(OP_BINARY, error_ch + json.dumps(exit_status(code, None)).encode())
     ws.close()
     time.sleep(0.05)
+
+
+# How long the client has to open the streams it asked for (the kubelet allows 30 s).
+STREAM_SETUP_S = 30.0
+
+
+def run_spdy_exec(
+    procs: Processes,
+    conn: SpdyConnection,
+    namespace: str,
+    pod: str,
+    container: str,
+    argv: list[str],
+    wanted: set[str],
+) -> None:
+    """Exec over SPDY (v4.channel.k8s.io): wait for the client's streams (`wanted`: error,
+    stdin, stdout, stderr), run the command, send the exit Status on the error stream."""
+    streams: dict[str, int] = {}
+    last = 0
+    try:
+        while not wanted <= set(streams):
+            frame = conn.read_frame()
+            if frame is None:
+                return
+            if frame.control and frame.type == SYN_STREAM:
+                kind = frame.headers.get("streamtype", "")
+                streams[kind] = frame.stream_id
+                last = max(last, frame.stream_id)
+                conn.syn_reply(frame.stream_id)
+            elif frame.control and frame.type == PING:
+                conn.ping(frame.data)
+    except SpdyError:
+        conn.close()
+        return
+    error_id = streams["error"]
+
+    def finish(status: JSON) -> None:
+        conn.data(error_id, json.dumps(status).encode(), fin=True)
+        conn.goaway(last)
+        time.sleep(0.05)
+        conn.close()
+
+    if os.path.basename(argv[0]) == "pkill":
+        for kind in ("stdout", "stderr"):
+            if kind in streams:
+                conn.data(streams[kind], b"", fin=True)
+        finish(exit_status(procs.pkill(namespace, pod, container, argv), None))
+        return
+    try:
+        popen = procs.start(namespace, pod, container, argv)
+    except OSError as e:
+        finish(exit_status(None, f'exec: "{argv[0]}": {e.strerror or e}'))
+        return
+    if "stdin" not in streams and popen.stdin is not None:
+        popen.stdin.close()
+
+    def pump(kind: str, stream: Any) -> None:
+        sid = streams.get(kind)
+        while True:
+            chunk = stream.read1(32768) if hasattr(stream, "read1") else stream.read(32768)
+            if not chunk:
+                break
+            if sid is not None and not conn.data(sid, chunk):
+                return
+        if sid is not None:
+            conn.data(sid, b"", fin=True)
+
+    pumps = [
+        threading.Thread(target=pump, args=(k, s), daemon=True)
+        for k, s in (("stdout", popen.stdout), ("stderr", popen.stderr))
+    ]
+    for t in pumps:
+        t.start()
+
+    def reader() -> None:
+        stdin_id = streams.get("stdin")
+        while True:
+            try:
+                frame = conn.read_frame()
+            except SpdyError:
+                frame = None
+            if frame is None or (frame.control and frame.type == GOAWAY):
+                terminate(popen)  # the client went away: end the command, as the kubelet does
+                return
+            if frame.control:
+                if frame.type == PING:
+                    conn.ping(frame.data)
+                continue
+            if frame.stream_id == stdin_id and popen.stdin is not None:
+                try:
+                    if frame.data:
+                        popen.stdin.write(frame.data)
+                        popen.stdin.flush()
+                    if frame.flags & FLAG_FIN:
+                        popen.stdin.close()
+                except (BrokenPipeError, ValueError):
+                    pass
+
+    threading.Thread(target=reader, daemon=True).start()
+    code = popen.wait()
+    for t in pumps:
+        t.join(timeout=5)
+    finish(exit_status(128 - code if code < 0 else code, None))

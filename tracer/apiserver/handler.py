@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from tracer.apiserver import admission, discovery, objects, protobuf, tables
 from tracer.apiserver.admission import Access
-from tracer.apiserver.execstream import run_exec
+from tracer.apiserver.execstream import SPDY_PROTOCOL, V4, run_exec, run_spdy_exec
 from tracer.apiserver.selectors import (
     SelectorError,
     fields_match,
@@ -28,6 +28,7 @@ from tracer.apiserver.selectors import (
     parse_fields,
     parse_labels,
 )
+from tracer.apiserver.spdy import SpdyConnection
 from tracer.apiserver.store import GoneError, now_rfc3339
 from tracer.apiserver.websocket import WebSocketConnection, accept_key, choose_subprotocol
 
@@ -691,8 +692,12 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(
                 400, "BadRequest", f"container {container} is not valid for pod {r.name}"
             )
-        if self.headers.get("Upgrade", "").lower() != "websocket":
-            raise ApiError(400, "BadRequest", "exec needs a WebSocket upgrade (SPDY is not served)")
+        upgrade = self.headers.get("Upgrade", "").lower()
+        if upgrade == SPDY_PROTOCOL.lower():
+            self._exec_spdy(r, query, container, argv)
+            return
+        if upgrade != "websocket":
+            raise ApiError(400, "BadRequest", "exec needs an upgrade to WebSocket or SPDY/3.1")
         proto = choose_subprotocol(self.headers.get("Sec-WebSocket-Protocol"), s.protocols)
         if proto is None:
             raise ApiError(
@@ -720,6 +725,33 @@ class Handler(BaseHTTPRequestHandler):
             argv,
             stdin=_flag(query, "stdin"),
         )
+
+    def _exec_spdy(
+        self, r: Route, query: dict[str, list[str]], container: str, argv: list[str]
+    ) -> None:
+        if V4 not in _spdy_versions(self):
+            raise ApiError(
+                403,
+                "Forbidden",
+                f"no common stream protocol: this server speaks {V4} over SPDY",
+            )
+        self.send_response(101, "Switching Protocols")
+        self.send_header("Connection", "Upgrade")
+        self.send_header("Upgrade", SPDY_PROTOCOL)
+        self.send_header("X-Stream-Protocol-Version", V4)
+        self.end_headers()
+        self.wfile.flush()
+        self.close_connection = True
+        wanted = {"error"} | {k for k in ("stdin", "stdout", "stderr") if _flag(query, k)}
+        conn = SpdyConnection(self.connection, self.rfile)  # type: ignore[arg-type]
+        run_spdy_exec(self.server_ref.processes, conn, r.namespace, r.name, container, argv, wanted)
+
+
+def _spdy_versions(handler: BaseHTTPRequestHandler) -> list[str]:
+    out = []
+    for value in handler.headers.get_all("X-Stream-Protocol-Version") or []:
+        out += [v.strip() for v in value.split(",") if v.strip()]
+    return out
 
 
 def _one(query: dict[str, list[str]], key: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import platform
 import secrets
 import threading
 from collections import deque
@@ -50,6 +51,9 @@ class Store:
         self.created = now_rfc3339()
         self.kinds: dict[str, dict[Key, JSON]] = objects.initial_objects(state, self.created)
         self.kinds["events"] = {}
+        # The lab's nodes are namespaces on this host: they run its kernel.
+        for node in self.kinds["nodes"].values():
+            node["status"]["nodeInfo"]["kernelVersion"] = platform.release()
         self.netns: dict[Key, str | None] = {(p.namespace, p.name): p.netns for p in state.pods}
         self.node_netns = {n.name: n.netns for n in state.nodes}
         self.node_ip = {n.name: n.internal_ip for n in state.nodes}
