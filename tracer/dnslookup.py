@@ -289,6 +289,7 @@ def find_lookup(
     connections: Sequence[Connection],
     packets: Sequence[DnsPacket],
     names: Mapping[str, str] | None = None,
+    asked: str | None = None,
 ) -> DnsLookup | None:
     """The DNS lookup that gave `request` its destination, or None when none was captured.
 
@@ -303,7 +304,9 @@ def find_lookup(
     queries.sort(key=lambda q: (q.start_ns, q.connection))
     if not queries:
         return None
-    dest = request.client.dst.ip
+    # What the client connected to: the Service's address when a socket load-balancer put the
+    # backend's on the wire (`asked`), else the request's own destination.
+    dest = asked or request.client.dst.ip
     anchor: int | None = None
     if is_dns(request):
         anchor = next((i for i, q in enumerate(queries) if q.connection == request.index), None)
@@ -395,4 +398,14 @@ def run_names(services: Iterable[Service]) -> dict[str, str]:
         for e in s.endpoints:
             if e.pod:
                 out.setdefault(e.address, e.pod)
+    return out
+
+
+def answered_names(found: Iterable[DnsLookup]) -> dict[str, str]:
+    """Address -> the name whose lookup answered it, over the given lookups."""
+    out: dict[str, str] = {}
+    for lk in found:
+        for q in lk.queries:
+            for a in q.answers:
+                out.setdefault(a, lk.name)
     return out

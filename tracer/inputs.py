@@ -36,7 +36,7 @@ from tracer.rundir import Manifest, load_manifest, node_fact, point_file, read_t
 
 POINT_FORM = "ROLE:NAME[@NODE]=FILE"
 POINT_EXAMPLE = "client:web-client@node-a=client.pcap"
-LINKS_FORM = "NODE=FILE"
+LINKS_FORM = "NODE=FILE"  # or POINT=FILE: an `any` capture inside a pod has its own ifindexes
 LINKTYPE_LINUX_SLL2 = 276  # `tcpdump -i any`: the frame carries an ifindex, not a name
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*\Z")
@@ -309,7 +309,10 @@ def _load(
             failures.append(e)
             warnings.append(f"point {point.name} left out: {e.message}")
             continue
-        names, why = _ifnames(point, frames, node_links.get(point.node or ""))
+        # A point's own links (a pod's `any` capture: its namespace numbers its interfaces)
+        # before its node's.
+        own = node_links.get(_POINT_KEY + point.name)
+        names, why = _ifnames(point, frames, own or node_links.get(point.node or ""))
         if why:
             warnings.append(why)
         warnings.extend(f"point {point.name}: {w}" for w in frames.warnings)
@@ -322,16 +325,26 @@ def _load(
     return loaded, warnings
 
 
+# Key prefix of a point's own links in the node_links mapping (node names never hold "/").
+_POINT_KEY = "point/"
+
+
 def _links_by_node(
-    specs: Sequence[str], nodes: set[str], parser: LinksParser
+    specs: Sequence[str], nodes: set[str], parser: LinksParser, points: Sequence[str] = ()
 ) -> dict[str, dict[int, str]]:
     out: dict[str, dict[int, str]] = {}
     for spec in specs:
         node, file = parse_links_spec(spec)
-        if node not in nodes:
+        if node in nodes:
+            out[node] = _read_links(file, parser)
+        elif node in points:
+            out[_POINT_KEY + node] = _read_links(file, parser)
+        else:
             known = ", ".join(sorted(nodes)) or "none"
-            raise UsageError(f"--links {spec!r}: no capture point is on node {node!r} ({known})")
-        out[node] = _read_links(file, parser)
+            raise UsageError(
+                f"--links {spec!r}: no capture point is on node {node!r} ({known}),"
+                " nor is a point named so"
+            )
     return out
 
 
@@ -353,7 +366,10 @@ def load_points(
             raise UsageError(f"--point: the point name {p.name!r} is given twice")
         seen.add(p.name)
     node_links = _links_by_node(
-        links, {p.node for p in points if p.node}, links_parser or _default_links_parser
+        links,
+        {p.node for p in points if p.node},
+        links_parser or _default_links_parser,
+        [p.name for p in points],
     )
     for p in points:
         # The user typed these paths: a missing one is an error, not something to skip.
@@ -427,7 +443,22 @@ def load_run(
         except (PathtraceError, ValueError) as e:
             # Interface names are a convenience: a bad links.json must not hide the path.
             warnings.append(f"{where}: not readable as links ({e}); interfaces show as numbers")
-    node_links.update(_links_by_node(links, nodes, parser))
+    for p in manifest.points:
+        if not p.pod:
+            continue
+        try:
+            text = node_fact(run, p.name, "links.json", "pods")
+        except InputError as e:
+            warnings.append(f"point {p.name}: {e.message}; interfaces show as numbers")
+            continue
+        if text is None:
+            continue
+        try:
+            node_links[_POINT_KEY + p.name] = parser(text)
+        except (PathtraceError, ValueError) as e:
+            where = os.path.join(run, "pods", p.name, "links.json")
+            warnings.append(f"{where}: not readable as links ({e}); interfaces show as numbers")
+    node_links.update(_links_by_node(links, nodes, parser, [p.name for p in manifest.points]))
     points: list[tuple[CapturePoint, str]] = []
     outside: list[InputError] = []
     for p in manifest.points:

@@ -14,7 +14,11 @@ from typing import Literal
 Role = Literal["client", "node", "server", "ingress", "dns", "external"]
 ROLES: tuple[str, ...] = ("client", "node", "server", "ingress", "dns", "external")
 Direction = Literal["in", "out"]
-TranslationKind = Literal["DNAT", "SNAT", "DNAT+SNAT", "un-DNAT", "un-SNAT", "un-DNAT+un-SNAT"]
+# REDIRECT: a DNAT to the host itself inside the capturing namespace (a sidecar's capture
+# rules), seen as the request's tuple against its reply's at one point (see path.local_redirect).
+TranslationKind = Literal[
+    "DNAT", "SNAT", "DNAT+SNAT", "un-DNAT", "un-SNAT", "un-DNAT+un-SNAT", "REDIRECT"
+]
 
 
 @dataclass(frozen=True, order=True)

@@ -4,6 +4,8 @@
       manifest.json                  schema "pathtrace-run/v1"
       points/<point>.pcap|.pcapng    one capture per point
       nodes/<node>/iptables-save.txt nft.txt ipvsadm.txt conntrack.txt links.json
+      pods/<point>/iptables-save.txt conntrack.txt links.json   (a pod's own netns: a sidecar's
+                                       REDIRECT rules, and the ifindexes of an `any` capture there)
 
 This module reads and writes the manifest and the node facts, and owns how anything of a run (or
 the lab's private state) is written: `write_private`, atomic and owner-readable only. It does not
@@ -402,11 +404,15 @@ def point_file(run: str | os.PathLike[str], point: CapturePoint) -> Path:
     return inside_run(run, point.file, f"{Path(run) / 'manifest.json'}: point {point.name!r} file")
 
 
-def node_fact(run: str | os.PathLike[str], node: str, name: str) -> str | None:
-    """The text of RUN/nodes/<node>/<name>, or None when it was not captured. Decoded
-    tolerantly: real dumps carry non-UTF-8 bytes in comments."""
-    where = f"{Path(run) / 'manifest.json'}: node {node!r}"
-    path = inside_run(run, os.path.join("nodes", node, name), where)
+def node_fact(
+    run: str | os.PathLike[str], node: str, name: str, directory: str = "nodes"
+) -> str | None:
+    """The text of RUN/nodes/<node>/<name> (RUN/pods/<point>/<name> with directory="pods"),
+    or None when it was not captured. Decoded tolerantly: real dumps carry non-UTF-8 bytes in
+    comments."""
+    kind = "node" if directory == "nodes" else "point"
+    where = f"{Path(run) / 'manifest.json'}: {kind} {node!r}"
+    path = inside_run(run, os.path.join(directory, node, name), where)
     return read_fact(path)
 
 

@@ -46,7 +46,7 @@ def _service(lab: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_scenario_is_covered() -> None:
-    assert len(RUNS) == 12
+    assert len(RUNS) == 14
     outcomes = {_lab(r)["expected_outcome"] for r in RUNS}
     assert FAULTS <= outcomes
 

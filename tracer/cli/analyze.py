@@ -39,12 +39,16 @@ RUN is a run directory, as `pathtrace capture`, `pathtrace lab` and `pathtrace d
   RUN/manifest.json                 the capture points (role, node = clock domain, file)
   RUN/points/<point>.pcap|.pcapng   one capture per point
   RUN/nodes/<node>/links.json       ifindex -> interface name (for `tcpdump -i any` captures)
+  RUN/pods/<point>/links.json       the same for an `any` capture inside a pod (a meshed pod's,
+                                    whose loopback carries the app-to-sidecar leg), and the
+                                    pod's own nat table and conntrack (its sidecar REDIRECTs)
 
 Without a run directory, name each capture file with --point {POINT_FORM}. ROLE is one of
 client, node, server, ingress, dns, external; NAME is how the point shows in the report; NODE
 names the clock domain (points on the same node share one clock; without @NODE a point is a
 clock domain of its own). Give --links {LINKS_FORM} (`ip -j link` or `ip -o link` output) for
-the ifindexes of an `any` capture taken on NODE.
+the ifindexes of an `any` capture taken on NODE, or --links POINT=FILE for one taken inside a
+pod (a pod numbers its interfaces on its own).
 
 \b
 Examples:
@@ -458,7 +462,9 @@ def _trace(correlation: Correlation, connection: Connection, loaded: LoadedRun) 
     client_conn = (
         correlation.connection(path.stitches[0].client_leg) if path.stitches else connection
     )
-    summary, lookup = _summary_and_dns(correlation, client_conn, loaded, path.request.summary)
+    summary, lookup, path = _summary_and_dns(
+        correlation, client_conn, loaded, path.request.summary, path
+    )
     facts, evidence = _evidence(loaded, path)
     path = replace(
         path,
@@ -543,18 +549,37 @@ def _draw(path: Path, diagram: str) -> None:
 
 
 def _summary_and_dns(
-    correlation: Correlation, connection: Connection, loaded: LoadedRun, summary: str
-) -> tuple[str, DnsLookup | None]:
-    """The request's one-line summary and the DNS lookup that gave it its destination."""
-    from tracer.dnslookup import find_lookup, nearby, read_dns_packets, run_names
+    correlation: Correlation, connection: Connection, loaded: LoadedRun, summary: str, path: Path
+) -> tuple[str, DnsLookup | None, Path]:
+    """The request's one-line summary, the DNS lookup that gave it its destination, and the
+    path told as the client asked for it when a socket load-balancer translated it before the
+    wire (see tracer.explain.beforewire)."""
+    from tracer.dnslookup import (
+        answered_names,
+        find_lookup,
+        lookups,
+        nearby,
+        read_dns_packets,
+        run_names,
+    )
+    from tracer.explain.beforewire import before_wire, with_before_wire
     from tracer.summary import PayloadReader, summarize_connection
 
     dns_conns = nearby(correlation, connection)
     with PayloadReader() as reader:
         summary = summary or summarize_connection(connection, loaded.frames, reader)
         packets = read_dns_packets(dns_conns, loaded.frames, reader)
-    names = run_names(loaded.manifest.services) if loaded.manifest is not None else {}
-    return summary, find_lookup(connection, dns_conns, packets, names)
+    manifest = loaded.manifest
+    names = run_names(manifest.services) if manifest is not None else {}
+    lookup = find_lookup(connection, dns_conns, packets, names)
+    if lookup is None and manifest is not None and manifest.services:
+        answers = answered_names(lookups(dns_conns, packets, names))
+        command = [str(a) for a in manifest.request.get("command") or ()]
+        bw = before_wire(path, manifest.services, answers, command)
+        if bw is not None:
+            path = with_before_wire(path, bw)
+            lookup = find_lookup(connection, dns_conns, packets, names, asked=bw.frontend.ip)
+    return summary, lookup, path
 
 
 def _evidence(loaded: LoadedRun, path: Path) -> tuple[tuple[str, ...], PathEvidence | None]:
@@ -565,7 +590,8 @@ def _evidence(loaded: LoadedRun, path: Path) -> tuple[tuple[str, ...], PathEvide
     from tracer.explain.run import path_evidence
 
     nodes = {p.point.node for p in loaded.points if p.point.node}
-    facts = read_node_facts(loaded.run_dir, nodes)
+    pods = [p.point.name for p in loaded.points if p.point.pod]
+    facts = read_node_facts(loaded.run_dir, nodes, pods)
     if not facts:
         return (), None
     warnings = tuple(w for f in facts.values() for w in f.warnings)

@@ -823,6 +823,9 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         del keep
     del amb_row
     syn = tcp & ((flags & (TH_SYN | TH_ACK)) == TH_SYN)
+    fid = _join_local_redirects(
+        fid, n_fid, syn, tcp & ((flags & (TH_SYN | TH_ACK)) == (TH_SYN | TH_ACK)), rows.pidx, cols
+    )
     (syn_seq,) = cols.at(np.flatnonzero(syn), "seq")
     fid, n_fid = _split_at_syns(fid, n_fid, syn, syn_seq, rows.t)
     del syn_seq
@@ -1055,6 +1058,44 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
         },
         notes=tuple(notes),
     )
+
+
+def _join_local_redirects(
+    fid: I64, n_fid: int, syn: Bools, synack: Bools, pidx: Col, cols: _Columns
+) -> I64:
+    """One flow per connection where a NAT inside the capturing host itself split it in two.
+
+    A REDIRECT (istio's sidecar capture) or a DNAT in the OUTPUT chain of the namespace being
+    captured rewrites the request after the capture point's socket and un-rewrites the reply
+    before it: on the pod's loopback the SYN reads app -> 127.0.0.1:15001 while the SYN-ACK
+    reads ClusterIP -> app. Such a pair is two flows, one with a SYN and no SYN-ACK, one with a
+    SYN-ACK and no SYN, at the same point, the SYN-ACK acknowledging the SYN's sequence number:
+    the reply flow joins the request's. Nothing else is merged.
+    """
+    if not syn.any() or not synack.any():
+        return fid
+    has_syn = np.zeros(n_fid, dtype=bool)
+    has_syn[fid[syn]] = True
+    has_synack = np.zeros(n_fid, dtype=bool)
+    has_synack[fid[synack]] = True
+    lone_syn = syn & ~has_synack[fid]
+    lone_synack = synack & ~has_syn[fid]
+    if not lone_syn.any() or not lone_synack.any():
+        return fid
+    s_rows, a_rows = np.flatnonzero(lone_syn), np.flatnonzero(lone_synack)
+    (seq,) = cols.at(s_rows, "seq")
+    (ack,) = cols.at(a_rows, "ack")
+    pidx64 = np.asarray(pidx, dtype=np.int64)
+    want: dict[tuple[int, int], int] = {}
+    for p, q, f in zip(pidx64[s_rows].tolist(), seq.tolist(), fid[s_rows].tolist(), strict=True):
+        key = (p, (int(q) + 1) & 0xFFFFFFFF)
+        want[key] = -1 if key in want and want[key] != f else f  # ambiguous: leave it alone
+    target = np.arange(n_fid, dtype=np.int64)
+    for p, a, f in zip(pidx64[a_rows].tolist(), ack.tolist(), fid[a_rows].tolist(), strict=True):
+        g = want.get((p, int(a) & 0xFFFFFFFF), -1)
+        if g >= 0 and g != f:
+            target[f] = g
+    return target[fid] if (target != np.arange(n_fid)).any() else fid
 
 
 def _split_at_syns(fid: I64, n_fid: int, syn: Bools, syn_seq: Col, t: I64) -> tuple[I64, int]:

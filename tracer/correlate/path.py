@@ -26,6 +26,7 @@ from tracer.model import (
     Segment,
     Stitch,
     Translation,
+    Tuple5,
 )
 from tracer.summary import icmp_name
 
@@ -70,6 +71,48 @@ def _hops(
         )
         prev = o
     return tuple(out)
+
+
+def local_redirect(conn: Connection) -> Translation | None:
+    """The REDIRECT (or DNAT) done inside the client's own namespace after its capture point.
+
+    A sidecar's capture rules rewrite the app's SYN in nat OUTPUT before it reaches loopback,
+    where the pod point sees it, and un-rewrite the reply before it does: at that point the
+    request reads app -> 127.0.0.1:15001 and its reply ClusterIP -> app. The reply's source is
+    what the app connected to. None when the reply mirrors the request (no such rewrite).
+    """
+    js = conn.journeys
+    fwd = _first(js, "forward", None)
+    rev = _first(js, "reverse", None)
+    if fwd is None or rev is None or not fwd.observations:
+        return None
+    sent = fwd.observations[0]
+    back = next((o for o in reversed(rev.observations) if o.point == sent.point), None)
+    if back is None:
+        return None
+    req, rep = sent.tuple5, back.tuple5
+    if rep.dst != req.src or rep.src == req.dst:
+        return None
+    asked = Tuple5(req.proto, req.src, rep.src)
+    loopback = req.dst.ip.startswith("127.") or req.dst.ip == "::1"
+    return Translation("REDIRECT" if loopback else "DNAT", asked, req)
+
+
+def _with_local_redirect(conn: Connection, hops: tuple[Hop, ...]) -> tuple[Hop, ...]:
+    tr = local_redirect(conn)
+    if tr is None or not hops or hops[0].translation is not None:
+        return hops
+    note = (
+        f"the client asked for {tr.before.dst}; a rule in its own network namespace (a mesh"
+        f" sidecar's capture rules) sent it to {tr.after.dst} before the packet reached the capture"
+    )
+    return (replace(hops[0], translation=tr, note=hops[0].note or note), *hops[1:])
+
+
+def asked_destination(conn: Connection) -> str:
+    """Where the client asked to go: before a REDIRECT in its own namespace, else its tuple's."""
+    tr = local_redirect(conn)
+    return str(tr.before.dst if tr is not None else conn.client.dst)
 
 
 def offload_note(o: Observation) -> str | None:
@@ -276,7 +319,7 @@ def build_path(
         warnings.append("no packet from the client was captured: showing a reply's path")
     points = {p.name: p for p in correlation.points}
     t0 = correlation.corrected(first.observations[0])
-    forward = _hops(correlation, first, t0, points)
+    forward = _with_local_redirect(connection, _hops(correlation, first, t0, points))
     reverse = _hops(correlation, reply, t0, points) if reply is not None else ()
     if reply is None:
         errors = correlation.icmp_links.get(connection.index, ())
@@ -293,7 +336,7 @@ def build_path(
         index=connection.index,
         protocol=proto,
         client=str(connection.client.src),
-        destination=str(connection.client.dst),
+        destination=asked_destination(connection),
         backend=backend,
         summary=connection.summary,
         start_ns=connection.start_ns,
@@ -342,7 +385,7 @@ def _stitched(
     forward: list[Hop] = []
     for i, (req, _) in enumerate(pairs):
         hops = _hops(corr, req, t0, points)
-        forward.extend(_as_proxy(hops) if i else hops)
+        forward.extend(_as_proxy(hops) if i else _with_local_redirect(conns[0], hops))
     reverse: list[Hop] = []
     last = len(pairs) - 1
     for i in range(last, -1, -1):
@@ -382,7 +425,7 @@ def _stitched(
         index=head.index,
         protocol="tcp",
         client=str(head.client.src),
-        destination=str(head.client.dst),
+        destination=asked_destination(head),
         backend=str(backend),
         summary=selected.summary,
         start_ns=head.start_ns,

@@ -15,9 +15,20 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+from tracer.correlate.engine import Correlation
+from tracer.correlate.path import local_redirect
 from tracer.diagnose.model import HttpEvent, IcmpError, RunFacts
-from tracer.dnslookup import DnsLookup, find_lookup, is_dns, lookups, read_dns_packets, run_names
+from tracer.dnslookup import (
+    DnsLookup,
+    answered_names,
+    find_lookup,
+    is_dns,
+    lookups,
+    read_dns_packets,
+    run_names,
+)
 from tracer.errors import InputError
+from tracer.explain.beforewire import before_wire, with_before_wire
 from tracer.explain.facts import read_node_facts
 from tracer.inputs import LoadedRun, load_run
 from tracer.kube.health import load_health
@@ -264,7 +275,21 @@ def gather(
         wanted.append(correlation.connection(main))
     for c in wanted:
         paths[c.index] = build_path(correlation, c)
-    nodes = read_node_facts(run, [p.node for p in manifest.points if p.role == "node" and p.node])
+    nodes = read_node_facts(
+        run,
+        [p.node for p in manifest.points if p.role == "node" and p.node],
+        [p.name for p in manifest.points if p.pod],
+    )
+    bw = None
+    if main_conn is not None and local_redirect(main_conn) is not None:
+        # A meshed app's request: told through its sidecars, as one request.
+        paths[main_conn.index] = _through_proxies(correlation, main_conn, frames)
+    elif main_conn is not None and main_conn.index in paths:
+        answers = answered_names(dns_lookups)
+        command = [str(a) for a in manifest.request.get("command") or ()]
+        bw = before_wire(paths[main_conn.index], manifest.services, answers, command)
+        if bw is not None:
+            paths[main_conn.index] = with_before_wire(paths[main_conn.index], bw)
     import numpy as np
 
     table = connection_table(correlation)
@@ -285,4 +310,21 @@ def gather(
         warnings=tuple(dict.fromkeys((*loaded.warnings, *correlation.warnings))),
         lookups=dns_lookups,
         outcomes=ended.sentence() if ended.connections else None,
+        before_wire=bw,
     )
+
+
+def _through_proxies(
+    correlation: Correlation, conn: Connection, frames: Mapping[str, Frames]
+) -> Path:
+    """The connection's path stitched across the L7 proxies (sidecars) it crossed."""
+    from tracer.correlate import build_path, l7_requests
+
+    with PayloadReader() as reader:
+
+        def payload(point: str, frame: int) -> bytes:
+            fr = frames.get(point)
+            return reader.read(fr, frame) if fr is not None else b""
+
+        l7 = l7_requests(correlation, conn, payload)
+    return build_path(correlation, conn, l7=l7)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tracer.dnslookup import DnsLookup
+from tracer.explain.beforewire import BeforeWire
 from tracer.explain.facts import NodeFacts
 from tracer.kube.health import HealthFacts
 from tracer.model import Connection, Path, Tuple5
@@ -107,6 +108,8 @@ class RunFacts:
     # How every connection ended, from the connection table (`analyze --list`'s outcomes):
     # "12 of 40 connections failed: 4 reset by ...", None when not computed.
     outcomes: str | None = None
+    # The main request's Service when a socket load-balancer translated it before the wire.
+    before_wire: BeforeWire | None = None
 
 
 @dataclass(frozen=True)

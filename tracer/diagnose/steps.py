@@ -17,6 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from tracer.correlate.path import local_redirect
 from tracer.diagnose.conntrack_stats import step_conntrack_stats
 from tracer.diagnose.model import (
     SEVERITIES,
@@ -30,7 +31,15 @@ from tracer.diagnose.model import (
 from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.errors import PathtraceError
 from tracer.kube.health import PRESSURE_CONDITIONS, HealthFacts, PodHealth
-from tracer.model import CapturePoint, Connection, Endpoint, Journey, Observation, Tuple5
+from tracer.model import (
+    CapturePoint,
+    Connection,
+    Endpoint,
+    Journey,
+    Observation,
+    Translation,
+    Tuple5,
+)
 from tracer.rules import Node, Packet, WalkResult, walk
 from tracer.rules.conntrack import ConntrackEntry
 from tracer.rules.explain_text import local_traffic_cidr
@@ -394,7 +403,7 @@ def step_health(f: RunFacts) -> list[Finding]:
                     SYMPTOM - 10,
                 )
             )
-    if not any(p.component == "kube-proxy" for p in h.pods):
+    if not any(p.component == "kube-proxy" for p in h.pods) and f.before_wire is None:
         out.append(
             Finding(
                 "info",
@@ -509,7 +518,11 @@ def step_backend(f: RunFacts) -> list[Finding]:
                 server.append(path.latency.server_ns)
         ip = key.rsplit(":", 1)[0]
         who = f"{key} (pod {pods[ip]})" if ip in pods else key
-        if all(backend_of(c) is None for c in conns):
+        redirects = [local_redirect(c) for c in conns]
+        if all(r is not None for r in redirects):
+            asked = ", ".join(dict.fromkeys(str(r.before.dst) for r in redirects if r))
+            who += f" (the client's sidecar; the app asked for {asked})"
+        elif all(backend_of(c) is None for c in conns):
             who += " (not translated)"
         # Percentiles of one sample would repeat the same number three times.
         if len(server) == 1:
@@ -697,8 +710,68 @@ def step_service(f: RunFacts) -> list[Finding]:
     c = _main(f)
     if c is None or c.protocol not in ("tcp", "udp", "sctp"):
         return []
+    redirect = local_redirect(c)
+    if redirect is not None:
+        return _sidecar_service(f, c, redirect)
+    return _service_findings(f, c)
+
+
+def _sidecar_service(f: RunFacts, c: Connection, redirect: Translation) -> list[Finding]:
+    """A meshed app's request: its own pod REDIRECTed it to the sidecar, which asked the
+    Service itself; the Service's translation is told on the sidecar's connection."""
+    asked = redirect.before.dst
+    found = find_service(f.manifest, asked)
+    name = _svc_name(found[0]) if found else str(asked)
+    point = c.journeys[0].observations[0].point if c.journeys else "?"
+    own = f.nodes.get(point)
+    evidence = [f"{frame_ref(point, c.journeys[0].observations[0].frame)}: {redirect.after}"]
+    ct = conntrack_for(own, redirect.before) if own is not None else None
+    if ct is not None:
+        evidence.append(f"pods/{point}/conntrack.txt: {ct.text.strip()}")
+    if own is not None and own.rules_source:
+        evidence.append(f"{own.rules_source}: the pod's nat table holds the sidecar's REDIRECTs")
+    out = [
+        Finding(
+            "info",
+            4,
+            f"Sidecar: the app's connection to {asked} ({name}) was REDIRECTed to "
+            f"{redirect.after.dst} by {point}'s own rules; the sidecar then called the Service",
+            tuple(evidence),
+        )
+    ]
+    upstream = next(
+        (
+            u
+            for u in f.connections
+            if u.index != c.index
+            and u.client.dst == asked
+            and u.client.src.ip == c.client.src.ip
+            and u.start_ns >= c.start_ns
+        ),
+        None,
+    )
+    if upstream is not None:
+        out += _service_findings(f, upstream)
+    return out
+
+
+def _service_findings(f: RunFacts, c: Connection) -> list[Finding]:
     found = find_service(f.manifest, c.client.dst)
     backend = backend_of(c)
+    if found is None and f.before_wire is not None and f.before_wire.backend == c.client.dst:
+        bw = f.before_wire
+        path = f.paths.get(c.index)
+        node = path.forward[1].node if path is not None and len(path.forward) > 1 else None
+        info = f.nodes.get(node) if node else None
+        probe = Tuple5(c.client.proto, c.client.src, bw.frontend)
+        result = walk_node(info, probe)
+        lines = list(bw.because)
+        if result is not None and info is not None:
+            lines.append(
+                f"{info.rules_source}: {bw.frontend} walks to {result.verdict} — no kube-proxy"
+                " rule serves this Service, as expected with a socket load-balancer"
+            )
+        return [Finding("info", 4, bw.words, tuple(lines))]
     if found is None:
         if backend is None:
             return [
@@ -1071,6 +1144,9 @@ def step_path(f: RunFacts, slow_ms: float = SLOW_MS) -> list[Finding]:
             )
         for s in lat.segments:
             parts.append((f"segment {s.from_point} -> {s.to_point}", s.median_ns))
+        if lat.proxy_ns is not None and path.stitches:
+            proxies = ", ".join(dict.fromkeys(st.proxy for st in path.stitches))
+            parts.append((f"time inside the proxies ({proxies})", lat.proxy_ns))
         evidence = [f"path: {seq}"]
         if lat.total_ns is not None:
             evidence.append(
@@ -1221,13 +1297,21 @@ def request_info(f: RunFacts) -> dict[str, object]:
     c = _main(f)
     if c is None:
         return {}
-    found = find_service(f.manifest, c.client.dst)
-    backend = backend_of(c)
+    path = f.paths.get(c.index)
+    # What the client asked for (before a sidecar's REDIRECT or a socket load-balancer),
+    # and where the request ended (past the sidecars).
+    dest = path.request.destination if path is not None else str(c.client.dst)
+    host, _, port = dest.rpartition(":")
+    asked = Endpoint(host.strip("[]"), int(port)) if port.isdigit() else c.client.dst
+    found = find_service(f.manifest, asked) or find_service(f.manifest, c.client.dst)
+    backend: object = backend_of(c)
+    if path is not None and (path.stitches or f.before_wire is not None):
+        backend = path.request.backend
     return {
         "index": c.index,
         "protocol": c.protocol,
         "client": str(c.client.src),
-        "destination": str(c.client.dst),
+        "destination": dest,
         "backend": str(backend) if backend is not None else None,
         "service": _svc_name(found[0]) if found else None,
         "summary": f.summaries.get(c.index, c.summary),

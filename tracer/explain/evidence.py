@@ -15,15 +15,15 @@ no files and prints nothing; the edge (`tracer.explain.facts`) reads RUN/nodes/<
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from tracer.correlate.engine import translation_kind
 from tracer.errors import PathtraceError
 from tracer.explain.facts import NodeFacts
-from tracer.model import Hop, Path, Translation, Tuple5
+from tracer.model import Endpoint, Hop, Path, Translation, Tuple5
 from tracer.rules import ConntrackEntry, EndpointChoice, Node, Packet, RuleHit, walk
-from tracer.rules.model import Entry, WalkResult, in_network
+from tracer.rules.model import OTHER_OWNER, Entry, WalkResult, in_network
 from tracer.rules.result import fraction_text
 
 Direction = Literal["forward", "reverse"]
@@ -74,6 +74,8 @@ class RewriteEvidence:
     findings: tuple[Finding, ...] = ()
     notes: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # "socket": translated before the wire by a socket load-balancer (no rule made it).
+    by: str | None = None
 
     @property
     def key(self) -> Key:
@@ -113,7 +115,7 @@ class PathEvidence:
 
 def _entry(src_ip: str, facts: NodeFacts, path: Path) -> Entry:
     """Where the packet met the node's hooks: from the node itself, a pod, or outside."""
-    if src_ip in facts.addresses:
+    if src_ip in facts.addresses or src_ip.startswith("127."):
         return "local"
     if facts.pod_cidr is not None:
         return "from_pod" if in_network(src_ip, facts.pod_cidr) else "external"
@@ -122,12 +124,19 @@ def _entry(src_ip: str, facts: NodeFacts, path: Path) -> Entry:
     return "from_pod"
 
 
-def _walk(facts: NodeFacts, packet: Tuple5, entry: Entry) -> tuple[WalkResult | None, str | None]:
+def _walk(
+    facts: NodeFacts, packet: Tuple5, entry: Entry, owner: int | None = None
+) -> tuple[WalkResult | None, str | None]:
     if facts.rules is None or packet.proto not in _WALKABLE or packet.dst.port is None:
         return None, None
     node = Node(facts.addresses, facts.pod_cidr)
+    oif = None
+    if facts.scope == "pod" and entry == "local":
+        # Inside a pod the route is simple: its own addresses over loopback, the rest via eth0.
+        oif = "lo" if node.is_local(packet.dst.ip) else "eth0"
     try:
-        return walk(facts.rules, Packet(packet.proto, packet.src, packet.dst, entry), node), None
+        pkt = Packet(packet.proto, packet.src, packet.dst, entry, oif, owner, owner)
+        return walk(facts.rules, pkt, node), None
     except PathtraceError as e:
         return None, f"{facts.rules_source}: the walk failed: {e.message}"
 
@@ -168,6 +177,22 @@ def _undoes(ct: ConntrackEntry, tr: Translation) -> bool:
     if tr.before.dst != tr.after.dst:
         ok &= tr.after.dst == ct.original.src
     return ok
+
+
+def _facts_at(facts: Mapping[str, NodeFacts], *hops: Hop) -> list[NodeFacts]:
+    """Whose rules each hop's packet met: its pod's own when they were captured, else its
+    node's; none for a pod's loopback, which no node sees."""
+    out: list[NodeFacts] = []
+    for hop in hops:
+        own = facts.get(hop.point)
+        if own is not None and own.scope == "pod":
+            found = [own]
+        elif hop.role != "node" and hop.interface == "lo":
+            found = []
+        else:
+            found = _candidates(facts, hop.node)
+        out.extend(f for f in found if f not in out)
+    return out
 
 
 def _candidates(facts: Mapping[str, NodeFacts], *nodes: str | None) -> list[NodeFacts]:
@@ -259,7 +284,9 @@ def _forward(
     warnings: list[str] = []
     for nf in nodes:
         entry = _entry(before.src.ip, nf, path)
-        result, warn = _walk(nf, before, entry)
+        # A pod's REDIRECT of its own outbound request: sent by the app, not by the proxy.
+        owner = OTHER_OWNER if nf.scope == "pod" and entry == "local" else None
+        result, warn = _walk(nf, before, entry, owner)
         if warn:
             warnings.append(warn)
         if result is None:
@@ -278,7 +305,7 @@ def _forward(
                 nf0 = nf
                 break
     findings: list[Finding] = []
-    dnat = "DNAT" in tr.kind
+    dnat = "DNAT" in tr.kind or tr.kind == "REDIRECT"
     snat_here = "SNAT" in tr.kind
     chosen = str(after.dst) if dnat else None
     node_name = nf0.node if nf0 else (hop.node or None)
@@ -331,7 +358,8 @@ def _forward(
     seen = _masq_seen(path, before, index, hop)
     if hidden:
         seen = after.src != before.src
-    rules_masq = result.masquerade if result.verdict == "DNAT" else None
+    # A REDIRECT stays inside the namespace: no masquerade decision is made for it.
+    rules_masq = result.masquerade if result.verdict == "DNAT" and tr.kind != "REDIRECT" else None
     if rules_masq is not None and seen is not None and rules_masq != seen:
         if rules_masq:
             msg = (
@@ -457,6 +485,101 @@ def _hidden(path: Path, facts: Mapping[str, NodeFacts]) -> RewriteEvidence | Non
     return None
 
 
+def _before_wire(path: Path, tr: Translation, nodes: list[NodeFacts]) -> RewriteEvidence:
+    """A Service translated before any packet carried its address (tracer.explain.beforewire):
+    the client's node is walked with the Service's address to show no rule there does it."""
+    notes: list[str] = []
+    warnings: list[str] = []
+    for nf in nodes:
+        result, warn = _walk(nf, tr.before, _entry(tr.before.src.ip, nf, path))
+        if warn:
+            warnings.append(warn)
+        if result is None:
+            continue
+        if result.verdict == "DNAT":
+            notes.append(
+                f"{nf.node}'s rules would DNAT {tr.before.dst} too, but no packet reached them"
+                " with it: the socket's translation came first"
+            )
+        else:
+            notes.append(
+                f"no rule on {nf.node} translates {tr.before.dst} (verdict {result.verdict}):"
+                " kube-proxy serves no such Service there; the translation is not netfilter's"
+            )
+        ct = _conntrack_for(nf, tr.after)
+        if ct is not None:
+            notes.append(f"{nf.node}'s conntrack holds it untranslated: {ct.text.strip()}")
+        return RewriteEvidence(
+            direction="forward",
+            hop=0,
+            node=path.forward[0].point,
+            kind=tr.kind,
+            before=tr.before,
+            after=tr.after,
+            entry=_entry(tr.before.src.ip, nf, path),
+            mode=result.mode,
+            rules_source=nf.rules_source,
+            verdict=result.verdict,
+            rules=result.rules,
+            chosen=str(tr.after.dst),
+            by="socket",
+            notes=(path.forward[0].note or "", *notes),
+            warnings=tuple(warnings) + result.warnings,
+        )
+    return RewriteEvidence(
+        direction="forward",
+        hop=0,
+        node=path.forward[0].point,
+        kind=tr.kind,
+        before=tr.before,
+        after=tr.after,
+        chosen=str(tr.after.dst),
+        by="socket",
+        notes=(path.forward[0].note or "", "no node rules were captured to compare"),
+        warnings=tuple(warnings),
+    )
+
+
+def inbound_redirects(path: Path, facts: Mapping[str, NodeFacts]) -> list[RewriteEvidence]:
+    """Every sidecar's inbound REDIRECT on a stitched path (see `inbound_redirect`)."""
+    out: list[RewriteEvidence] = []
+    fwd = path.forward
+    for i in range(1, len(fwd)):
+        if fwd[i].kind == "proxy" and fwd[i - 1].point == fwd[i].point:
+            ev = inbound_redirect(path, i - 1, facts)
+            if ev is not None:
+                out.append(ev)
+    return out
+
+
+def inbound_redirect(
+    path: Path, index: int, facts: Mapping[str, NodeFacts]
+) -> RewriteEvidence | None:
+    """A sidecar's inbound capture of the request that reached a pod at forward hop `index`.
+
+    The REDIRECT to the proxy happens in the pod's nat PREROUTING, after its capture point,
+    and is undone before it on the way back: no packet shows it, only the pod's own rules and
+    conntrack do. None without the pod's facts or when its rules leave the packet alone.
+    """
+    prev = path.forward[index]
+    own = facts.get(prev.point)
+    if own is None or own.scope != "pod" or prev.translation is not None:
+        return None
+    if prev.interface == "lo":
+        return None
+    result, _ = _walk(own, prev.tuple5, _entry(prev.tuple5.src.ip, own, path))
+    if result is None or result.verdict != "DNAT" or not result.endpoints:
+        return None
+    ip, _, port = result.endpoints[0].address.rpartition(":")
+    after = Tuple5(prev.tuple5.proto, prev.tuple5.src, Endpoint(ip, int(port)))
+    ev = _forward(path, index, Translation("REDIRECT", prev.tuple5, after), [own])
+    note = (
+        f"done in {own.node}'s own nat PREROUTING after its capture point saw the packet:"
+        " only the pod's rules and conntrack show it"
+    )
+    return replace(ev, notes=(note, *ev.notes))
+
+
 def _unchanged(
     path: Path, index: int, nodes: list[NodeFacts], ended_here: bool
 ) -> RewriteEvidence | None:
@@ -510,20 +633,31 @@ def collect_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence
     if hidden is not None:
         items.append(hidden)
     for i, hop in enumerate(fwd):
-        if i == 0 or hop.translation is None:
+        if hop.translation is None:
+            continue
+        if i == 0:
+            # Only a rewrite inside the client's own namespace shows on the first hop (a
+            # sidecar's REDIRECT), or one made before the wire (a socket load-balancer's).
+            if hop.translation.kind == "REDIRECT":
+                items.append(_forward(path, 0, hop.translation, _facts_at(facts, hop)))
+            else:
+                items.append(_before_wire(path, hop.translation, _candidates(facts, hop.node)))
             continue
         prev = fwd[i - 1]
-        items.append(_forward(path, i, hop.translation, _candidates(facts, prev.node, hop.node)))
+        items.append(_forward(path, i, hop.translation, _facts_at(facts, prev, hop)))
+    items.extend(inbound_redirects(path, facts))
     for i, hop in enumerate(rev):
         if i == 0 or hop.translation is None:
             continue
         prev = rev[i - 1]
-        items.append(_reverse(path, i, hop.translation, _candidates(facts, hop.node, prev.node)))
+        items.append(_reverse(path, i, hop.translation, _facts_at(facts, hop, prev)))
     findings: list[Finding] = []
-    if fwd and not any("DNAT" in r.kind for r in items if r.direction == "forward"):
+    if fwd and not any(
+        "DNAT" in r.kind or r.kind == "REDIRECT" for r in items if r.direction == "forward"
+    ):
         # Nothing was DNATed: say what the first node's rules do with the packet.
         for i, hop in enumerate(fwd):
-            nodes = _candidates(facts, hop.node)
+            nodes = _facts_at(facts, hop)
             if not nodes or nodes[0].rules is None:
                 continue
             later = any(h.node != hop.node for h in fwd[i + 1 :])
@@ -536,7 +670,7 @@ def collect_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence
     if fwd and not rev and not reached:
         last = len(fwd) - 1
         if all(r.key != ("forward", last) or r.kind != "none" for r in items):
-            nodes = _candidates(facts, fwd[last].node)
+            nodes = _facts_at(facts, fwd[last])
             ev = _unchanged(path, last, nodes, True)
             if ev is not None and ev.findings:
                 findings.extend(f for f in ev.findings if f.kind in ("dropped", "rejected"))

@@ -51,6 +51,9 @@ class NodeFacts:
     conntrack_stats_before: ConntrackStats | None = None
     # nf_conntrack_count / nf_conntrack_max as sampled after the capture
     conntrack_limits: tuple[tuple[str, int], ...] = ()
+    # "node", or "pod": a pod's own namespace (RUN/pods/<point>/), where a sidecar's capture
+    # rules live; `node` then holds the point's name.
+    scope: str = "node"
 
 
 def links_from_json(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -87,11 +90,12 @@ def addresses_from_links(text: str) -> tuple[str, ...]:
 def _is_kube(name: str, text: str) -> bool:
     if name == "ipvsadm.txt":
         return "->" in text
-    return "KUBE-" in text or "kube-proxy" in text
+    return "KUBE-" in text or "kube-proxy" in text or "ISTIO_" in text
 
 
-def node_facts_from_text(node: str, texts: Mapping[str, str]) -> NodeFacts:
-    """Parse one node's fact files, given as {file name: text}; bad files become warnings."""
+def node_facts_from_text(node: str, texts: Mapping[str, str], scope: str = "node") -> NodeFacts:
+    """Parse one node's fact files, given as {file name: text}; bad files become warnings.
+    With scope="pod", `node` is a capture point and the files are its pod's own."""
     warnings: list[str] = []
     rules: Rules | None = None
     source: str | None = None
@@ -99,7 +103,7 @@ def node_facts_from_text(node: str, texts: Mapping[str, str]) -> NodeFacts:
         text = texts.get(name)
         if not text or not _is_kube(name, text):
             continue
-        where = f"nodes/{node}/{name}"
+        where = f"{scope}s/{node}/{name}"
         try:
             rules = load_rules(text, source=where)
         except PathtraceError as e:
@@ -110,7 +114,7 @@ def node_facts_from_text(node: str, texts: Mapping[str, str]) -> NodeFacts:
     conntrack: ConntrackTable | None = None
     ct_text = texts.get("conntrack.txt")
     if ct_text is not None:
-        conntrack = parse_conntrack(ct_text, source=f"nodes/{node}/conntrack.txt")
+        conntrack = parse_conntrack(ct_text, source=f"{scope}s/{node}/conntrack.txt")
         warnings.extend(conntrack.warnings)
     addresses, subnets = links_from_json(texts.get("links.json") or "")
     stats: dict[str, ConntrackStats] = {}
@@ -125,19 +129,32 @@ def node_facts_from_text(node: str, texts: Mapping[str, str]) -> NodeFacts:
         rules_source=source,
         conntrack=conntrack,
         addresses=addresses,
-        pod_cidr=local_traffic_cidr(rules) if rules is not None else None,
+        pod_cidr=local_traffic_cidr(rules) if rules is not None and scope == "node" else None,
         warnings=tuple(warnings),
         subnets=subnets,
         conntrack_stats=stats.get(STATS_FILES[0]),
         conntrack_stats_before=stats.get(STATS_FILES[1]),
         conntrack_limits=tuple(limits.items()),
+        scope=scope,
     )
 
 
-def read_node_facts(run: str | os.PathLike[str], nodes: Iterable[str]) -> dict[str, NodeFacts]:
-    """Read RUN/nodes/<node>/* for each node that has any facts."""
+def read_node_facts(
+    run: str | os.PathLike[str], nodes: Iterable[str], pods: Iterable[str] = ()
+) -> dict[str, NodeFacts]:
+    """Read RUN/nodes/<node>/* for each node that has any facts, and RUN/pods/<point>/* for
+    each pod point in `pods` (keyed by the point's name, scope "pod"; a point named like a
+    node is left out)."""
+    out = _read_facts(run, nodes, "node")
+    out.update(_read_facts(run, [p for p in pods if p not in out], "pod"))
+    return out
+
+
+def _read_facts(
+    run: str | os.PathLike[str], keys: Iterable[str], scope: str
+) -> dict[str, NodeFacts]:
     out: dict[str, NodeFacts] = {}
-    for node in sorted(set(nodes)):
+    for node in sorted(set(keys)):
         texts: dict[str, str] = {}
         unread: list[str] = []
         for name in (
@@ -148,7 +165,7 @@ def read_node_facts(run: str | os.PathLike[str], nodes: Iterable[str]) -> dict[s
             "conntrack-limits.txt",
         ):
             try:
-                text = node_fact(run, node, name)
+                text = node_fact(run, node, name, f"{scope}s")
             except PathtraceError as e:
                 unread.append(e.message)
                 continue
@@ -156,7 +173,7 @@ def read_node_facts(run: str | os.PathLike[str], nodes: Iterable[str]) -> dict[s
                 texts[name] = text
         if not texts and not unread:
             continue
-        facts = node_facts_from_text(node, texts)
+        facts = node_facts_from_text(node, texts, scope)
         if unread:
             facts = replace(facts, warnings=(*facts.warnings, *unread))
         out[node] = facts

@@ -10,16 +10,25 @@ nothing. `path_evidence` is the one pure helper here, shared with `pathtrace ana
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from tracer.correlate import Correlation, PointFrames, build_path, correlate, l7_requests, stitch
 from tracer.errors import NothingMatchedError
-from tracer.explain.evidence import Finding, PathEvidence, RewriteEvidence, collect_evidence
+from tracer.explain.beforewire import before_wire, with_before_wire
+from tracer.explain.evidence import (
+    Finding,
+    PathEvidence,
+    RewriteEvidence,
+    collect_evidence,
+    inbound_redirects,
+)
 from tracer.explain.facts import NodeFacts, read_node_facts
 from tracer.explain.story import DNS_PORTS, DnsExchange, Leg, StoryInput
 from tracer.model import Connection, Path, Stitch
 from tracer.pcap.columns import Frames
+from tracer.rundir import Service
 from tracer.summary import DnsMessage, PayloadReader, dns_message, summarize_connection
 
 # A run with more connections than this is not one request: only the earliest are told.
@@ -91,6 +100,8 @@ def path_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence:
             off = leg.forward_offset if r.direction == "forward" else leg.reverse_offset
             rewrites.append(replace(r, hop=r.hop + off))
         findings.extend(f for f in ev.findings if f not in findings)
+    # A sidecar's inbound REDIRECT lies between two legs: only the whole path shows where.
+    rewrites.extend(inbound_redirects(path, facts))
     order = {"forward": 0, "reverse": 1}
     rewrites.sort(key=lambda r: (order[r.direction], r.hop))
     return PathEvidence(tuple(rewrites), tuple(findings))
@@ -122,7 +133,8 @@ def load_story_input(run_dir: str | os.PathLike[str]) -> StoryInput:
             hint="check that the captures overlap in time and that their filters kept the request",
         )
     nodes = {p.point.node for p in loaded.points if p.point.node}
-    facts: dict[str, NodeFacts] = read_node_facts(run, nodes)
+    pods = [p.point.name for p in loaded.points if p.point.pod]
+    facts: dict[str, NodeFacts] = read_node_facts(run, nodes, pods)
     frames = loaded.frames
     legs: list[Leg] = []
     with PayloadReader() as reader:
@@ -140,10 +152,12 @@ def load_story_input(run_dir: str | os.PathLike[str]) -> StoryInput:
                 )
             )
         stitches = _stitches(correlation, legs, frames, reader)
+    manifest = loaded.manifest
+    if manifest is not None and manifest.services and not stitches:
+        legs = _before_wire(legs, manifest.services, manifest.request, facts)
     warnings = list(dict.fromkeys([*loaded.warnings, *correlation.warnings]))
     for f in facts.values():
         warnings.extend(f.warnings)
-    manifest = loaded.manifest
     return StoryInput(
         run=run,
         points=tuple(p.point for p in loaded.points),
@@ -154,6 +168,33 @@ def load_story_input(run_dir: str | os.PathLike[str]) -> StoryInput:
         warnings=tuple(warnings),
         stitches=stitches,
     )
+
+
+def _before_wire(
+    legs: list[Leg],
+    services: Sequence[Service],
+    request: Mapping[str, Any],
+    facts: Mapping[str, NodeFacts],
+) -> list[Leg]:
+    """The first application leg told as the client asked for it, when a socket load-balancer
+    translated its Service before the wire (tracer.explain.beforewire)."""
+    answers: dict[str, str] = {}
+    for leg in legs:
+        for x in leg.dns:
+            for _, rdata in x.answer.answers if x.answer is not None else ():
+                answers.setdefault(rdata, x.query.qname.rstrip("."))
+    app = [i for i, leg in enumerate(legs) if not leg.is_dns and not leg.is_icmp]
+    if not app:
+        return legs
+    i = min(app, key=lambda k: legs[k].connection.start_ns)
+    command = [str(a) for a in request.get("command") or ()]
+    bw = before_wire(legs[i].path, services, answers, command)
+    if bw is None:
+        return legs
+    path = with_before_wire(legs[i].path, bw)
+    out = list(legs)
+    out[i] = replace(legs[i], path=path, evidence=path_evidence(path, facts))
+    return out
 
 
 def _stitches(

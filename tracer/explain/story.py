@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tracer.explain.evidence import PathEvidence, RewriteEvidence
+from tracer.explain.evidence import PathEvidence, RewriteEvidence, inbound_redirect
 from tracer.explain.facts import NodeFacts
 from tracer.model import (
     CapturePoint,
@@ -231,6 +231,10 @@ def _rewrite_step(ev: RewriteEvidence, hops: Sequence[Hop]) -> Step:
     after = ev.after
     lines: list[str] = []
     title = f"{ev.kind} by kube-proxy on {ev.node}"
+    if ev.kind == "REDIRECT":
+        title = f"REDIRECT to the sidecar by {ev.node}'s own rules (istio-iptables)"
+    elif ev.by == "socket":
+        title = f"DNAT in {ev.node}'s socket, before the wire (socket load-balancer)"
     if after is not None and "DNAT" in ev.kind:
         n = len(ev.endpoints)
         prob = (
@@ -248,7 +252,11 @@ def _rewrite_step(ev: RewriteEvidence, hops: Sequence[Hop]) -> Step:
         )
     elif ev.masquerade is False:
         lines.append(f"no masquerade: the pod sees the client's address {ev.before.src.ip}")
-    if ev.entry == "local":
+    if after is not None and ev.kind == "REDIRECT":
+        lines.append(f"{ev.before.dst} is redirected to {after.dst}, where the sidecar listens")
+    if ev.entry == "local" and (ev.rules_source or "").startswith("pods/"):
+        lines.append("the packet was sent by a process in the pod, so it met the pod's nat OUTPUT")
+    elif ev.entry == "local":
         lines.append("the packet was sent from the node itself, so it met nat OUTPUT")
     lines.extend(ev.notes)
     evidence: list[str] = []
@@ -307,7 +315,7 @@ def _arrival_step(leg: Leg) -> Step | None:
     )
 
 
-def _handover_step(leg: Leg, st: Stitch | None) -> Step:
+def _handover_step(leg: Leg, st: Stitch | None, mesh: bool = False) -> Step:
     """The L7 proxy ends the client's connection and sends the same request on a new one."""
     src = leg.path.forward[0].point if leg.path.forward else "the controller"
     local = bool(leg.evidence.rewrites) and leg.evidence.rewrites[0].entry == "local"
@@ -316,6 +324,15 @@ def _handover_step(leg: Leg, st: Stitch | None) -> Step:
         if local
         else "the controller connects from its pod address"
     )
+    if mesh:
+        sent = leg.connection.client.src.ip
+        how = (
+            "the sidecar connects to the app over the pod's loopback from 127.0.0.6, the source"
+            " its capture rules let through"
+            if sent == "127.0.0.6"
+            else "the sidecar connects from the pod's address as its own user (UID 1337),"
+            " which its capture rules exempt"
+        )
     if st is None:
         return Step(
             "The controller opens a new connection to the backend",
@@ -412,9 +429,13 @@ def _leg_steps(leg: Leg, services: Sequence[Service], first_title: str) -> list[
         return steps
     start = fwd[0]
     dst = leg.connection.client.dst
-    svc = _service_of(services, str(dst))
+    # What the client asked for: before its sidecar's REDIRECT or its socket's translation.
+    svc = _service_of(services, leg.path.request.destination) or _service_of(services, str(dst))
     np = _nodeport_service(services, dst.port)
-    if svc is not None:
+    asked = leg.path.request.destination
+    if svc is not None and asked != str(dst):
+        what = f" — it asked for {asked}, the ClusterIP of Service {svc[0].namespace}/{svc[0].name}"
+    elif svc is not None:
         what = f" — the ClusterIP of Service {svc[0].namespace}/{svc[0].name}"
     elif np is not None and any(
         "KUBE-NODEPORTS" in r.chain for e in leg.evidence.rewrites for r in e.rules
@@ -465,6 +486,11 @@ def _rewrite_step_none(ev: RewriteEvidence, hops: Sequence[Hop]) -> Step:
 def _access(primary: Leg | None, others: Sequence[Leg], inp: StoryInput) -> str:
     if primary is None:
         return "dns"
+    for ev in primary.evidence.rewrites:
+        if ev.direction == "forward" and ev.hop == 0 and ev.kind == "REDIRECT":
+            return "mesh"
+        if ev.by == "socket":
+            return "socket-lb"
     if others:
         return "ingress"
     for ev in primary.evidence.rewrites:
@@ -533,28 +559,36 @@ def tell_story(inp: StoryInput) -> Story:
         and (primary is None or leg.connection.start_ns <= primary.connection.start_ns)
     ]
     access = _access(primary, others, inp)
+    mesh = access == "mesh"
     steps: list[Step] = []
     steps.extend(_dns_steps(dns, inp.services))
     if primary is not None:
         first = "{client} sends the request"
         if access == "ingress":
             first = "{client} connects to the ingress controller"
+        elif access == "mesh":
+            first = "{client}'s app connects to the Service (its sidecar will take it)"
         steps.extend(_leg_steps(primary, inp.services, first))
         broken = _break_step(primary, icmp)
         if broken is not None:
             steps.append(broken)
+        proxy = "sidecar" if mesh else "controller"
         for leg in others:
-            steps.append(_handover_step(leg, handed.get(leg.connection.index)))
+            st = handed.get(leg.connection.index)
+            came = by_index.get(st.client_leg) if st is not None else None
+            if mesh and came is not None and came.path.forward:
+                redirect = inbound_redirect(came.path, len(came.path.forward) - 1, inp.facts)
+                if redirect is not None:
+                    steps.append(_rewrite_step(redirect, came.path.forward))
+            steps.append(_handover_step(leg, st, mesh))
             steps.extend(_leg_steps(leg, inp.services, "{client} sends the backend request"))
             b = _break_step(leg, icmp)
             if b is not None:
                 steps.append(b)
-            reply = _reply_step(leg, "The backend's reply goes back to the controller")
+            reply = _reply_step(leg, f"The backend's reply goes back to the {proxy}")
             if reply is not None:
                 steps.append(reply)
-        title = (
-            "The controller answers the client" if others else "The reply goes back the same way"
-        )
+        title = f"The {proxy} answers the client" if others else "The reply goes back the same way"
         reply = _reply_step(primary, title)
         if reply is not None:
             steps.append(reply)
@@ -583,6 +617,8 @@ _ACCESS_WORDS = {
     "ingress": "a client outside the cluster goes through an Ingress controller",
     "dns": "a DNS lookup only",
     "direct": "a direct connection (no Service rewrite seen)",
+    "mesh": "a meshed pod calls a Service through its sidecar (REDIRECT to the proxy)",
+    "socket-lb": "a pod calls a Service translated in its own socket (eBPF socket load-balancer)",
 }
 
 

@@ -24,6 +24,7 @@ from typing import Any
 from tracer.capture.plan import NODE_FACT_COMMANDS, NODE_FACT_COMMANDS_BEFORE
 from tracer.errors import LabError, MissingPrerequisiteError, UsageError
 from tracer.lab import kubeproxy as kp
+from tracer.lab import mesh, sockbpf
 from tracer.lab.incident import fault_file
 from tracer.lab.runner import Runner, SubprocessRunner, process_alive
 from tracer.lab.scenarios import (
@@ -32,10 +33,12 @@ from tracer.lab.scenarios import (
     WEB_PORT,
     MoreRequest,
     Scenario,
+    all_services,
     cluster_services,
     dns_records,
     external_dns_records,
     scenarios,
+    socket_lb_services,
 )
 from tracer.lab.topology import (
     CLUSTER_CIDR,
@@ -319,7 +322,12 @@ def down(runner: Runner | None = None, log: Log = _quiet) -> list[str]:
     from tracer.lab.api import stop_api
 
     stop_api(log)
+    cgroups = [str(c) for c in (read_state() or {}).get("cgroups", [])]
     removed = teardown(runner, log)
+    # A run killed mid-way leaves its cgroup (named in the state file): its processes are gone now.
+    for cg in cgroups:
+        if sockbpf.remove_cgroup(Path(cg)):
+            removed.append(cg)
     shutil.rmtree(STATE_DIR, ignore_errors=True)
     return removed
 
@@ -507,9 +515,128 @@ def _node_facts_before(runner: Runner, topo: Topology, run_dir: Path) -> None:
             write_private(d / name, out)
 
 
+POD_FACTS_DIR = "pods"  # RUN/pods/<point>/: a pod's own nat table, conntrack and links
+
+
+def _pod_facts(runner: Runner, topo: Topology, sc: Scenario, run_dir: Path) -> None:
+    """A meshed pod's own facts, as the debug container collects them: its nat table (the
+    REDIRECTs), its conntrack table (the REDIRECT's original destination) and its links (an
+    `any` capture inside the pod numbers interfaces in the pod's own ifindex space)."""
+    for pt in sc.points:
+        if pt.pod not in sc.sidecars:
+            continue
+        ns = topo.pod(pt.pod).netns
+        d = run_dir / POD_FACTS_DIR / pt.name
+        d.mkdir(parents=True, exist_ok=True)
+        ex = ["ip", "netns", "exec", ns]
+        files = {
+            "iptables-save.txt": runner.run(
+                [*ex, "iptables-save", "-t", "nat"], check=False
+            ).stdout,
+            "conntrack.txt": runner.run([*ex, "conntrack", "-L"], check=False).stdout,
+            "links.json": runner.run(["ip", "-n", ns, "-j", "addr", "show"], check=False).stdout,
+        }
+        for name, text in files.items():
+            write_private(d / name, text)
+
+
+@dataclass
+class _Sidecar:
+    pod: str
+    netns: str
+    pid: int
+    log: Path
+
+
+def _start_sidecar(runner: Runner, topo: Topology, pod: str, started: list[_Sidecar]) -> _Sidecar:
+    """istio-init's rules, then the proxy (as istio-proxy, UID 1337) in the pod's namespace.
+    The rules go in first and are undone by `_stop_sidecars` even when the proxy fails."""
+    ns = topo.pod(pod).netns
+    runner.run(
+        ["ip", "netns", "exec", ns, "iptables-restore", "-w", "--noflush"],
+        stdin=mesh.istio_iptables_restore(),
+    )
+    placeholder = _Sidecar(pod, ns, 0, STATE_DIR / "logs" / f"sidecar-{pod}.log")
+    started.append(placeholder)
+    w = Workload(f"sidecar-{pod}", ns, (sys.executable, "-m", "tracer.lab.sidecar"), "listening on")
+    placeholder.pid = start_workload(runner, w, STATE_DIR / "logs")
+    started.remove(placeholder)
+    return placeholder
+
+
+def _stop_sidecars(runner: Runner, sidecars: list[_Sidecar]) -> dict[str, list[dict[str, Any]]]:
+    """End each sidecar and remove its pod's rules; return each proxy's connection records."""
+    logs: dict[str, list[dict[str, Any]]] = {}
+    for sc in sidecars:
+        if sc.pid:
+            try:
+                os.kill(sc.pid, signal.SIGTERM)
+                os.waitpid(sc.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        for argv in mesh.istio_cleanup():
+            runner.run(["ip", "netns", "exec", sc.netns, "iptables", "-w", *argv], check=False)
+        records = []
+        text = sc.log.read_text(errors="replace") if sc.log.exists() else ""
+        for line in text.splitlines():
+            if line.startswith("{"):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    continue
+        logs[sc.pod] = records
+        sc.log.unlink(missing_ok=True)
+    sidecars.clear()
+    return logs
+
+
+@dataclass
+class _SocketLBRun:
+    """The socket load-balancer of one run: a cgroup v2 named for this run, with the programs."""
+
+    cgroup: Path
+    lb: sockbpf.SocketLB
+
+    @classmethod
+    def start(cls, topo: Topology, name: str, state: dict[str, Any], log: Log) -> _SocketLBRun:
+        root = sockbpf.cgroup2_root()
+        cg = root / f"{sockbpf.CGROUP_PREFIX}{name}-{os.getpid()}-{os.urandom(3).hex()}"
+        # Recorded before it exists: `lab down` removes it after a crash.
+        state.setdefault("cgroups", []).append(str(cg))
+        write_state(state)
+        cg.mkdir()
+        lb = sockbpf.SocketLB(cg)
+        run = cls(cg, lb)
+        try:
+            frontends = [
+                sockbpf.Frontend(s.cluster_ip, p.port, p.protocol, e.ip, p.target_port)
+                for s in socket_lb_services(topo)
+                for p in s.ports
+                for e in s.endpoints[:1]
+            ]
+            lb.install(frontends)
+        except BaseException:
+            run.stop(state)
+            raise
+        log(f"socket load-balancer: connect4/sendmsg4/recvmsg4 on cgroup {cg}")
+        return run
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        """The command, started inside the cgroup (the shell moves itself in, then execs)."""
+        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(self.cgroup), *argv]
+
+    def stop(self, state: dict[str, Any]) -> None:
+        self.lb.close()
+        if sockbpf.remove_cgroup(self.cgroup):
+            cgs = state.get("cgroups", [])
+            if str(self.cgroup) in cgs:
+                cgs.remove(str(self.cgroup))
+            write_state(state)
+
+
 def _run_services(topo: Topology) -> tuple[RunService, ...]:
     out = []
-    for s in cluster_services(topo):
+    for s in all_services(topo):
         out.append(
             RunService(
                 namespace=s.namespace,
@@ -581,18 +708,28 @@ def run_scenario(
         runner.run(["ip", "netns", "exec", n.netns, "conntrack", "-F"], check=False)
     caps: list[_Capture] = []
     setup_done: list[tuple[str, tuple[str, ...]]] = []
+    sidecars: list[_Sidecar] = []
+    lb: _SocketLBRun | None = None
     try:
         for (netns, argv), undo in zip(sc.setup, sc.cleanup, strict=False):
             runner.run(["ip", "netns", "exec", netns, *argv])
             setup_done.append(undo)
         _node_facts_before(runner, topo, run_dir)
+        for pod in sc.sidecars:
+            log(
+                f"meshing {pod}: istio-iptables rules and a sidecar on :{mesh.OUTBOUND_PORT}/:{mesh.INBOUND_PORT}"
+            )
+            sidecars.append(_start_sidecar(runner, topo, pod, sidecars))
+        command = ["ip", "netns", "exec", sc.client_netns, *sc.command]
+        if sc.socket_lb:
+            lb = _SocketLBRun.start(topo, sc.name, state, log)
+            # Joined before `ip netns exec`, which remounts /sys (and hides the cgroup mount).
+            command = lb.wrap(command)
         log(f"starting {len(sc.points)} captures: {', '.join(p.name for p in sc.points)}")
         caps = start_captures(runner, sc, run_dir)
         log(f"request from {sc.client_netns}: {' '.join(sc.command)}")
         req_start = time.time_ns()
-        res = runner.run(
-            ["ip", "netns", "exec", sc.client_netns, *sc.command], check=False, timeout=30
-        )
+        res = runner.run(command, check=False, timeout=30)
         more = []
         for extra in sc.more:
             log(f"request from {sc.client_netns}: {' '.join(extra.command)}")
@@ -603,8 +740,13 @@ def run_scenario(
         req_end = time.time_ns()
         time.sleep(GRACE_S)  # tcpdump's last packets, and the FIN exchange
         conntrack = _node_facts(runner, topo, run_dir)
+        _pod_facts(runner, topo, sc, run_dir)
+        socket_lb_map = list(lb.lb.entries()) if lb is not None else []
     finally:
         stop_captures(caps)
+        sidecar_logs = _stop_sidecars(runner, sidecars)
+        if lb is not None:
+            lb.stop(state)
         for netns, argv in setup_done:
             runner.run(["ip", "netns", "exec", netns, *argv], check=False)
     output = (res.stdout + res.stderr).strip()
@@ -624,10 +766,48 @@ def run_scenario(
         "notes": list(sc.notes),
     }
     translations: list[dict[str, Any]] = []
-    if sc.frontend and sc.backend:
+    if sc.socket_lb and sc.frontend and sc.backend:
+        # Done in the client's connect(): no packet carries the frontend, no node rewrites it.
+        translations.append(
+            {
+                "kind": "socket-LB",
+                "where": "client socket (cgroup connect4)",
+                "from": sc.frontend,
+                "to": sc.backend,
+            }
+        )
+        truth["socket_lb"] = {
+            "programs": [sockbpf.ATTACH_NAMES[t] for t in sorted(sockbpf.ATTACH_NAMES)],
+            "map": [
+                {"frontend": f"{k[0]}:{k[1]}", "protocol": k[2], "backend": f"{v[0]}:{v[1]}"}
+                for k, v in socket_lb_map
+            ],
+        }
+    elif sc.frontend and sc.backend:
         translations.append(
             {"kind": "DNAT", "node": sc.conntrack_node, "from": sc.frontend, "to": sc.backend}
         )
+    if sc.sidecars and sc.frontend and sc.backend:
+        client_pod, server_pod = sc.sidecars[0], sc.sidecars[-1]
+        translations.insert(
+            0,
+            {
+                "kind": "REDIRECT",
+                "pod": client_pod,
+                "from": sc.frontend,
+                "to": f"127.0.0.1:{mesh.OUTBOUND_PORT}",
+            },
+        )
+        backend_ip = sc.backend.rpartition(":")[0]
+        translations.append(
+            {
+                "kind": "REDIRECT",
+                "pod": server_pod,
+                "from": sc.backend,
+                "to": f"{backend_ip}:{mesh.INBOUND_PORT}",
+            }
+        )
+        truth["sidecars"] = {pod: sidecar_logs.get(pod, []) for pod in sc.sidecars}
     if sc.snat_node:
         translations.append(
             {"kind": "SNAT", "node": sc.snat_node, "to": "node address (masquerade --random-fully)"}

@@ -18,6 +18,7 @@ NODEPORT_CLUSTER = 30080
 NODEPORT_LOCAL = 30081
 NODEPORT_INGRESS = 30090
 KUBE_DNS_IP = "10.96.0.10"
+SOCKET_LB_IP = "10.96.0.110"  # Service web-ebpf: served by the socket load-balancer only
 CURL_MAX_TIME = 4
 CLOSED_PORT = 8081  # a port no lab pod listens on
 
@@ -97,11 +98,20 @@ def cluster_services(topo: Topology) -> tuple[Service, ...]:
     )
 
 
+def socket_lb_services(topo: Topology) -> tuple[Service, ...]:
+    """Services an eBPF socket load-balancer serves instead of kube-proxy: they are in the API
+    (and the manifest, and DNS) but kube-proxy writes no rule for them."""
+    return (_web("web-ebpf", SOCKET_LB_IP, (_ep(topo, "web-b"),)),)
+
+
+def all_services(topo: Topology) -> tuple[Service, ...]:
+    """Every Service the cluster's API knows, whoever implements it."""
+    return (*cluster_services(topo), *socket_lb_services(topo))
+
+
 def dns_records(topo: Topology) -> dict[str, str]:
     """The cluster DNS zone: <svc>.<ns>.svc.cluster.local, plus the ingress host name."""
-    recs = {
-        f"{s.name}.{s.namespace}.svc.cluster.local": s.cluster_ip for s in cluster_services(topo)
-    }
+    recs = {f"{s.name}.{s.namespace}.svc.cluster.local": s.cluster_ip for s in all_services(topo)}
     recs[INGRESS_HOST] = topo.nodes[0].underlay_ip
     return recs
 
@@ -161,6 +171,11 @@ class Scenario:
     notes: tuple[str, ...] = field(default=())
     # Further requests, sent one after the other after `command` (whose truth is above).
     more: tuple[MoreRequest, ...] = ()
+    # Pods that get istio-iptables' rules and a sidecar proxy for the run (the mesh).
+    sidecars: tuple[str, ...] = ()
+    # The client runs in a cgroup v2 with connect4/sendmsg4/recvmsg4 BPF programs serving
+    # socket_lb_services() (Cilium's socket LB); kube-proxy has no rule for those Services.
+    socket_lb: bool = False
 
 
 def _curl(url: str, *extra: str) -> tuple[str, ...]:
@@ -185,10 +200,16 @@ def scenarios(topo: Topology) -> dict[str, Scenario]:
         node = topo.node(n)
         return Point(name=node.name, role="node", netns=node.netns, node=node.name, interface="any")
 
-    def pod_pt(pod: str, role: str) -> Point:
+    def pod_pt(pod: str, role: str, interface: str = "eth0") -> Point:
         p = topo.pod(pod)
         return Point(
-            name=p.name, role=role, netns=p.netns, node=p.node, pod=p.name, namespace=p.namespace
+            name=p.name,
+            role=role,
+            netns=p.netns,
+            node=p.node,
+            interface=interface,
+            pod=p.name,
+            namespace=p.namespace,
         )
 
     client = pod_pt("client", "client")
@@ -435,6 +456,44 @@ def scenarios(topo: Topology) -> dict[str, Scenario]:
                     last_point=n2.name,
                 ),
             ),
+        ),
+        Scenario(
+            name="mesh",
+            description="meshed pod -> its sidecar (REDIRECT :15001) -> Service `web-remote` -> DNAT -> VXLAN -> web-b's sidecar (REDIRECT :15006) -> app",
+            client_netns=c.netns,
+            command=_curl("http://web-remote/"),
+            # Meshed pods are captured on `any`: the app-to-sidecar legs are on their loopback.
+            points=(
+                pod_pt("client", "client", "any"),
+                coredns,
+                N1,
+                N2,
+                pod_pt("web-b", "server", "any"),
+            ),
+            expect_outcome="http-200",
+            path=("client", n1.name, n2.name, "web-b"),
+            service="default/web-remote",
+            frontend=f"{svc['web-remote'].cluster_ip}:80",
+            backend=f"{b.ip}:{WEB_PORT}",
+            conntrack_node=n1.name,
+            sidecars=("client", "web-b"),
+            notes=(
+                "legs: app -> 127.0.0.1:15001 (client loopback), sidecar -> ClusterIP (the wire), "
+                f"127.0.0.6 -> {b.ip}:{WEB_PORT} (web-b loopback)",
+            ),
+        ),
+        Scenario(
+            name="ebpf-socket-lb",
+            description="pod -> Service `web-ebpf`: a cgroup connect4 BPF program connects the socket straight to web-b on node2; no kube-proxy rule, no DNAT on any wire",
+            client_netns=c.netns,
+            command=_curl("http://web-ebpf/"),
+            points=(client, coredns, N1, N2, web_b),
+            expect_outcome="http-200",
+            path=("client", n1.name, n2.name, "web-b"),
+            service="default/web-ebpf",
+            frontend=f"{SOCKET_LB_IP}:80",
+            backend=f"{b.ip}:{WEB_PORT}",
+            socket_lb=True,
         ),
     ]
     return {sc.name: sc for sc in out}

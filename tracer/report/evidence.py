@@ -37,6 +37,7 @@ _DECISIVE_WORDS = ("DNAT", "dnat to", "MASQUERADE", "masquerade", "SNAT", "snat 
 _STOP_WORDS = ("-j DROP", "-j REJECT", " drop", " reject")
 _MASQ_MARK = ("KUBE-MARK-MASQ", "mark-for-masquerade")
 _MAX_ENDPOINTS_LISTED = 4
+_SIDECAR_PREFIX = "ISTIO_"  # istio-iptables' chains in a meshed pod's own nat table
 # The note every reply rewrite carries; the compact view says "by conntrack" instead.
 _REPLY_NOTE = "no rule is walked for a reply"
 
@@ -52,6 +53,12 @@ def decisive(ev: RewriteEvidence, hit: RuleHit) -> bool:
         return bool(ev.masquerade)
     if any(w in text for w in _STOP_WORDS):
         return ev.verdict in ("DROP", "REJECT")
+    if (
+        "REDIRECT" in text
+        or hit.chain.startswith(_SIDECAR_PREFIX)
+        or f"-j {_SIDECAR_PREFIX}" in text
+    ):
+        return True  # a sidecar's capture rules are few, and each one decides
     if any(w in text for w in _DECISIVE_WORDS):
         # The masquerade rule decides only when the packet was marked for it.
         masq = "MASQUERADE" in text or "masquerade" in text
@@ -70,7 +77,8 @@ def _head(path: Path, ev: RewriteEvidence) -> str:
     if ev.after is None:
         what = f"no rewrite of {ev.before.src} {ARROW} {ev.before.dst}"
         if ev.verdict in ("ACCEPT", "NO-MATCH"):
-            what += f" (verdict {ev.verdict}: kube-proxy's rules let it through unchanged)"
+            whose = "the pod's" if (ev.rules_source or "").startswith("pods/") else "kube-proxy's"
+            what += f" (verdict {ev.verdict}: {whose} rules let it through unchanged)"
         elif ev.verdict:
             what += f", verdict {ev.verdict}"
     else:
@@ -112,7 +120,7 @@ def compact_lines(path: Path, ev: RewriteEvidence) -> list[str]:
         out.append(f"  rules: {ev.rules_source} ({ev.mode})")
         out.extend(f"    [{r.table} {r.chain}] {r.rule}" for r in rules)
         if not rules and ev.verdict:
-            out.append(f"    verdict {ev.verdict} (no kube-proxy rule matched)")
+            out.append(f"    verdict {ev.verdict} (no rule that rewrites matched)")
     ep = _endpoints(ev)
     if ep:
         out.append(f"  {ep}")

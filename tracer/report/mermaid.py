@@ -45,7 +45,8 @@ def rewrite_words(tr: Translation) -> str:
             parts.append(f"un-SNAT {tr.before.dst} → {tr.after.dst}")
     else:
         if tr.before.dst != tr.after.dst:
-            parts.append(f"DNAT {tr.before.dst} → {tr.after.dst}")
+            word = "REDIRECT" if tr.kind == "REDIRECT" else "DNAT"
+            parts.append(f"{word} {tr.before.dst} → {tr.after.dst}")
         if tr.before.src != tr.after.src:
             parts.append(f"SNAT {tr.before.src} → {tr.after.src}")
     return ", ".join(parts) or tr.kind

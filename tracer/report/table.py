@@ -26,7 +26,7 @@ NEGATIVE_NOTE = (
 
 # Which endpoint each NAT kind rewrites: DNAT the destination, SNAT the source; on replies the
 # reverse (conntrack's reply tuple), so un-DNAT rewrites the source and un-SNAT the destination.
-_REWRITES = {"DNAT": "dst", "SNAT": "src", "un-DNAT": "src", "un-SNAT": "dst"}
+_REWRITES = {"DNAT": "dst", "SNAT": "src", "un-DNAT": "src", "un-SNAT": "dst", "REDIRECT": "dst"}
 
 _MAX_ANSWERS_SHOWN = 3
 # Messages from the correlator give durations in integer nanoseconds (exact, for JSON); the text
@@ -354,6 +354,10 @@ def render_table(
         lines.append(f"  {r.summary}")
     if r.start_ns:
         lines.append(f"  started {utc(r.start_ns)}")
+    first = path.forward[0] if path.forward else None
+    if first is not None and first.translation is not None and first.note:
+        # A translation no node made (a sidecar's REDIRECT, a socket load-balancer): say where.
+        lines.append(f"  {translation_text(first.translation)}: {first.note}")
     tcp = r.protocol.lower() == "tcp"
     hand = handoffs(path)
     if hand:

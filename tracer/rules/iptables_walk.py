@@ -100,6 +100,7 @@ class _Walker:
         self.notes: list[str] = []
         self.branches = 0
         self.phase = 0
+        self.packet: Packet | None = None
 
     # -- helpers -------------------------------------------------------------------------
     def warn(self, text: str) -> None:
@@ -152,8 +153,23 @@ class _Walker:
             want = _PROTO_NUMBERS.get(o.arg, o.arg.lower())
             res = want in ("all", "0") or want == st.proto
             return res != neg
+        if name == "-o" and self.packet is not None and self.packet.out_interface is not None:
+            want = o.arg
+            out = self.packet.out_interface
+            hit = out.startswith(want[:-1]) if want.endswith("+") else out == want
+            return hit != neg
         if name in ("-i", "-o"):
             return None
+        if module == "owner" and self.packet is not None:
+            owner = {"--uid-owner": self.packet.owner_uid, "--gid-owner": self.packet.owner_gid}
+            if name in owner:
+                have = owner[name]
+                if have is None:
+                    return None
+                try:
+                    return (have == int(o.arg)) != neg
+                except ValueError:
+                    return None  # a user name: the dump would need the pod's /etc/passwd
         if name == "-f":
             return neg  # a first packet is never a fragment
         if module in ("", "tcp", "udp", "sctp", "multiport", "udplite"):
@@ -339,10 +355,28 @@ class _Walker:
             )
             return [(ns, "accept")]
         if t == "REDIRECT":
-            self.notes.append(f"{rule.chain} redirects the packet to a port on the node itself")
+            self.notes.append(
+                f"{rule.chain} redirects the packet to a port of its own network namespace"
+            )
+            # The kernel's choice: 127.0.0.1 for a local process's packet, else the first
+            # address of the interface it came in on (here: the first non-loopback one).
+            local = self.packet is not None and self.packet.entry == "local"
+            own = [a for a in self.node.addresses if not a.startswith("127.")]
+            ip = "127.0.0.1" if local or not own else own[0]
+            o = rule.target_option("--to-ports")
+            try:
+                port = int(o.arg.split("-", 1)[0]) if o is not None else st.dport
+            except ValueError:
+                port = st.dport
             return [
                 (
-                    replace(st, dst=self.node.addresses[0] if self.node.addresses else "127.0.0.1"),
+                    replace(
+                        st,
+                        dst=ip,
+                        dport=port,
+                        dnat=Endpoint(ip, port),
+                        ctstates=st.ctstates | {"DNAT"},
+                    ),
                     "accept",
                 )
             ]
@@ -463,6 +497,7 @@ def walk_iptables(
     pre-routing hook and POSTROUTING, so the caller supplies the real servers with their weights.
     """
     w = _Walker(ruleset, node, extra_local)
+    w.packet = packet
     w.warnings.extend(ruleset.warnings)
     init = WalkState.first(packet, "NEW")
     local = packet.entry == "local"

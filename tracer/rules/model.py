@@ -34,9 +34,18 @@ class Packet:
     src: Endpoint
     dst: Endpoint
     entry: Entry = "from_pod"
+    # Known only for a walk inside a pod (a sidecar's capture rules match on them): the
+    # interface the route picked (`-o`), and the sending socket's owner (`-m owner`), where
+    # OTHER_OWNER stands for a process that is none of the owners the rules name (the app).
+    out_interface: str | None = None
+    owner_uid: int | None = None
+    owner_gid: int | None = None
 
     def __str__(self) -> str:
         return f"{self.proto} {self.src} > {self.dst}"
+
+
+OTHER_OWNER = -1
 
 
 @dataclass(frozen=True)
