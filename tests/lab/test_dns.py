@@ -52,3 +52,16 @@ def test_case_insensitive() -> None:
 def test_garbage_never_raises(data: bytes) -> None:
     r = answer(data, ZONE)
     assert len(r) >= 12 and r[2] & 0x80
+
+
+def test_an_ipv6_name_answers_aaaa_and_nodata_for_a() -> None:
+    zone = {"web6.default.svc.cluster.local": "fd00:10:96::100"}
+    r = answer(query("web6.default.svc.cluster.local", qtype=28), zone)
+    flags, qd, an = struct.unpack_from("!HHH", r, 2)
+    assert (flags & 0xF, an) == (0, 1)
+    rtype, _, _, rdlen = struct.unpack_from("!HHIH", r, len(r) - 16 - 10)
+    assert (rtype, rdlen) == (28, 16)
+    assert socket.inet_ntop(socket.AF_INET6, r[-16:]) == "fd00:10:96::100"
+    r = answer(query("web6.default.svc.cluster.local", qtype=1), zone)
+    flags, qd, an = struct.unpack_from("!HHH", r, 2)
+    assert (flags & 0xF, an) == (0, 0)

@@ -93,6 +93,13 @@ def command() -> None:
 )
 @click.option("--nodes", type=click.IntRange(2, 9), default=2, show_default=True)
 @click.option(
+    "--ipv6",
+    is_flag=True,
+    help="Dual-stack: pods, nodes and the external client also get IPv6 addresses, IPv6 "
+    "Services (fd00:10:96::/112) get kube-proxy's IPv6 rules, and the IPv6 scenarios "
+    "(clusterip6, clusterip6-remote, nodeport6, no-endpoints6) can run.",
+)
+@click.option(
     "--api",
     "with_api",
     is_flag=True,
@@ -107,16 +114,17 @@ def command() -> None:
 )
 @_KUBECONFIG_OUT
 def up_cmd(
-    mode: str, nodes: int, with_api: bool, api_port: int, kubeconfig_out: Path | None
+    mode: str, nodes: int, ipv6: bool, with_api: bool, api_port: int, kubeconfig_out: Path | None
 ) -> None:
     """Build the lab (with --api, also serve it as a Kubernetes API)."""
     from tracer.lab import lab
 
     if not with_api and (api_port or kubeconfig_out):
         raise UsageError("--api-port and --kubeconfig-out need --api")
-    state = lab.up(mode=mode, nodes=nodes, log=progress)
+    state = lab.up(mode=mode, nodes=nodes, log=progress, ipv6=ipv6)
     click.echo(
-        f"lab up: {len(state['nodes'])} nodes, {mode} mode, {state['up_seconds']:.2f} s; "
+        f"lab up: {len(state['nodes'])} nodes, {mode} mode"
+        f"{', dual-stack' if ipv6 else ''}, {state['up_seconds']:.2f} s; "
         "next: pathtrace lab run clusterip"
     )
     if with_api:

@@ -729,7 +729,9 @@ def correlate(points: Sequence[PointFrames]) -> Correlation:
     n_dom = max(len(dom_names), 1)
     # Link-scope chatter (RS/NS/MLD, IGMP, ...) repeats the same bytes on every node: it is
     # matched within its node only.
-    scoped = link_scope_rows(rows.addresses, cols["src"], cols["dst"])
+    scoped = link_scope_rows(
+        rows.addresses, cols["src"], cols["dst"], cols["proto"], cols["icmp_type"]
+    )
     if not tcp_phash:
         warnings.append(
             "some TCP payloads were captured too short for the payload hash (small snaplen): "

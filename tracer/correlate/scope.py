@@ -44,12 +44,28 @@ def link_scope_addresses(addresses: Sequence[str]) -> Bools:
     return np.fromiter(map(_link_scope, addresses), dtype=bool, count=len(addresses))
 
 
+# ICMPv6 messages that never leave their link whatever their addresses (RFC 4861 neighbour
+# discovery, RFC 2710/3810 MLD, RFC 4286 multicast router discovery): a neighbour solicitation
+# to a node's global address is still only the link's business.
+LINK_ICMP6_TYPES = (130, 131, 132, 133, 134, 135, 136, 137, 143, 151, 152, 153)
+_LINK_ICMP6 = np.isin(np.arange(256), LINK_ICMP6_TYPES)
+
+
 def link_scope_rows(
-    addresses: Sequence[str], src: npt.NDArray[Any], dst: npt.NDArray[Any]
+    addresses: Sequence[str],
+    src: npt.NDArray[Any],
+    dst: npt.NDArray[Any],
+    proto: npt.NDArray[Any] | None = None,
+    icmp_type: npt.NDArray[Any] | None = None,
 ) -> Bools:
-    """Per row (`src`/`dst` are ids into `addresses`, -1 for none): link-scope traffic."""
+    """Per row (`src`/`dst` are ids into `addresses`, -1 for none): link-scope traffic, by its
+    addresses or (given `proto` and `icmp_type`) by being neighbour discovery or MLD."""
     scoped = np.r_[link_scope_addresses(addresses), False]  # -1 indexes the trailing False
-    return scoped[np.asarray(src)] | scoped[np.asarray(dst)]
+    out = scoped[np.asarray(src)] | scoped[np.asarray(dst)]
+    if proto is not None and icmp_type is not None:
+        t = np.asarray(icmp_type).astype(np.int64)
+        out |= (np.asarray(proto) == 58) & _LINK_ICMP6[np.clip(t, 0, 255)] & (t >= 0)
+    return out
 
 
 def scoped_keys(key: U64, scoped: Bools, domain: npt.NDArray[Any]) -> U64:

@@ -163,8 +163,15 @@ def select(
         # request: it loses to any other connection.
         tb = correlation.table
         first = tb.jstart[tb.cstart[:-1]]
-        chatter = link_scope_rows(tb.addresses, tb.column("src", first), tb.column("dst", first))
+        chatter = link_scope_rows(
+            tb.addresses,
+            tb.column("src", first),
+            tb.column("dst", first),
+            tb.column("proto", first),
+            tb.column("icmp_type", first),
+        )
         points = np.where(chatter & ok, 0, points)
+        ok = ok & ~chatter
     pick = int(np.argmax(points))
     if match is None or not match.protos:
         pick = _past_dns(correlation, pick, ok)
@@ -202,11 +209,16 @@ def _past_dns(corr: Correlation, pick: int, ok: npt.NDArray[np.bool_]) -> int:
     # An ICMP error is an answer, never a request of its own (its table has no ICMP type: an
     # error is the only ICMP that a node, not the client, sends first and never gets answered).
     icmp = np.isin(tb.proto[row0], (1, 58))
+    # A dual-stack client asks over one family and connects over the other: a connection first
+    # seen at the same client's capture point is the same client whatever its address.
+    p0 = tb.pidx[row0].astype(np.int64)
+    at_client = np.array([p.role in ("client", "external") for p in corr.points] + [False])
+    same_client = (client == client[pick]) | ((p0 == p0[pick]) & at_client[p0[pick]])
     start = tb.cstart_ns
     follower = (
         ok
         & ~is_dns
-        & (client == client[pick])
+        & same_client
         & (start > start[pick])
         & (start - start[pick] <= DNS_FOLLOW_WINDOW_NS)
         & ~(icmp & ~has_fwd)

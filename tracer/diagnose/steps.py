@@ -218,8 +218,15 @@ def _entry(src_ip: str, info: NodeInfo) -> Entry:
     return "external" if cidr is not None else "from_pod"
 
 
+def _family(t: Tuple5) -> int:
+    return 6 if ":" in t.dst.ip else 4
+
+
 def walk_node(info: NodeInfo | None, t: Tuple5) -> WalkResult | None:
-    """Walk one packet through a node's saved rules; None without rules or for a bad tuple."""
+    """Walk one packet through a node's saved rules of its family; None without rules or for a
+    bad tuple."""
+    if info is not None:
+        info = info.for_family(_family(t))
     if info is None or info.rules is None or t.dst.port is None:
         return None
     if t.proto not in ("tcp", "udp", "sctp"):
@@ -798,7 +805,8 @@ def _service_findings(f: RunFacts, c: Connection) -> list[Finding]:
     info = f.nodes.get(node) if node else None
     result = walk_node(info, c.client)
     rule = stop_rule(result) if result is not None else None
-    rule_line = f"{info.rules_source}: {rule}" if info and info.rules_source and rule else None
+    source = info.for_family(_family(c.client)).rules_source if info else None
+    rule_line = f"{source}: {rule}" if source and rule else None
     ct = conntrack_for(info, c.client)
     ct_line = f"nodes/{node}/conntrack.txt: {ct.text.strip()}" if ct is not None else None
     syn_line = (
@@ -1264,7 +1272,7 @@ def step_path(f: RunFacts, slow_ms: float = SLOW_MS) -> list[Finding]:
     )
     evidence += icmp_lines(related_icmp(f, c), 3)
     if drop_rule and info is not None:
-        evidence.append(f"{info.rules_source}: {drop_rule}")
+        evidence.append(f"{info.for_family(_family(c.client)).rules_source}: {drop_rule}")
     ct = conntrack_for(f.nodes.get(_node_of(f, c.points[0]) or "") if c.points else None, c.client)
     if ct is not None:
         evidence.append(f"conntrack on {_node_of(f, c.points[0])}: {ct.text.strip()}")

@@ -628,6 +628,10 @@ def _unchanged(
 def collect_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence:
     """The rule and conntrack evidence for every rewrite on `path` (see the module docstring)."""
     fwd, rev = path.forward, path.reverse
+    if fwd:
+        # Each family has its own rules (iptables-save, ip6tables-save): walk the path's.
+        version = 6 if ":" in fwd[0].tuple5.dst.ip else 4
+        facts = {name: f.for_family(version) for name, f in facts.items()}
     items: list[RewriteEvidence] = []
     hidden = _hidden(path, facts)
     if hidden is not None:

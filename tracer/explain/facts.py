@@ -54,6 +54,25 @@ class NodeFacts:
     # "node", or "pod": a pod's own namespace (RUN/pods/<point>/), where a sidecar's capture
     # rules live; `node` then holds the point's name.
     scope: str = "node"
+    # A dual-stack node's IPv6 rules (ip6tables-save.txt, or nft.txt's ip6 table), when `rules`
+    # are IPv4's
+    rules6: Rules | None = None
+    rules6_source: str | None = None
+
+    def for_family(self, version: int) -> NodeFacts:
+        """These facts as a walk of an IPv`version` packet sees them: the node's rules of that
+        family, or none (a packet is never walked through the other family's rules)."""
+        if version == 6 and self.rules6 is not None:
+            cidr = local_traffic_cidr(self.rules6)
+            return replace(
+                self,
+                rules=self.rules6,
+                rules_source=self.rules6_source,
+                pod_cidr=cidr if cidr is not None and ":" in cidr else None,
+            )
+        if self.rules is not None and self.rules.families and version not in self.rules.families:
+            return replace(self, rules=None, rules_source=None, pod_cidr=None)
+        return self
 
 
 def links_from_json(text: str) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
@@ -111,6 +130,17 @@ def node_facts_from_text(node: str, texts: Mapping[str, str], scope: str = "node
             continue
         source = where
         break
+    rules6: Rules | None = None
+    source6: str | None = None
+    text6 = texts.get("ip6tables-save.txt")
+    if text6 and _is_kube("ip6tables-save.txt", text6):
+        where = f"nodes/{node}/ip6tables-save.txt"
+        try:
+            rules6, source6 = load_rules(text6, source=where), where
+        except PathtraceError as e:
+            warnings.append(f"{where}: not readable as rules ({e.message})")
+    elif rules is not None and rules.nft is not None and 6 in rules.families:
+        rules6, source6 = rules, source  # one nft ruleset holds both families' tables
     conntrack: ConntrackTable | None = None
     ct_text = texts.get("conntrack.txt")
     if ct_text is not None:
@@ -136,6 +166,8 @@ def node_facts_from_text(node: str, texts: Mapping[str, str], scope: str = "node
         conntrack_stats_before=stats.get(STATS_FILES[1]),
         conntrack_limits=tuple(limits.items()),
         scope=scope,
+        rules6=rules6,
+        rules6_source=source6,
     )
 
 
@@ -159,6 +191,7 @@ def _read_facts(
         unread: list[str] = []
         for name in (
             *RULE_FILES,
+            "ip6tables-save.txt",
             "conntrack.txt",
             "links.json",
             *STATS_FILES,

@@ -1,7 +1,7 @@
 """A small authoritative DNS server for the lab (the CoreDNS pod, and the external DNS).
 
 Pure core: `answer(query, records)` takes a DNS message (RFC 1035) and returns the response
-bytes: A records for the configured names, NOERROR with no answer (NODATA) for other types of a
+bytes: A (IPv4) or AAAA (IPv6) records for the configured names, NOERROR with no answer (NODATA) for other types of a
 known name, NXDOMAIN otherwise. `main` serves it on UDP and TCP (RFC 1035 §4.2.2 length prefix).
 Must not recurse, forward, or answer anything but the configured zone.
 """
@@ -16,6 +16,7 @@ import sys
 import threading
 
 TYPE_A = 1
+TYPE_AAAA = 28
 CLASS_IN = 1
 RCODE_NXDOMAIN = 3
 RCODE_FORMERR = 1
@@ -55,7 +56,8 @@ def parse_question(msg: bytes) -> tuple[int, int, str, int, int, int]:
 
 
 def answer(query: bytes, records: dict[str, str]) -> bytes:
-    """The response to `query` from the zone `records` (lower-case name -> IPv4 address)."""
+    """The response to `query` from the zone `records` (lower-case name -> IPv4 address, answered
+    for A, or IPv6 address, answered for AAAA)."""
     try:
         qid, flags, qname, qtype, qclass, end = parse_question(query)
     except DnsFormatError:
@@ -67,9 +69,11 @@ def answer(query: bytes, records: dict[str, str]) -> bytes:
     ip = records.get(qname)
     if ip is None:
         return struct.pack("!HHHHHH", qid, base | RCODE_NXDOMAIN, 1, 0, 0, 0) + question
-    if qtype != TYPE_A or qclass != CLASS_IN:
+    v6 = ":" in ip
+    if qtype != (TYPE_AAAA if v6 else TYPE_A) or qclass != CLASS_IN:
         return struct.pack("!HHHHHH", qid, base, 1, 0, 0, 0) + question
-    rr = struct.pack("!HHHIH", 0xC00C, TYPE_A, CLASS_IN, TTL, 4) + socket.inet_aton(ip)
+    rdata = socket.inet_pton(socket.AF_INET6, ip) if v6 else socket.inet_aton(ip)
+    rr = struct.pack("!HHHIH", 0xC00C, qtype, CLASS_IN, TTL, len(rdata)) + rdata
     return struct.pack("!HHHHHH", qid, base, 1, 1, 0, 0) + question + rr
 
 
@@ -79,7 +83,10 @@ def parse_records(items: list[str]) -> dict[str, str]:
         name, sep, ip = item.partition("=")
         if not sep:
             raise SystemExit(f"--record {item!r}: expected NAME=IP")
-        socket.inet_aton(ip)
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in ip else socket.AF_INET, ip)
+        except OSError:
+            raise SystemExit(f"--record {item!r}: {ip!r} is not an IP address") from None
         out[name.lower().rstrip(".")] = ip
     return out
 

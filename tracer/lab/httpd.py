@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--fault-file", default=None)
     a = ap.parse_args(argv)
     ThreadingHTTPServer.allow_reuse_address = True
+    if ":" in a.bind:  # an IPv6 address (`::`: both families)
+        ThreadingHTTPServer.address_family = socket.AF_INET6
     server = ThreadingHTTPServer(
         (a.bind, a.port), make_handler(a.name, a.delay, Fault(a.fault_file))
     )

@@ -97,6 +97,11 @@ class NodeInfo:
     cluster_cidr: str
     service_cidr: str = "10.96.0.0/12"
 
+    @property
+    def ipv6(self) -> bool:
+        """The family of this proxier: a dual-stack node runs one per family."""
+        return ":" in self.service_cidr
+
 
 @dataclass(frozen=True)
 class ProxyOptions:
@@ -171,10 +176,11 @@ JUMP_RULES: tuple[JumpRule, ...] = (
 )
 
 
-def jump_rules(opts: ProxyOptions | None = None) -> tuple[JumpRule, ...]:
-    """The hook rules; KUBE-FIREWALL's only when kube-proxy writes that chain."""
+def jump_rules(opts: ProxyOptions | None = None, *, ipv6: bool = False) -> tuple[JumpRule, ...]:
+    """The hook rules; KUBE-FIREWALL's only when kube-proxy writes that chain (IPv4, localhost
+    NodePorts on)."""
     opts = opts or ProxyOptions()
-    if opts.localhost_nodeports:
+    if opts.localhost_nodeports and not ipv6:
         return JUMP_RULES
     return tuple(j for j in JUMP_RULES if j.target != KUBE_FIREWALL)
 
@@ -244,7 +250,9 @@ def nft_external_chain(svc: Service, port: ServicePort) -> str:
 
 
 def nft_endpoint_base(svc: Service, port: ServicePort, ep_ip: str) -> str:
-    return f"{nft_port_base(svc, port)}__{ep_ip}/{port.target_port}"
+    # servicePortEndpointChainNameBase: an IPv6 address's colons (not allowed in a chain name)
+    # become dots.
+    return f"{nft_port_base(svc, port)}__{ep_ip.replace(':', '.')}/{port.target_port}"
 
 
 def nft_endpoint_chain(svc: Service, port: ServicePort, ep_ip: str) -> str:
@@ -323,7 +331,9 @@ def iptables_restore(
         "-j MASQUERADE" + (" --random-fully" if opts.random_fully else ""),
         f"-A {KUBE_MARK_MASQ} -j MARK --or-mark {mark}",
     ]
-    if opts.localhost_nodeports:
+    v6 = node.ipv6
+    if opts.localhost_nodeports and not v6:
+        # IPv4 only: localhost NodePorts never work over IPv6 (the proxier checks !isIPv6).
         filter_chains.append(chain_line(KUBE_FIREWALL))
         filter_rules.append(
             f'-A {KUBE_FIREWALL} -m comment --comment "block incoming localnet connections" '
@@ -339,7 +349,9 @@ def iptables_restore(
         _service_rules(svc, port, node, opts, filter_rules, nat_chains, nat_rules)
 
     nodeports_dest = "-m addrtype --dst-type LOCAL"
-    if not opts.localhost_nodeports:
+    if v6:
+        nodeports_dest += " ! -d ::1/128"
+    elif not opts.localhost_nodeports:
         nodeports_dest += " ! -d 127.0.0.0/8"
     nat_rules.append(
         f"-A {KUBE_SERVICES} -m comment --comment "
@@ -441,7 +453,7 @@ def _service_rules(
             )
     if port.node_port:
         if has_endpoints:
-            if opts.localhost_nodeports and opts.nfacct:
+            if opts.localhost_nodeports and opts.nfacct and not node.ipv6:
                 nat_rules.append(
                     f"-A {KUBE_NODEPORTS} -m comment --comment {spn} {match} -d 127.0.0.0/8 "
                     f"--dport {port.node_port} -m nfacct --nfacct-name "
@@ -537,7 +549,8 @@ def _service_rules(
 def nft_ruleset(
     services: Iterable[Service], node: NodeInfo, opts: ProxyOptions | None = None
 ) -> str:
-    """An `nft -f` file creating kube-proxy's `table ip kube-proxy` as the nftables proxier does.
+    """An `nft -f` file creating kube-proxy's `table ip kube-proxy` as the nftables proxier does
+    (`table ip6 kube-proxy`, `ipv6_addr` sets and `ip6` matches for an IPv6 node's proxier).
 
     Starts by creating and deleting the table so that the file replaces any earlier sync.
     """
@@ -614,7 +627,26 @@ def nft_ruleset(
     tables = [line for line in out if " table " in line.split("{")[0]]
     decls = [line for line in out if line.startswith(("add chain", "add set", "add map"))]
     rest = [line for line in out if line not in tables and line not in decls]
-    return "\n".join([*tables, *decls, *rest]) + "\n"
+    lines = [*tables, *decls, *rest]
+    if node.ipv6:
+        lines = [_nft_ip6(line) for line in lines]
+    return "\n".join(lines) + "\n"
+
+
+# The nftables proxier writes the same objects for IPv6 with ipX = "ip6", ipvX_addr = "ipv6_addr".
+_NFT_V6 = (
+    (f" ip {NFT_TABLE}", f" ip6 {NFT_TABLE}"),
+    ("ipv4_addr", "ipv6_addr"),
+    (" ip daddr ", " ip6 daddr "),
+    (" ip saddr ", " ip6 saddr "),
+    ("{ ip saddr }", "{ ip6 saddr }"),
+)
+
+
+def _nft_ip6(line: str) -> str:
+    for old, new in _NFT_V6:
+        line = line.replace(old, new)
+    return line
 
 
 def _nft_dispatch(

@@ -29,6 +29,7 @@ from tracer.lab.incident import fault_file
 from tracer.lab.runner import Runner, SubprocessRunner, process_alive
 from tracer.lab.scenarios import (
     INGRESS_HOST,
+    IPV6_SCENARIOS,
     SLOW_DELAY_S,
     WEB_PORT,
     MoreRequest,
@@ -42,8 +43,10 @@ from tracer.lab.scenarios import (
 )
 from tracer.lab.topology import (
     CLUSTER_CIDR,
+    CLUSTER_CIDR6,
     EXTERNAL_NS,
     SERVICE_CIDR,
+    SERVICE_CIDR6,
     STATE_DIR,
     UNDERLAY_NS,
     Topology,
@@ -76,6 +79,7 @@ TOOLS = {
     "iptables": "iptables",
     "iptables-restore": "iptables",
     "iptables-save": "iptables",
+    "ip6tables-restore": "iptables",
     "nft": "nftables",
     "conntrack": "conntrack",
     "nginx": "nginx-light",
@@ -106,8 +110,17 @@ def check_prerequisites() -> None:
         )
 
 
-def node_info(topo: Topology, node: str) -> kp.NodeInfo:
+def node_info(topo: Topology, node: str, *, ipv6: bool = False) -> kp.NodeInfo:
+    """What one family's proxier on `node` knows (a dual-stack node runs one per family)."""
     n = topo.node(node)
+    if ipv6:
+        return kp.NodeInfo(
+            name=n.name,
+            ips=(n.underlay_ip6,),
+            pod_cidr=n.pod_cidr6,
+            cluster_cidr=CLUSTER_CIDR6,
+            service_cidr=SERVICE_CIDR6,
+        )
     return kp.NodeInfo(
         name=n.name,
         ips=(n.underlay_ip,),
@@ -118,25 +131,28 @@ def node_info(topo: Topology, node: str) -> kp.NodeInfo:
 
 
 def kube_proxy_commands(topo: Topology, mode: str) -> list[tuple[list[str], str | None]]:
-    """(argv, stdin) per command: what kube-proxy would run on each node for a full sync."""
-    services = cluster_services(topo)
+    """(argv, stdin) per command: what kube-proxy would run on each node for a full sync, per
+    IP family (IPv6 too in a dual-stack lab: ip6tables, or the nft `ip6` table)."""
+    if mode not in ("iptables", "nftables"):
+        raise UsageError(f"unknown mode {mode!r}; expected iptables or nftables")
+    all_services = cluster_services(topo)
     cmds: list[tuple[list[str], str | None]] = []
     for n in topo.nodes:
         ex = ["ip", "netns", "exec", n.netns]
-        info = node_info(topo, n.name)
-        if mode == "iptables":
-            for chain in dict.fromkeys((j.table, j.target) for j in kp.jump_rules()):
-                cmds.append(([*ex, "iptables", "-w", "-t", chain[0], "-N", chain[1]], None))
-            for j in kp.jump_rules():
-                cmds.append(
-                    ([*ex, "iptables", "-w", "-t", j.table, "-I", j.chain, *j.args()], None)
-                )
+        for v6 in (False, True) if topo.dual_stack else (False,):
+            info = node_info(topo, n.name, ipv6=v6)
+            services = [s for s in all_services if (":" in s.cluster_ip) == v6]
+            if mode == "nftables":
+                cmds.append(([*ex, "nft", "-f", "-"], kp.nft_ruleset(services, info)))
+                continue
+            tool = "ip6tables" if v6 else "iptables"
+            jumps = kp.jump_rules(ipv6=v6)
+            for chain in dict.fromkeys((j.table, j.target) for j in jumps):
+                cmds.append(([*ex, tool, "-w", "-t", chain[0], "-N", chain[1]], None))
+            for j in jumps:
+                cmds.append(([*ex, tool, "-w", "-t", j.table, "-I", j.chain, *j.args()], None))
             payload = kp.iptables_restore(services, info)
-            cmds.append(([*ex, "iptables-restore", "-w", "--noflush", "--counters"], payload))
-        elif mode == "nftables":
-            cmds.append(([*ex, "nft", "-f", "-"], kp.nft_ruleset(services, info)))
-        else:
-            raise UsageError(f"unknown mode {mode!r}; expected iptables or nftables")
+            cmds.append(([*ex, f"{tool}-restore", "-w", "--noflush", "--counters"], payload))
     return cmds
 
 
@@ -187,6 +203,8 @@ def workloads(topo: Topology, state_dir: Path) -> list[Workload]:
         argv = [py, "-m", "tracer.lab.httpd", "--port", str(WEB_PORT), "--name", pod]
         # Off until `pathtrace lab fault` writes the file (the intermittent fault).
         argv += ["--fault-file", str(fault_file(state_dir, pod))]
+        if topo.dual_stack:
+            argv += ["--bind", "::"]  # both families (net.ipv6.bindv6only is 0)
         if delay:
             argv += ["--delay", str(delay)]
         out.append(Workload(pod, p.netns, tuple(argv), "listening on"))
@@ -257,6 +275,8 @@ def up(
     nodes: int = 2,
     runner: Runner | None = None,
     log: Log = _quiet,
+    *,
+    ipv6: bool = False,
 ) -> dict[str, Any]:
     """Build the lab; on any failure tear down what was built and re-raise."""
     runner = runner or SubprocessRunner()
@@ -276,13 +296,14 @@ def up(
             hint="run `pathtrace lab down` to clean it up",
         )
     try:
-        topo = plan_topology(nodes)
+        topo = plan_topology(nodes, dual_stack=ipv6)
     except ValueError as e:
         raise UsageError(str(e)) from e
     t0 = time.monotonic()
     state = {
         "version": 1,
         "mode": mode,
+        "dual_stack": ipv6,
         "nodes": [n.name for n in topo.nodes],
         "topology": topology_to_json(topo),
         "created": datetime.now(UTC).isoformat(),
@@ -392,7 +413,7 @@ _DROPPED = re.compile(r"(\d+) packets? dropped by kernel")
 
 
 def _bpf() -> list[str]:
-    return ["ip", "or", "arp"]
+    return ["ip", "or", "ip6", "or", "arp"]
 
 
 def start_captures(
@@ -690,6 +711,11 @@ def run_scenario(
     check_prerequisites()
     state, topo = require_up()
     known = scenarios(topo)
+    if name in IPV6_SCENARIOS and not topo.dual_stack:
+        raise UsageError(
+            f"scenario {name!r} needs the dual-stack lab",
+            hint="`pathtrace lab down`, then `pathtrace lab up --ipv6`",
+        )
     if name not in known:
         raise UsageError(f"unknown scenario {name!r}; known: {', '.join(known)}")
     sc = known[name]
@@ -817,6 +843,7 @@ def run_scenario(
         truth["requests"] = [_more_truth(extra, r) for extra, r in more]
     if sc.conntrack_node and sc.frontend:
         ip, _, port = sc.frontend.rpartition(":")
+        ip = ip.strip("[]")  # [IPv6]:port
         proto = "udp" if sc.frontend.endswith(":53") else "tcp"
         truth["conntrack"] = parse_conntrack_entry(
             conntrack[sc.conntrack_node], ip, int(port), proto
@@ -892,8 +919,12 @@ def _more_truth(extra: MoreRequest, res: Any) -> dict[str, Any]:
 
 
 def describe(topo: Topology | None = None) -> list[tuple[str, str]]:
-    topo = topo or plan_topology()
-    return [(s.name, s.description) for s in scenarios(topo).values()]
+    """(name, description) of every scenario; the IPv6 ones say they need the dual-stack lab."""
+    topo = topo or plan_topology(dual_stack=True)
+    return [
+        (s.name, s.description + (" [dual-stack lab]" if s.name in IPV6_SCENARIOS else ""))
+        for s in scenarios(topo).values()
+    ]
 
 
 def state_json() -> str:

@@ -28,6 +28,34 @@ def _ep(topo: Topology, pod: str) -> Endpoint:
     return Endpoint(ip=p.ip, node=p.node, pod=f"{p.namespace}/{p.name}")
 
 
+def _ep6(topo: Topology, pod: str) -> Endpoint:
+    p = topo.pod(pod)
+    return Endpoint(ip=p.ip6, node=p.node, pod=f"{p.namespace}/{p.name}")
+
+
+NODEPORT_V6 = 30082
+# IPv6 Services of the dual-stack lab (single-stack IPv6, from the IPv6 Service CIDR).
+WEB6_IPS = {
+    "web6": "fd00:10:96::100",
+    "web6-remote": "fd00:10:96::101",
+    "web6-np": "fd00:10:96::102",
+    "web6-empty": "fd00:10:96::104",
+}
+
+
+def ipv6_services(topo: Topology) -> tuple[Service, ...]:
+    """The IPv6 Services of a dual-stack lab (none otherwise): kube-proxy's IPv6 proxier on
+    every node writes ip6tables (or nft ip6) rules for them."""
+    if not topo.dual_stack:
+        return ()
+    return (
+        _web("web6", WEB6_IPS["web6"], (_ep6(topo, "web-a"),)),
+        _web("web6-remote", WEB6_IPS["web6-remote"], (_ep6(topo, "web-b"),)),
+        _web("web6-np", WEB6_IPS["web6-np"], (_ep6(topo, "web-b"),), node_port=NODEPORT_V6),
+        _web("web6-empty", WEB6_IPS["web6-empty"], ()),
+    )
+
+
 def _web(name: str, ip: str, eps: tuple[Endpoint, ...], **kw: object) -> Service:
     node_port = kw.pop("node_port", None)
     return Service(
@@ -49,7 +77,12 @@ def _web(name: str, ip: str, eps: tuple[Endpoint, ...], **kw: object) -> Service
 
 
 def cluster_services(topo: Topology) -> tuple[Service, ...]:
-    """Every Service of the lab cluster; kube-proxy on every node gets rules for all of them."""
+    """Every Service of the lab cluster; kube-proxy on every node gets rules for all of them
+    (each family's proxier those of its family)."""
+    return (*_ipv4_services(topo), *ipv6_services(topo))
+
+
+def _ipv4_services(topo: Topology) -> tuple[Service, ...]:
     node2 = topo.nodes[1]
     return (
         Service(
@@ -114,6 +147,9 @@ def dns_records(topo: Topology) -> dict[str, str]:
     recs = {f"{s.name}.{s.namespace}.svc.cluster.local": s.cluster_ip for s in all_services(topo)}
     recs[INGRESS_HOST] = topo.nodes[0].underlay_ip
     return recs
+
+
+IPV6_SCENARIOS = ("clusterip6", "clusterip6-remote", "nodeport6", "no-endpoints6")
 
 
 def external_dns_records(topo: Topology) -> dict[str, str]:
@@ -496,10 +532,86 @@ def scenarios(topo: Topology) -> dict[str, Scenario]:
             socket_lb=True,
         ),
     ]
+    if topo.dual_stack:
+        out += _ipv6_scenarios(topo, client, coredns, external, web_a, web_b, N1, N2)
     return {sc.name: sc for sc in out}
 
 
+def _hostport(ip: str, port: int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _ipv6_scenarios(
+    topo: Topology,
+    client: Point,
+    coredns: Point,
+    external: Point,
+    web_a: Point,
+    web_b: Point,
+    n1_point: Point,
+    n2_point: Point,
+) -> list[Scenario]:
+    """The dual-stack lab's IPv6 scenarios: the names resolve to AAAA records only, so curl
+    connects over IPv6; kube-proxy's IPv6 rules (ip6tables or nft ip6) translate."""
+    n1, n2 = topo.nodes[0], topo.nodes[1]
+    c, a, b = topo.pod("client"), topo.pod("web-a"), topo.pod("web-b")
+    return [
+        Scenario(
+            name="clusterip6",
+            description="pod -> IPv6 Service `web6` by name (AAAA) -> ip6tables DNAT -> backend on the same node",
+            client_netns=c.netns,
+            command=_curl("http://web6/"),
+            points=(client, coredns, n1_point, web_a),
+            expect_outcome="http-200",
+            path=("client", n1.name, "web-a"),
+            service="default/web6",
+            frontend=_hostport(WEB6_IPS["web6"], 80),
+            backend=_hostport(a.ip6, WEB_PORT),
+            conntrack_node=n1.name,
+        ),
+        Scenario(
+            name="clusterip6-remote",
+            description="pod -> IPv6 Service `web6-remote` -> DNAT on node1 -> IPv6 over VXLAN -> backend on node2",
+            client_netns=c.netns,
+            command=_curl("http://web6-remote/"),
+            points=(client, coredns, n1_point, n2_point, web_b),
+            expect_outcome="http-200",
+            path=("client", n1.name, n2.name, "web-b"),
+            service="default/web6-remote",
+            frontend=_hostport(WEB6_IPS["web6-remote"], 80),
+            backend=_hostport(b.ip6, WEB_PORT),
+            conntrack_node=n1.name,
+        ),
+        Scenario(
+            name="nodeport6",
+            description=f"external IPv6 client -> [node1]:{NODEPORT_V6} (eTP=Cluster): DNAT + masquerade, backend on node2",
+            client_netns=EXTERNAL_NS,
+            command=_curl(f"http://[{n1.underlay_ip6}]:{NODEPORT_V6}/"),
+            points=(external, n1_point, n2_point, web_b),
+            expect_outcome="http-200",
+            path=("external", n1.name, n2.name, "web-b"),
+            service="default/web6-np",
+            frontend=_hostport(n1.underlay_ip6, NODEPORT_V6),
+            backend=_hostport(b.ip6, WEB_PORT),
+            snat_node=n1.name,
+            conntrack_node=n1.name,
+        ),
+        Scenario(
+            name="no-endpoints6",
+            description="pod -> IPv6 Service `web6-empty` with no endpoints: ip6tables REJECT (ICMPv6 port unreachable)",
+            client_netns=c.netns,
+            command=_curl("http://web6-empty/"),
+            points=(client, coredns, n1_point),
+            expect_outcome="refused",
+            path=("client", n1.name),
+            service="default/web6-empty",
+            frontend=_hostport(WEB6_IPS["web6-empty"], 80),
+        ),
+    ]
+
+
 def scenario_names() -> tuple[str, ...]:
+    """Every scenario's name, the dual-stack lab's IPv6 ones included."""
     from tracer.lab.topology import plan_topology
 
-    return tuple(scenarios(plan_topology()))
+    return tuple(scenarios(plan_topology(dual_stack=True)))

@@ -31,6 +31,13 @@ ROUTER_IP = f"{UNDERLAY_NET}.1"
 EXTERNAL_IP = f"{UNDERLAY_NET}.100"
 CLUSTER_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.96.0.0/12"
+# The dual-stack lab's IPv6 side (`plan_topology(dual_stack=True)`): ULA prefixes shaped like the
+# IPv4 ones, as kubeadm's dual-stack examples use them.
+UNDERLAY_NET6 = "fd00:50::"
+ROUTER_IP6 = f"{UNDERLAY_NET6}1"
+EXTERNAL_IP6 = f"{UNDERLAY_NET6}100"
+CLUSTER_CIDR6 = "fd00:10:244::/56"
+SERVICE_CIDR6 = "fd00:10:96::/112"
 VXLAN_ID = 1
 VXLAN_PORT = 8472  # the Linux kernel's default, flannel's on Linux
 OVERLAY_MTU = 1450  # 1500 - 50 bytes of VXLAN encapsulation
@@ -54,6 +61,12 @@ class NodePlan:
     gateway: str  # cni0's address, the pods' default gateway
     vtep_ip: str  # flannel.1's address: the .0 of the pod CIDR
     vtep_mac: str
+    # Dual-stack only ("" otherwise): the IPv6 counterparts. IPv6 pods use the same flannel.1
+    # VXLAN (over the IPv4 underlay) and the same VTEP MAC.
+    underlay_ip6: str = ""
+    pod_cidr6: str = ""
+    gateway6: str = ""
+    vtep_ip6: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,7 @@ class PodPlan:
     ip: str
     host_veth: str  # the node-side end, on cni0
     namespace: str = "default"  # the Kubernetes namespace
+    ip6: str = ""  # dual-stack only
 
 
 @dataclass(frozen=True)
@@ -72,6 +86,9 @@ class Topology:
     pods: tuple[PodPlan, ...]
     router_ip: str = ROUTER_IP
     external_ip: str = EXTERNAL_IP
+    dual_stack: bool = False
+    router_ip6: str = ""
+    external_ip6: str = ""
 
     def node(self, name: str) -> NodePlan:
         for n in self.nodes:
@@ -109,10 +126,12 @@ def node_name(i: int) -> str:
     return f"node{i}"
 
 
-def plan_topology(n_nodes: int = 2) -> Topology:
-    """Names and addresses for `n_nodes` nodes (node i: 192.168.50.(10+i), 10.244.i.0/24)."""
+def plan_topology(n_nodes: int = 2, *, dual_stack: bool = False) -> Topology:
+    """Names and addresses for `n_nodes` nodes (node i: 192.168.50.(10+i), 10.244.i.0/24; with
+    `dual_stack` also fd00:50::(10+i), fd00:10:244:i::/64 and pods fd00:10:244:i::HOST)."""
     if not 2 <= n_nodes <= 9:
         raise ValueError("the lab needs between 2 and 9 nodes")
+    v6 = dual_stack
     nodes = tuple(
         NodePlan(
             name=node_name(i),
@@ -123,6 +142,10 @@ def plan_topology(n_nodes: int = 2) -> Topology:
             gateway=f"10.244.{i}.1",
             vtep_ip=f"10.244.{i}.0",
             vtep_mac=f"0e:70:74:00:00:{i:02x}",
+            underlay_ip6=f"{UNDERLAY_NET6}{10 + i}" if v6 else "",
+            pod_cidr6=f"fd00:10:244:{i}::/64" if v6 else "",
+            gateway6=f"fd00:10:244:{i}::1" if v6 else "",
+            vtep_ip6=f"fd00:10:244:{i}::" if v6 else "",
         )
         for i in range(1, n_nodes + 1)
     )
@@ -134,10 +157,19 @@ def plan_topology(n_nodes: int = 2) -> Topology:
             ip=f"10.244.{i}.{host}",
             host_veth=f"{PREFIX}{name}",
             namespace=ns,
+            ip6=f"fd00:10:244:{i}::{host}" if v6 else "",
         )
         for name, i, host, ns in POD_LAYOUT
     )
-    return Topology(nodes=nodes, pods=pods)
+    if not v6:
+        return Topology(nodes=nodes, pods=pods)
+    return Topology(
+        nodes=nodes,
+        pods=pods,
+        dual_stack=True,
+        router_ip6=ROUTER_IP6,
+        external_ip6=EXTERNAL_IP6,
+    )
 
 
 def _ns(ns: str, *argv: str) -> list[str]:
@@ -155,10 +187,25 @@ def build_commands(topo: Topology) -> list[list[str]]:
         cmds.append(["ip", "netns", "add", ns])
     for ns in topo.namespaces():
         cmds.append(["ip", "-n", ns, "link", "set", "lo", "up"])
-        # IPv6 off: the lab is IPv4, and router solicitations would only add noise to captures.
-        cmds.append(
-            _sysctl(ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1")
-        )
+        if topo.dual_stack:
+            # IPv6 on, as on a dual-stack node, with its chatter (router solicitations, MLD);
+            # no duplicate address detection, so addresses work as soon as they are added.
+            cmds.append(
+                _sysctl(
+                    ns,
+                    "net.ipv6.conf.all.disable_ipv6=0",
+                    "net.ipv6.conf.default.disable_ipv6=0",
+                    "net.ipv6.conf.all.accept_dad=0",
+                    "net.ipv6.conf.default.accept_dad=0",
+                )
+            )
+        else:
+            # IPv6 off: the lab is IPv4, and router solicitations would only add noise.
+            cmds.append(
+                _sysctl(
+                    ns, "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"
+                )
+            )
     u = UNDERLAY_NS
     cmds += [
         ["ip", "-n", u, "link", "add", UNDERLAY_BRIDGE, "type", "bridge"],
@@ -166,6 +213,21 @@ def build_commands(topo: Topology) -> list[list[str]]:
         ["ip", "-n", u, "link", "set", UNDERLAY_BRIDGE, "up"],
         _sysctl(u, "net.ipv4.ip_forward=1"),
     ]
+    if topo.dual_stack:
+        cmds += [
+            [
+                "ip",
+                "-n",
+                u,
+                "addr",
+                "add",
+                f"{topo.router_ip6}/64",
+                "dev",
+                UNDERLAY_BRIDGE,
+                "nodad",
+            ],
+            _sysctl(u, "net.ipv6.conf.all.forwarding=1"),
+        ]
     underlay_hosts = [(n.netns, f"{PREFIX}{n.name}", n.underlay_ip) for n in topo.nodes]
     underlay_hosts.append((EXTERNAL_NS, EXTERNAL_NS, topo.external_ip))
     for ns, port, ip in underlay_hosts:
@@ -192,6 +254,12 @@ def build_commands(topo: Topology) -> list[list[str]]:
             # from its own network namespace (the route lookup happens before the DNAT).
             ["ip", "-n", ns, "route", "add", "default", "via", topo.router_ip],
         ]
+        ip6 = _underlay_ip6(topo, ns)
+        if ip6:
+            cmds += [
+                ["ip", "-n", ns, "addr", "add", f"{ip6}/64", "dev", "eth0", "nodad"],
+                ["ip", "-n", ns, "-6", "route", "add", "default", "via", topo.router_ip6],
+            ]
     for n in topo.nodes:
         ns = n.netns
         cmds += [
@@ -218,6 +286,14 @@ def build_commands(topo: Topology) -> list[list[str]]:
             ["ip", "-n", ns, "addr", "add", f"{n.vtep_ip}/32", "dev", "flannel.1"],
             ["ip", "-n", ns, "link", "set", "flannel.1", "up"],
         ]  # fmt: skip
+        if topo.dual_stack:
+            cmds += [
+                _sysctl(
+                    ns, "net.ipv6.conf.all.forwarding=1", "net.bridge.bridge-nf-call-ip6tables=1"
+                ),
+                ["ip", "-n", ns, "addr", "add", f"{n.gateway6}/64", "dev", "cni0", "nodad"],
+                ["ip", "-n", ns, "addr", "add", f"{n.vtep_ip6}/128", "dev", "flannel.1", "nodad"],
+            ]
         for peer in topo.nodes:
             if peer.name == n.name:
                 continue
@@ -226,6 +302,12 @@ def build_commands(topo: Topology) -> list[list[str]]:
                 ["ip", "-n", ns, "neigh", "add", peer.vtep_ip, "lladdr", peer.vtep_mac, "dev", "flannel.1", "nud", "permanent"],
                 _ns(ns, "bridge", "fdb", "append", peer.vtep_mac, "dev", "flannel.1", "dst", peer.underlay_ip),
             ]  # fmt: skip
+            if topo.dual_stack:
+                # IPv6 pods over the same VXLAN device, as flannel routes a dual-stack subnet.
+                cmds += [
+                    ["ip", "-n", ns, "-6", "route", "add", peer.pod_cidr6, "via", peer.vtep_ip6, "dev", "flannel.1", "onlink"],
+                    ["ip", "-n", ns, "-6", "neigh", "add", peer.vtep_ip6, "lladdr", peer.vtep_mac, "dev", "flannel.1", "nud", "permanent"],
+                ]  # fmt: skip
     for p in topo.pods:
         n = topo.node(p.node)
         cmds += [
@@ -237,7 +319,21 @@ def build_commands(topo: Topology) -> list[list[str]]:
             ["ip", "-n", p.netns, "link", "set", "eth0", "up"],
             ["ip", "-n", p.netns, "route", "add", "default", "via", n.gateway],
         ]  # fmt: skip
+        if topo.dual_stack:
+            cmds += [
+                ["ip", "-n", p.netns, "addr", "add", f"{p.ip6}/64", "dev", "eth0", "nodad"],
+                ["ip", "-n", p.netns, "-6", "route", "add", "default", "via", n.gateway6],
+            ]
     return cmds
+
+
+def _underlay_ip6(topo: Topology, ns: str) -> str:
+    """The IPv6 underlay address of a node or the external client ("" when not dual-stack)."""
+    if not topo.dual_stack:
+        return ""
+    if ns == EXTERNAL_NS:
+        return topo.external_ip6
+    return next(n.underlay_ip6 for n in topo.nodes if n.netns == ns)
 
 
 def resolv_files(topo: Topology) -> dict[str, str]:
@@ -279,6 +375,9 @@ def topology_from_json(data: dict[str, Any]) -> Topology:
         pods=tuple(PodPlan(**p) for p in data["pods"]),
         router_ip=data.get("router_ip", ROUTER_IP),
         external_ip=data.get("external_ip", EXTERNAL_IP),
+        dual_stack=bool(data.get("dual_stack", False)),
+        router_ip6=data.get("router_ip6", ""),
+        external_ip6=data.get("external_ip6", ""),
     )
 
 
