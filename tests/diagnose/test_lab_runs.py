@@ -46,7 +46,7 @@ def _service(lab: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_every_scenario_is_covered() -> None:
-    assert len(RUNS) == 14
+    assert len(RUNS) == 18  # 14 IPv4 runs and 4 from the dual-stack lab
     outcomes = {_lab(r)["expected_outcome"] for r in RUNS}
     assert FAULTS <= outcomes
 
