@@ -118,4 +118,6 @@ def test_ipv4_rules_alone_are_never_walked_for_an_ipv6_packet(tmp_path: Any) -> 
     facts = read_node_facts(run, ["node1", "node2"])
     assert facts["node1"].rules is not None and facts["node1"].rules6 is None
     ev = collect_evidence(path, facts)
-    assert not [e for e in ev.rewrites if e.rules_source], "walked an IPv6 packet through IPv4 rules"
+    assert not [e for e in ev.rewrites if e.rules_source], (
+        "walked an IPv6 packet through IPv4 rules"
+    )
