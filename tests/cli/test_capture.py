@@ -302,13 +302,13 @@ def test_incident_mode_usage_errors_exit_2(
     assert _managed_pods(server) == []
 
 
-def test_incident_mode_quiet_exits_4(
+def test_incident_mode_quiet_exits_5(
     server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # The stand-in tcpdump sends data segments of one healthy connection: nothing fails.
     args = _capture(server, tmp_path, "--until", "reset", "--duration", "1", "--keep-before", "1")
     code, _, err = _run(args, capsys)
-    assert code == 4, err
+    assert code == 5, err
     assert "the condition did not hold in 1 s" in err
     m = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert m["extra"]["outcome"] == "quiet" and m["extra"]["until"]["condition"] == "reset"
@@ -318,5 +318,5 @@ def test_incident_mode_quiet_exits_4(
     args = [*_capture(server, tmp_path, "--until", "reset", "--duration", "1")]
     args[args.index(str(tmp_path / "run"))] = str(gone)
     code, _, err = _run([*args, "--discard-if-quiet"], capsys)
-    assert code == 4 and "nothing kept" in err and not gone.exists()
+    assert code == 5 and "nothing kept" in err and not gone.exists()
     assert _managed_pods(server) == []

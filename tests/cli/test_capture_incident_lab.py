@@ -130,14 +130,20 @@ def test_until_failed_catches_the_reset_at_every_point(lab: dict[str, Any], tmp_
     assert (port, "reset") in [(p, o) for _, p, o, _ in traffic_log(lab["traffic_log"])]
     # The failing request at every point it crossed (no SNAT: the client port is kept), with
     # the RST from the backend at each.
-    assert {p["name"] for p in m["points"]} == {"client", backend.name, backend.node}
+    roles = sorted((p["role"], p["node"]) for p in m["points"])
+    assert roles == [("client", client.node), ("node", backend.node), ("server", backend.node)]
+    assert {p["pod"] for p in m["points"] if p["role"] in ("client", "server")} == {
+        client.name,
+        backend.name,
+    }
     for p in m["points"]:
         flags = ports_seen(run / p["file"], port)
         assert any(f & 0x02 for f in flags) and any(f & 0x04 for f in flags), p["name"]
         # Bounded by the ring, whatever was seen while waiting.
         assert (run / p["file"]).stat().st_size <= RING + 24 + 300
         assert p["packets"] == len(pcap_records(run / p["file"]))
-    node = m["extra"]["until"]["ring"][backend.node]
+    node_point = next(p["name"] for p in m["points"] if p["role"] == "node")
+    node = m["extra"]["until"]["ring"][node_point]
     assert node["seen_bytes"] > RING > node["kept_bytes"]
     assert trig["stop_requested_ns"] - trig["detected_ns"] >= 1e9  # --keep-after 1
     assert trig["stop_latency_ms"] is not None and trig["stop_latency_ms"] < 10_000
@@ -148,12 +154,12 @@ def test_until_failed_catches_the_reset_at_every_point(lab: dict[str, Any], tmp_
     nothing_left(lab)
 
 
-def test_quiet_exits_4_and_keeps_the_last_window_or_nothing(
+def test_quiet_exits_5_and_keeps_the_last_window_or_nothing(
     lab: dict[str, Any], tmp_path: Path
 ) -> None:
     run = tmp_path / "run"
     code, _, err = capture(lab, run, "--until", "reset", "--duration", "4", "--keep-before", "1")
-    assert code == 4, err
+    assert code == 5, err
     assert "did not hold in 4 s" in err
     m = json.loads((run / "manifest.json").read_text())
     assert m["extra"]["outcome"] == "quiet" and "trigger" not in m["extra"]
@@ -166,7 +172,7 @@ def test_quiet_exits_4_and_keeps_the_last_window_or_nothing(
     code, _, err = capture(
         lab, gone, "--until", "reset", "--duration", "3", "--discard-if-quiet", "--no-analyze"
     )
-    assert code == 4, err
+    assert code == 5, err
     assert not gone.exists() and "nothing kept" in err
     nothing_left(lab)
 

@@ -51,7 +51,7 @@ CONDITION, several joined by commas: reset (a TCP RST answered it), rejected (an
 answered it), unanswered[:DURATION] (a SYN or UDP query with no answer, default 3s),
 slower:DURATION (the response started later), http5xx, dns-error (NXDOMAIN/SERVFAIL), failed
 (reset, rejected or unanswered). Failed, reset, rejected and unanswered follow the same rules as
-`pathtrace analyze RUN --list`. Exit code 4: the condition never held within --duration (the run
+`pathtrace analyze RUN --list`. Exit code 5: the condition never held within --duration (the run
 keeps the last window, or nothing with --discard-if-quiet).
 
 \b
@@ -429,8 +429,8 @@ def _analyze_list(run_dir: Path) -> None:
 # -- incident mode (--until) -------------------------------------------------------------------
 
 # Exit code when --until's condition never held within --duration (0 ok, 1 error, 2 usage,
-# 3 nothing matched, 130 interrupted: see tracer.cli).
-EXIT_QUIET = 4
+# 3 nothing matched, 4 diagnose found a problem, 130 interrupted: see tracer.cli).
+EXIT_QUIET = 5
 DEFAULT_WAIT_S = 300.0
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?\s*$", re.IGNORECASE)
 
@@ -444,6 +444,13 @@ def _size(text: str) -> int:
     if n < MIN_RING_BYTES:
         raise UsageError(f"--ring-bytes {text!r}: at least {MIN_RING_BYTES // 1024}K per point")
     return n
+
+
+def _human(n: int) -> str:
+    for unit, size in (("G", 1024**3), ("M", 1024**2), ("K", 1024)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return f"{n} bytes"
 
 
 def _incident_options(
@@ -538,6 +545,6 @@ def _say_incident(extra: Mapping[str, Any], run_dir: Path) -> None:
         )
     click.echo(
         f"pathtrace: kept {kept / 1024:.0f} KiB of the {seen / 1024:.0f} KiB seen at "
-        f"{len(ring)} points (ring {until.get('ring_bytes', 0) // 1024} KiB per point)",
+        f"{len(ring)} points (ring {_human(until.get('ring_bytes', 0))} per point)",
         err=True,
     )
