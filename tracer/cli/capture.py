@@ -46,7 +46,7 @@ client pod's traffic live and, when CONDITION holds, keep --keep-after more and 
 the run keeps [trigger - --keep-before, trigger + --keep-after] from every point.
   pathtrace capture --from pod/client --to svc/web --until failed --duration 600
   pathtrace capture --from pod/client --to svc/web --until reset,slower:2s \\
-      --request 'curl -s http://web/' --repeat 200 --interval 0.5
+      --request 'curl -s http://web/' --repeat 200 --interval 0.5 --duration 120
 CONDITION, several joined by commas: reset (a TCP RST answered it), rejected (an ICMP error
 answered it), unanswered[:DURATION] (a SYN or UDP query with no answer, default 3s),
 slower:DURATION (the response started later), http5xx, dns-error (NXDOMAIN/SERVFAIL), failed
