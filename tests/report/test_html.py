@@ -244,3 +244,14 @@ def test_a_capped_listing_keeps_every_failure_and_says_so() -> None:
     assert [r["index"] for r in kept] == sorted(r["index"] for r in kept)  # listing order
     assert "1,000 of the 3,000 connections" in note
     assert rows_to_embed(rows[:10], cap=1000) == (rows[:10], "")
+
+
+def test_waterfall_shows_an_l7_proxy_s_own_time() -> None:
+    from tests.report.test_stitched import _path
+
+    bars = waterfall_bars(_path())
+    proxy = [(b.label, b.ns, b.kind) for b in bars if b.kind.endswith("proxy")]
+    assert proxy == [
+        ("L7 proxy proxy: its own time", 800, "proxy"),
+        ("L7 proxy proxy: its own time", 300, "back-proxy"),
+    ]

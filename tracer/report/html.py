@@ -401,13 +401,18 @@ def _legs(hops: Sequence[Hop], segments: Sequence[Segment], back: bool) -> list[
     for i, g in enumerate(groups):
         if i > 0:
             p = groups[i - 1][-1]
-            bound = _segment_bound(segments, p.point, g[0].point) if p.node != g[0].node else None
-            bars.append(_Bar(f"{p.point} {ARROW} {g[0].point}", g[0].t_ns - p.t_ns, "net", bound))
+            took = g[0].t_ns - p.t_ns
+            if is_proxy(g[0]):
+                # The proxy's own time: the request (or response) in, the next connection's out.
+                bars.append(_Bar(f"L7 proxy {g[0].point}: its own time", took, "proxy"))
+            else:
+                same = p.node == g[0].node
+                bound = None if same else _segment_bound(segments, p.point, g[0].point)
+                bars.append(_Bar(f"{p.point} {ARROW} {g[0].point}", took, "net", bound))
         if len(g) > 1:
             ifaces = [h.interface for h in g if h.interface]
             inside = f" ({ifaces[0]} {ARROW} {ifaces[-1]})" if len(ifaces) > 1 else ""
-            what = "L7 proxy" if is_proxy(g[0]) else "inside"
-            bars.append(_Bar(f"{what} {g[0].point}{inside}", g[-1].t_ns - g[0].t_ns, "in"))
+            bars.append(_Bar(f"inside {g[0].point}{inside}", g[-1].t_ns - g[0].t_ns, "in"))
     if back:
         bars = [_Bar(b.label, b.ns, "back-" + b.kind, b.bound_ns) for b in bars]
     return bars
@@ -501,7 +506,8 @@ def _waterfall(path: Path) -> list[str]:
         '<span class="sw in"></span>inside a point '
         '<span class="sw server"></span>the server (or the point that answered) '
         '<span class="sw back-net"></span>the way back '
-        '<span class="sw bound"></span>clock bound (two clocks)</p>'
+        + ('<span class="sw proxy"></span>an L7 proxy\'s own time ' if path.stitches else "")
+        + '<span class="sw bound"></span>clock bound (two clocks)</p>'
     )
     return [
         '<section id="waterfall"><h2>Latency</h2>',

@@ -264,6 +264,7 @@
   if (m) {
     var want = +m[1];
     for (var i = 0; i < N; i++) if (num("index", i) === want) { select(i); break; }
-    document.getElementById("connections").scrollIntoView();
+    var sec = document.getElementById("detail");
+    if (sec.getBoundingClientRect().top > innerHeight) sec.scrollIntoView();
   }
 })();
