@@ -378,3 +378,37 @@ def test_socket_lb_run_translates_in_the_socket(runs: dict[str, Path]) -> None:
         assert f"dst={frontend_ip} " not in ct  # no node ever saw the ClusterIP
     # The run's cgroup is gone (its name is unique to the run: none of ours is left).
     assert not [p for p in cgroup2_root().iterdir() if p.name.startswith(CGROUP_PREFIX)]
+
+
+def test_html_report_shows_where_a_failing_request_broke(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """The report of a failing run, opened in a real browser, shows the break at the last point
+    the lab's configuration lets the request reach; the mixed run's report counts every
+    outcome the lab's requests had."""
+    import re
+    from collections import Counter
+
+    from click.testing import CliRunner
+
+    from tests.report import browser
+    from tracer.cli import cli
+
+    if browser.find() is None:
+        pytest.skip("chromium is not installed (scripts/setup --dev installs it)")
+    pages = {}
+    for name in ("drop", "mixed"):
+        pages[name] = tmp_path / f"{name}.html"
+        r = CliRunner().invoke(cli, ["analyze", str(runs[name]), "--html", str(pages[name])])
+        assert r.exit_code == 0, r.output
+    last = manifest(runs["drop"])["extra"]["lab"]["expected_path"][-1]
+    dom = browser.dump_dom(pages["drop"])
+    assert f"The request went no further than {last}" in dom
+    assert 'class="badge bad"' in dom
+    lab_truth = manifest(runs["mixed"])["extra"]["lab"]
+    # The scenario's first request (the run's own) and then each of its further requests.
+    first = {"http-200": "ok"}.get(lab_truth["outcome"])
+    truth = Counter([first, *(r["outcome"] for r in lab_truth["requests"])])
+    dom = browser.dump_dom(pages["mixed"])
+    shown = re.findall(r'data-outcome="(\w+)"><i[^>]*></i>\w+: <b>(\d+)</b>', dom)
+    assert {o: int(n) for o, n in shown} == dict(truth)

@@ -313,7 +313,9 @@ def _header(report: Report, path: Path) -> list[str]:
     if path.latency.server_ns is not None:
         facts.append(("server", f"{_e(ms(path.latency.server_ns))} ms"))
     dest_name = _named(r.destination, report.names)
-    if dest_name != r.destination:
+    service = (report.row or {}).get("service")
+    if dest_name != r.destination or service:
+        # A destination with a name from the run, or one a DNAT rewrote (the listing says so).
         facts.append(("Service", _e(dest_name)))
     if r.backend and r.backend != r.destination:
         facts.append(("backend", _e(_named(r.backend, report.names))))

@@ -198,11 +198,15 @@
     });
     view = rows;
     table.tBodies[0].innerHTML = rows.slice(0, MAX_ROWS).map(function (i) {
-      return '<tr data-i="' + i + '"' + (i === selected ? ' class="sel"' : "") + ">" + COLS.map(function (col) { return cell(col, i); }).join("") + "</tr>";
+      return '<tr tabindex="0" data-i="' + i + '"' + (i === selected ? ' class="sel"' : "") + ">" + COLS.map(function (col) { return cell(col, i); }).join("") + "</tr>";
     }).join("");
     document.getElementById("shown").textContent = rows.length + " of " + N + " connections";
     document.getElementById("more").textContent = rows.length > MAX_ROWS ? "The table shows the first " + MAX_ROWS + " of " + rows.length + " rows in this order; sort or filter to see others." : "";
   }
+  document.getElementById("conns").addEventListener("keydown", function (ev) {
+    var tr = ev.target.closest("tr[data-i]");
+    if (tr && ev.key === "Enter") select(+tr.dataset.i);
+  });
   document.getElementById("conns").addEventListener("click", function (ev) {
     var th = ev.target.closest("th");
     if (th) { var k = th.dataset.key; if (k === sortKey) sortAsc = !sortAsc; else { sortKey = k; sortAsc = !byKey[k][3]; } update(); return; }
