@@ -26,12 +26,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 _DTYPES = {name: dtype for name, dtype, _ in COLUMNS}
-# Every stack its own id, so that a wrong id shows.
-_ENCAP_IDS = bytes(range(12))
+# Every stack its own id, so that a wrong id shows: IPv4's 12, then IPv6's 12.
+_ENCAP_IDS = bytes(range(24))
 _STACKS = [
-    (*head, "ipv4", l4)
+    (*head, family, l4)
+    for family, l4s in (("ipv4", ("tcp", "udp", "icmp")), ("ipv6", ("tcp", "udp", "icmpv6")))
     for head in (("eth",), ("sll2",), ("sll",), ())
-    for l4 in ("tcp", "udp", "icmp")
+    for l4 in l4s
 ]
 
 
@@ -75,8 +76,11 @@ def _check_against_reference(buf: bytes, offs: list[int], caps: list[int], lts: 
                 assert _STACKS[cols[name][i]] == tuple(row.encap), i
             else:
                 assert cols[name][i] == getattr(row, name), (i, name)
-        assert src[i] == int.from_bytes(row.src, "big")
-        assert dst[i] == int.from_bytes(row.dst, "big")
+        for got, want in ((src[i], row.src), (dst[i], row.dst)):
+            if len(want) == 16:  # IPv6: the offset of the address bytes, for the caller
+                assert got <= -2 and buf[-2 - got : -2 - got + 16] == want
+            else:
+                assert got == int.from_bytes(want, "big")
     return int(done.sum())
 
 
@@ -90,11 +94,18 @@ def _frames(rng: random.Random) -> list[tuple[int, bytes]]:
     )
     ip_udp = c.ipv4(c.udp(payload, rng.getrandbits(16), rng.choice((53, 4789, 8472, 6081))), 17)
     ip_icmp = c.ipv4(c.icmp_echo(1, 2, payload, kind=rng.choice((0, 8, 3, 11, 13))), 1)
-    ip = rng.choice((ip_tcp, ip_tcp, ip_udp, ip_icmp))
+    ip6_tcp = c.ipv6(c.tcp(payload, options=opts, seq=rng.getrandbits(32)), 6, hlim=63)
+    ip6_udp = c.ipv6(c.udp(payload, rng.getrandbits(16), rng.choice((53, 4789, 6081))), 17)
+    ip6_icmp = c.ipv6(
+        c.icmp_echo(1, 2, payload, kind=rng.choice((128, 129, 135, 136, 143, 1, 3))), 58
+    )
+    ip6_ext = c.ipv6(c.ext(6) + c.tcp(payload), 0)  # a hop-by-hop header: the reference's
+    ip = rng.choice((ip_tcp, ip_tcp, ip_udp, ip_icmp, ip6_tcp, ip6_tcp, ip6_udp, ip6_icmp, ip6_ext))
+    et = 0x86DD if ip[0] >> 4 == 6 else 0x0800
     return [
-        (1, c.eth(ip)),
-        (276, c.sll2(ip, rng.getrandbits(32), rng.randrange(8))),
-        (113, c.sll(ip, rng.randrange(8))),
+        (1, c.eth(ip, et)),
+        (276, c.sll2(ip, rng.getrandbits(32), rng.randrange(8), et)),
+        (113, c.sll(ip, rng.randrange(8), et)),
         (rng.choice((101, 228, 12, 14)), ip),
         (rng.choice((0, 105, 229)), ip),  # link types the kernel leaves alone
     ]
@@ -140,12 +151,22 @@ def test_common_layouts_are_all_taken() -> None:
     buf = b""
     offs, caps, lts = [], [], []
     ip = c.ipv4(c.tcp(b"hello", options=c.opt_ts(7, 8)), 6)
-    for lt, frame in ((1, c.eth(ip)), (276, c.sll2(ip, 3, 4)), (113, c.sll(ip, 0)), (101, ip)):
+    ip6 = c.ipv6(c.tcp(b"hello", options=c.opt_ts(7, 8)), 6)
+    for lt, frame in (
+        (1, c.eth(ip)),
+        (276, c.sll2(ip, 3, 4)),
+        (113, c.sll(ip, 0)),
+        (101, ip),
+        (1, c.eth(ip6, 0x86DD)),
+        (276, c.sll2(ip6, 3, 4, 0x86DD)),
+        (113, c.sll(ip6, 0, 0x86DD)),
+        (101, ip6),
+    ):
         offs.append(len(buf))
         caps.append(len(frame))
         lts.append(lt)
         buf += frame + bytes(rng.randrange(256) for _ in range(3))
-    assert _check_against_reference(buf, offs, caps, lts) == 4
+    assert _check_against_reference(buf, offs, caps, lts) == 8
 
 
 def _pcap_blob(rng: random.Random, order: str) -> bytes:

@@ -240,7 +240,7 @@ static int layout(int32_t linktype, int *slot, int *lhl, int *etype_at) {
     case 1: *slot = 0; *lhl = 14; *etype_at = 12; return 1;     /* Ethernet */
     case 276: *slot = 1; *lhl = 20; *etype_at = 0; return 1;    /* LINUX_SLL2 */
     case 113: *slot = 2; *lhl = 16; *etype_at = 14; return 1;   /* LINUX_SLL */
-    case 101: case 228: case 12: case 14:                       /* raw IP(v4) */
+    case 101: case 228: case 12: case 14:                       /* raw IP (v4 or v6) */
         *slot = 3; *lhl = 0; *etype_at = -1; return 1;
     default: return 0;
     }
@@ -258,28 +258,52 @@ typedef struct {
 
 #define COL(cols, idx, type) ((type *)(cols)->c[idx])
 
-/* Decode frame i if its layout is a common one; 1 when done, 0 to leave it to the reference. */
+/* Decode frame i if its layout is a common one; 1 when done, 0 to leave it to the reference.
+ * IPv6 frames without extension headers are decoded too; their addresses are not interned here:
+ * src/dst hold -2 - (the buffer offset of the 16 address bytes) for the caller to intern. */
 static int decode_one(const uint8_t *b, Py_ssize_t size, Py_ssize_t i, int64_t off, int64_t cap,
-                      int32_t linktype, const uint8_t *encap_ids, Cols *cols) {
+                      int32_t linktype, const uint8_t *encap_ids, int with_v6, Cols *cols) {
     int slot, lhl, etype_at;
     if (!layout(linktype, &slot, &lhl, &etype_at)) return 0;
     /* A frame whose record claims bytes past the buffer is the reference decoder's. */
     if (off < 0 || cap < 0 || off > size || cap > size - off) return 0;
-    const int ip = lhl, l4 = lhl + 20;
-    if (cap < l4 + 8) return 0;
+    const int ip = lhl;
+    if (cap < ip + 28) return 0;
     const uint8_t *f = b + off;
-    if (f[ip] != 0x45) return 0; /* version 4 without IP options */
-    if (etype_at >= 0 && be16(f + etype_at) != 0x0800) return 0;
-    int64_t total = be16(f + ip + 2);
-    if ((be16(f + ip + 6) & 0x3FFF) != 0 || total < 28 || total > SUPER_LEN) return 0;
-    unsigned proto = f[ip + 9];
+    int v6 = 0;
+    if (etype_at >= 0) {
+        unsigned et = be16(f + etype_at);
+        if (et == 0x86DD) v6 = 1;
+        else if (et != 0x0800) return 0;
+    } else if ((f[ip] >> 4) == 6 && linktype != 228) { /* 228: LINKTYPE_IPV4, IPv4 only */
+        v6 = 1;
+    }
+    if (v6 && !with_v6) return 0;
+    const int hl = v6 ? 40 : 20, l4 = lhl + hl;
+    if (cap < l4 + 8) return 0;
+    int64_t total;
+    unsigned proto;
+    if (v6) {
+        if ((f[ip] >> 4) != 6) return 0;
+        total = 40 + (int64_t)be16(f + ip + 4);
+        /* a jumbogram or super-segment (payload length 0 or past SUPER_LEN) is the reference's */
+        if (total < 48 || total > SUPER_LEN) return 0;
+        proto = f[ip + 6];
+        if (proto == 1) return 0; /* ICMPv4 inside IPv6 is not what kind 2 means here */
+    } else {
+        if (f[ip] != 0x45) return 0; /* version 4 without IP options */
+        total = be16(f + ip + 2);
+        if ((be16(f + ip + 6) & 0x3FFF) != 0 || total < 28 || total > SUPER_LEN) return 0;
+        proto = f[ip + 9];
+        if (proto == 58) return 0;
+    }
     int kind; /* 0 tcp, 1 udp, 2 icmp: the order of the fast path's stacks */
     int64_t l4hl;
     const uint8_t *t = f + l4;
     if (proto == 6) {
         if (cap < l4 + 20) return 0; /* the fixed TCP header, data offset included */
         l4hl = (int64_t)(t[12] >> 4) * 4;
-        if (l4hl < 20 || cap < l4 + l4hl || total < 20 + l4hl) return 0;
+        if (l4hl < 20 || cap < l4 + l4hl || total < hl + l4hl) return 0;
         kind = 0;
     } else if (proto == 17) {
         unsigned dport = be16(t + 2);
@@ -291,10 +315,15 @@ static int decode_one(const uint8_t *b, Py_ssize_t size, Py_ssize_t i, int64_t o
         if (type == 3 || type == 4 || type == 5 || type == 11 || type == 12) return 0; /* errors */
         l4hl = 8;
         kind = 2;
+    } else if (proto == 58) {
+        unsigned type = t[0];
+        if (type >= 1 && type <= 4) return 0; /* ICMPv6 errors quote a packet: the reference's */
+        l4hl = 8;
+        kind = 2;
     } else {
         return 0;
     }
-    uint8_t eid = encap_ids[slot * 3 + kind];
+    uint8_t eid = encap_ids[(v6 ? 12 : 0) + slot * 3 + kind];
     if (eid == 0xFF) return 0;
 
     uint32_t tsval = 0, tsecr = 0;
@@ -326,19 +355,19 @@ static int decode_one(const uint8_t *b, Py_ssize_t size, Py_ssize_t i, int64_t o
         }
     }
     int ports = kind != 2;
-    int echo = kind == 2 && (t[0] == 0 || t[0] == 8);
-    int64_t payload_len = total - 20 - l4hl;
+    int echo = kind == 2 && (v6 ? (t[0] == 128 || t[0] == 129) : (t[0] == 0 || t[0] == 8));
+    int64_t payload_len = total - hl - l4hl;
     int64_t present = cap - (l4 + l4hl);
     if (present < 0) present = 0;
     if (present > payload_len) present = payload_len;
 
     COL(cols, C_ENCAP, uint8_t)[i] = eid;
-    COL(cols, C_FAMILY, uint8_t)[i] = 4;
+    COL(cols, C_FAMILY, uint8_t)[i] = v6 ? 6 : 4;
     COL(cols, C_PROTO, uint8_t)[i] = (uint8_t)proto;
     COL(cols, C_SPORT, int32_t)[i] = ports ? be16(t) : -1;
     COL(cols, C_DPORT, int32_t)[i] = ports ? be16(t + 2) : -1;
-    COL(cols, C_IP_ID, int32_t)[i] = be16(f + ip + 4);
-    COL(cols, C_TTL, int16_t)[i] = f[ip + 8];
+    COL(cols, C_IP_ID, int32_t)[i] = v6 ? -1 : be16(f + ip + 4);
+    COL(cols, C_TTL, int16_t)[i] = v6 ? f[ip + 7] : f[ip + 8];
     COL(cols, C_SEQ, uint32_t)[i] = kind == 0 ? be32(t + 4) : 0;
     COL(cols, C_ACK, uint32_t)[i] = kind == 0 ? be32(t + 8) : 0;
     COL(cols, C_FLAGS, uint8_t)[i] = kind == 0 ? t[13] : 0;
@@ -358,8 +387,13 @@ static int decode_one(const uint8_t *b, Py_ssize_t size, Py_ssize_t i, int64_t o
     COL(cols, C_QSPORT, int32_t)[i] = -1;
     COL(cols, C_QDPORT, int32_t)[i] = -1;
     COL(cols, C_QSEQ, int64_t)[i] = -1;
-    COL(cols, C_SRC, int64_t)[i] = be32(f + ip + 12);
-    COL(cols, C_DST, int64_t)[i] = be32(f + ip + 16);
+    if (v6) {
+        COL(cols, C_SRC, int64_t)[i] = -2 - (off + ip + 8);
+        COL(cols, C_DST, int64_t)[i] = -2 - (off + ip + 24);
+    } else {
+        COL(cols, C_SRC, int64_t)[i] = be32(f + ip + 12);
+        COL(cols, C_DST, int64_t)[i] = be32(f + ip + 16);
+    }
     if (linktype == 276) {
         uint32_t ifindex = be32(f + 4);
         COL(cols, C_IFACE, int32_t)[i] = ifindex <= 0x7FFFFFFFu ? (int32_t)ifindex : -1;
@@ -375,8 +409,9 @@ static int decode_one(const uint8_t *b, Py_ssize_t size, Py_ssize_t i, int64_t o
 
 /* decode(buf, data_off, caplen, linktype, encap_ids, columns, start, stop, drop) -> handled.
  * Rows [start, stop) are decoded where the layout is common; done[i] is set for each of them
- * and left alone for the others. `encap_ids` holds 12 encap ids (Ethernet, SLL2, SLL, raw IPv4
- * x tcp, udp, icmp), 255 for a stack not interned. */
+ * and left alone for the others. `encap_ids` holds 12 encap ids (Ethernet, SLL2, SLL, raw IP
+ * x tcp, udp, icmp) for IPv4, and optionally 12 more for IPv6 (then IPv6 frames are decoded,
+ * their addresses left as buffer offsets, see decode_one), 255 for a stack not interned. */
 static PyObject *decode(PyObject *self, PyObject *args) {
     PyObject *bufobj, *offobj, *capobj, *ltobj, *colsobj;
     Py_buffer encap;
@@ -388,8 +423,8 @@ static PyObject *decode(PyObject *self, PyObject *args) {
     Py_buffer buf, offv, capv, ltv, views[NCOLS];
     int got = 0, have_buf = 0, have_off = 0, have_cap = 0, have_lt = 0;
     PyObject *result = NULL;
-    if (encap.len != 12) {
-        PyErr_SetString(PyExc_ValueError, "decode: encap_ids must be 12 bytes");
+    if (encap.len != 12 && encap.len != 24) {
+        PyErr_SetString(PyExc_ValueError, "decode: encap_ids must be 12 or 24 bytes");
         goto done;
     }
     if (PyTuple_GET_SIZE(colsobj) != NCOLS) {
@@ -427,11 +462,12 @@ static PyObject *decode(PyObject *self, PyObject *args) {
         const int64_t *offs = (const int64_t *)offv.buf, *caps = (const int64_t *)capv.buf;
         const int32_t *lts = (const int32_t *)ltv.buf;
         const uint8_t *ids = (const uint8_t *)encap.buf;
+        const int with_v6 = encap.len == 24;
         Dropper drop;
         drop_init(&drop, b, buf.len, dropflag);
         Py_BEGIN_ALLOW_THREADS;
         for (Py_ssize_t i = start; i < stop; i++) {
-            handled += decode_one(b, buf.len, i, offs[i], caps[i], lts[i], ids, &cols);
+            handled += decode_one(b, buf.len, i, offs[i], caps[i], lts[i], ids, with_v6, &cols);
             drop_below(&drop, offs[i], 0);
         }
         if (stop > start) drop_below(&drop, offs[stop - 1], 1);

@@ -18,6 +18,7 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -254,20 +255,23 @@ def _decode_native(
         present = [index.interfaces[0].linktype]
     else:
         present = np.unique(index.linktype).tolist()
-    ids = bytearray(b"\xff" * 12)
+    ids = bytearray(b"\xff" * 24)
     for linktype in sorted(present):
         if linktype not in _NATIVE_SLOTS:
             continue
         link = fast.LAYOUTS[linktype][0]
         head = (link,) if link else ()
         slot = _NATIVE_SLOTS[linktype]
-        for k, l4 in enumerate(("tcp", "udp", "icmp")):
-            ids[slot * 3 + k] = interner.encap((*head, "ipv4", l4))
+        for family, (base, l4s) in enumerate(((0, _L4_V4), (12, _L4_V6))):
+            for k, l4 in enumerate(l4s):
+                ids[base + slot * 3 + k] = interner.encap((*head, ("ipv4", "ipv6")[family], l4))
     done = np.zeros(n, dtype=np.uint8)
     arrays = tuple(cols[name] for name in NATIVE_COLUMNS) + (src, dst, done)
     fast.native.decode(
         buf, index.data_off, index.caplen, index.linktype, bytes(ids), arrays, 0, n, True
     )
+    _intern_native_v6(buf, src, done, interner)
+    _intern_native_v6(buf, dst, done, interner)
     rest = np.flatnonzero(done == 0)
     del done
     for start in range(0, len(rest), BATCH):
@@ -278,6 +282,43 @@ def _decode_native(
             int(index.data_off[part[0]]),
             int(index.data_off[part[-1]] + index.caplen[part[-1]]),
         )
+
+
+_L4_V4 = ("tcp", "udp", "icmp")
+_L4_V6 = ("tcp", "udp", "icmpv6")
+
+
+def _intern_native_v6(
+    buf: Any, keys: npt.NDArray[np.int64], done: npt.NDArray[np.uint8], interner: _Interner
+) -> None:
+    """Replace the compiled decoder's IPv6 markers (-2 - the offset of the 16 address bytes in
+    `buf`) in the rows it decoded (`done`) by interned address keys: the bytes gathered with
+    numpy, each distinct address named once (a capture holds few), never a Python call per
+    frame. The other rows' keys are not written yet."""
+    rows = np.flatnonzero((keys <= -2) & (done != 0))
+    if not rows.shape[0]:
+        return
+    data = np.frombuffer(buf, dtype=np.uint8)
+    at = -2 - keys[rows]
+    raw = data[at[:, None] + np.arange(16)]
+    # Two 64-bit halves per address, folded into one key: a 1-D sort finds the distinct ones
+    # (an axis-0 unique of the pairs costs ten times more); a fold that merged two addresses is
+    # caught below and the pairs are sorted instead.
+    halves = np.ascontiguousarray(raw).view(np.uint64).reshape(-1, 2)
+    hi, lo = halves[:, 0], halves[:, 1]
+    with np.errstate(over="ignore"):
+        folded = hi ^ (lo * np.uint64(0x9E3779B97F4A7C15))
+    _, first, inverse = np.unique(folded, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    distinct = halves[first]
+    if not bool(((distinct[inverse] == halves).all(axis=1)).all()):
+        distinct, inverse = np.unique(halves, axis=0, return_inverse=True)
+        inverse = inverse.reshape(-1)
+    named = np.fromiter(
+        (interner.address(h.tobytes()) for h in distinct), dtype=np.int64, count=len(distinct)
+    )
+    keys[rows] = named[inverse]
+    del data
 
 
 _PAGE = mmap.PAGESIZE

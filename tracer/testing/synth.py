@@ -724,14 +724,16 @@ def bulk_dnat_pcaps(
     offsets: Mapping[str, int] | None = None,
     spacing_ns: int = 50_000,
     any_capture: bool = False,
+    ipv6: bool = False,
 ) -> tuple[tuple[CapturePoint, ...], dict[str, Path]]:
     """`bulk_dnat` written as one nanosecond pcap per point (<directory>/<name>.pcap).
 
     Ethernet frames by default. With `any_capture`, a point whose interface is "any" (the node)
     is written as `tcpdump -i any` writes it, LINUX_SLL2 frames carrying ifindexes, and the
-    node's links as `ip -j link` JSON beside it (<directory>/<name>.links.json).
+    node's links as `ip -j link` JSON beside it (<directory>/<name>.links.json). With `ipv6`,
+    the same connections over IPv6 (`dnat_scenario(ipv6=True)`).
     """
-    points, frames, rows, templates, _ = _bulk(n_connections, seed, offsets, spacing_ns)
+    points, frames, rows, templates, _ = _bulk(n_connections, seed, offsets, spacing_ns, ipv6=ipv6)
     out: dict[str, Path] = {}
     for p in points:
         path = Path(directory) / f"{p.name}.pcap"
@@ -762,6 +764,7 @@ def _bulk(
     *,
     retransmit: bool = False,
     timestamps: bool = True,
+    ipv6: bool = False,
 ) -> tuple[
     tuple[CapturePoint, ...],
     dict[str, Frames],
@@ -775,7 +778,9 @@ def _bulk(
     starts `spacing_ns` after the previous one, so the connections interleave. 40 observations
     per connection (10 at the client, 20 at node-a, 10 at the server).
     """
-    template = dnat_scenario(offsets=offsets, retransmit=retransmit, timestamps=timestamps)
+    template = dnat_scenario(
+        offsets=offsets, retransmit=retransmit, timestamps=timestamps, ipv6=ipv6
+    )
     rng = np.random.default_rng(seed)
     n = n_connections
     isn_c = rng.integers(0, 1 << 32, n, dtype=np.int64)
@@ -824,7 +829,7 @@ def _bulk(
             cols["ip_id"] = np.where(ipid_t > 0, (ipid_t + ido) & 0xFFFF, ipid_t).astype(np.int32)
         cols["t_ns"] = np.tile(c["t_ns"], n) + start[conn]
         # Client address: a fresh address id per connection appended after the template's.
-        client_id = base.addresses.index("10.244.1.7")
+        client_id = base.addresses.index("fd00:10:244:1::7" if ipv6 else "10.244.1.7")
         n_addr = len(base.addresses)
         src, dst = np.tile(c["src"], n), np.tile(c["dst"], n)
         cols["src"] = np.where(src == client_id, n_addr + conn, src).astype(np.int32)
@@ -837,7 +842,10 @@ def _bulk(
         template_rows[point.name] = np.tile(np.arange(m, dtype=np.int64), n)[order]
         conn_rows[point.name] = conn[order]
         ks = np.arange(n)
-        extra = tuple(f"10.{64 + (k >> 16)}.{(k >> 8) & 255}.{k & 255}" for k in ks.tolist())
+        if ipv6:
+            extra = tuple(f"fd00:64::{k >> 16:x}:{k & 0xFFFF:x}" for k in ks.tolist())
+        else:
+            extra = tuple(f"10.{64 + (k >> 16)}.{(k >> 8) & 255}.{k & 255}" for k in ks.tolist())
         out[point.name] = Frames(
             path=f"{point.name}.pcap",
             linktypes=base.linktypes,

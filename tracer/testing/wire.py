@@ -334,11 +334,11 @@ def write_bulk_pcap(
     linktype: int = ETHERNET,
     ifindex: Mapping[str, int] | None = None,
 ) -> int:
-    """Write a nanosecond pcap of many IPv4 TCP frames patched from template frames.
+    """Write a nanosecond pcap of many TCP frames (IPv4 or IPv6) patched from template frames.
 
     Row i of `columns` (a `Frames`-style column dict, in file order) is template
-    `template_row[i]` with its t_ns, addresses, ports, seq/ack, IP ID and TSval/TSecr replaced;
-    IPv4 and TCP checksums are recomputed. Vectorised per template, for benchmarks with
+    `template_row[i]` with its t_ns, addresses, ports, seq/ack, IP ID (IPv4) and TSval/TSecr
+    replaced; IPv4 and TCP checksums are recomputed. Vectorised per template, for benchmarks with
     millions of frames. `linktype` is ETHERNET or LINUX_SLL2 (an `-i any` capture, whose frames
     carry `ifindex[template's interface]`, by default numbered in order of first appearance
     from 1). Returns the number of bytes written.
@@ -350,11 +350,14 @@ def write_bulk_pcap(
     n = int(template_row.shape[0])
     index = dict(ifindex) if ifindex is not None else interface_ids(templates, start=1)
     raws = [frame_bytes(s, linktype, index.get(s.iface or "any", 0)) for s in templates]
+    families = {s.pkt.family for s in templates}
     for s in templates:
-        if s.pkt.proto != "tcp" or s.pkt.family != 4 or s.vxlan is not None:
-            raise ValueError("write_bulk_pcap handles plain IPv4 TCP templates only")
-    ip = 14 if linktype == ETHERNET else 20  # where the IPv4 header starts
-    l4 = ip + 20
+        if s.pkt.proto != "tcp" or len(families) != 1 or s.vxlan is not None:
+            raise ValueError("write_bulk_pcap handles plain TCP templates of one family only")
+    v6 = families == {6}
+    ip = 14 if linktype == ETHERNET else 20  # where the IP header starts
+    l4 = ip + (40 if v6 else 20)
+    src_at, alen = (ip + 8, 16) if v6 else (ip + 12, 4)
     lens = np.array([len(r) for r in raws], dtype=np.int64)
     rec_len = 16 + lens[template_row]
     offsets = np.zeros(n + 1, dtype=np.int64)
@@ -364,9 +367,10 @@ def write_bulk_pcap(
         struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 262144, linktype), dtype=np.uint8
     )
     addr_bytes = np.array(
-        [list(ipaddress.IPv4Address(a).packed) for a in addresses], dtype=np.int64
-    ).reshape(-1, 4)
-    addr_int = (addr_bytes * np.array([1 << 24, 1 << 16, 1 << 8, 1])).sum(axis=1)
+        [list(ipaddress.ip_address(a).packed) for a in addresses], dtype=np.uint8
+    ).reshape(-1, alen)
+    # Each address's 16-bit words summed: its share of the TCP pseudo-header checksum.
+    addr_sum = (addr_bytes[:, 0::2].astype(np.int64) << 8 | addr_bytes[:, 1::2]).sum(axis=1)
     t = np.asarray(columns["t_ns"], dtype=np.int64)
     for r, raw in enumerate(raws):
         rows = np.flatnonzero(template_row == r)
@@ -376,9 +380,10 @@ def write_bulk_pcap(
         length = int(lens[r])
         block = np.tile(np.frombuffer(raw, dtype=np.uint8), (m, 1))
         c = {k: np.asarray(columns[k])[rows].astype(np.int64) for k in columns}
-        _put(block, ip + 4, c["ip_id"], 2)
-        _put(block, ip + 12, addr_int[c["src"]], 4)
-        _put(block, ip + 16, addr_int[c["dst"]], 4)
+        if not v6:
+            _put(block, ip + 4, c["ip_id"], 2)
+        block[:, src_at : src_at + alen] = addr_bytes[c["src"]]
+        block[:, src_at + alen : src_at + 2 * alen] = addr_bytes[c["dst"]]
         _put(block, l4, c["sport"], 2)
         _put(block, l4 + 2, c["dport"], 2)
         _put(block, l4 + 4, c["seq"], 4)
@@ -388,18 +393,12 @@ def write_bulk_pcap(
             ts_off = l4 + 20 + (4 if pkt.mss is not None else 0) + 4
             _put(block, ts_off, c["tsval"], 4)
             _put(block, ts_off + 4, c["tsecr"], 4)
-        block[:, ip + 10 : ip + 12] = 0
-        _put(block, ip + 10, _fold(_be16_sum(block[:, ip:l4])), 2)
+        if not v6:
+            block[:, ip + 10 : ip + 12] = 0
+            _put(block, ip + 10, _fold(_be16_sum(block[:, ip:l4])), 2)
         block[:, l4 + 16 : l4 + 18] = 0
         seg_len = length - l4
-        pseudo = (
-            (addr_int[c["src"]] >> 16)
-            + (addr_int[c["src"]] & 0xFFFF)
-            + (addr_int[c["dst"]] >> 16)
-            + (addr_int[c["dst"]] & 0xFFFF)
-            + 6
-            + seg_len
-        )
+        pseudo = addr_sum[c["src"]] + addr_sum[c["dst"]] + 6 + seg_len
         _put(block, l4 + 16, _fold(_be16_sum(block[:, l4:]) + pseudo), 2)
         head = np.zeros((m, 16), dtype=np.uint8)
         sec, frac = np.divmod(t[rows], 1_000_000_000)
