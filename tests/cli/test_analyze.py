@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
@@ -798,3 +799,23 @@ def test_no_report_above_a_failed_file_write(
     )
     assert code == 1 and out == ""  # nothing that reads as a result above the error
     assert str(target) in err and "Traceback" not in err
+
+
+def test_html_lists_every_packet_of_a_dropped_request(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lab = _lab("drop")
+    page = tmp_path / "r.html"
+    code, _, err = run(capsys, str(PCAPS / "drop"), "--html", str(page))
+    assert code == 0, err
+    text = page.read_text(encoding="utf-8")
+    section = text[
+        text.index('id="exchange"') : text.index("</section>", text.index('id="exchange"'))
+    ]
+    rows = re.findall(r"<tr[^>]*><td class='num'>\d+</td>.*?</tr>", section)
+    # The kernel retransmits an unanswered SYN; the filter rule on node2 drops every one, so each
+    # was seen along the lab's path up to node2 and no further, and nothing came back.
+    assert len(rows) >= 2
+    assert all("SYN" in r and "→ request" in r for r in rows)
+    assert all(" → ".join(lab["expected_path"]) in r for r in rows)
+    assert f"{len(rows) - 1} retransmissions" in section

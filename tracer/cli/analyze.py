@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from tracer.correlate.triage import Where
     from tracer.dnslookup import DnsLookup
     from tracer.explain.evidence import PathEvidence
-    from tracer.model import Connection, Path
+    from tracer.model import Connection, Journey, Path
     from tracer.report.listing import Listing
 
 # --sort keys: the start time, or one of the times (longest first).
@@ -471,7 +471,7 @@ def _trace(correlation: Correlation, connection: Connection, loaded: LoadedRun) 
         request=replace(path.request, summary=summary),
         warnings=_merge(loaded.warnings, correlation.warnings, path.warnings, facts),
     )
-    return Traced(path, lookup, evidence)
+    return Traced(path, lookup, evidence, client_conn.journeys)
 
 
 def html_for_run(
@@ -600,11 +600,13 @@ def _evidence(loaded: LoadedRun, path: Path) -> tuple[tuple[str, ...], PathEvide
 
 @dataclass(frozen=True)
 class Traced:
-    """The traced request: its path, the DNS lookup before it, and its rule evidence."""
+    """The traced request: its path, the DNS lookup before it, its rule evidence, and every
+    packet of the client's connection."""
 
     path: Path
     dns: DnsLookup | None = None
     evidence: PathEvidence | None = None
+    journeys: tuple[Journey, ...] = ()
 
 
 def check_html_name(where: str) -> None:
@@ -663,6 +665,7 @@ def write_html(
         dns=request.dns if request is not None else None,
         evidence=request.evidence if request is not None else None,
         evidence_json=ev_json,
+        journeys=request.journeys if request is not None else (),
         findings=tuple(findings),
         story=story,
         listing=doc,

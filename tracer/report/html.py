@@ -30,7 +30,7 @@ from typing import Any
 
 from tracer.dnslookup import DnsLookup
 from tracer.explain.evidence import PathEvidence, evidence_lines
-from tracer.model import Hop, Path, Segment
+from tracer.model import Hop, Journey, Path, Segment
 from tracer.report.evidence import compact_lines
 from tracer.report.json import path_json
 from tracer.report.mermaid import rewrite_words
@@ -81,7 +81,7 @@ class Report:
     `pathtrace-diagnose/v1` finding objects; `listing_note` says what a capped listing left out
     (`rows_to_embed`); `row` is the traced request's own listing row (its
     outcome and who answered); `names` maps addresses to Service and pod names; `story` is
-    `explain`'s step-by-step text.
+    `explain`'s step-by-step text; `journeys` every packet of the client's connection.
     """
 
     source: str
@@ -97,6 +97,7 @@ class Report:
     row: Mapping[str, Any] | None = None
     names: Mapping[str, str] = field(default_factory=dict)
     story: str = ""
+    journeys: tuple[Journey, ...] = ()
     title: str = ""
     version: str = ""
 
@@ -549,6 +550,65 @@ def _hops_table(title: str, hops: Sequence[Hop], empty: str) -> list[str]:
     return out
 
 
+_KIND_WORDS = {"syn": "SYN", "syn-ack": "SYN-ACK", "ack": "ACK", "fin": "FIN", "rst": "RST"}
+
+
+def exchange_rows(journeys: Sequence[Journey], anchor: str) -> list[dict[str, Any]]:
+    """Every packet of the connection in the order sent: the time it was seen at `anchor` (the
+    client's point: one clock, so the times are exact) since the first, the way it went, what
+    it was, and the points that saw it in path order. A packet `anchor` never saw has no time."""
+    rows = []
+    t0 = None
+    for j in journeys:
+        at = next((o for o in j.observations if o.point == anchor), None)
+        if at is not None and t0 is None:
+            t0 = at.t_ns
+        points = list(dict.fromkeys(o.point for o in j.observations))
+        size = max((o.payload_len for o in j.observations), default=0)
+        rows.append(
+            {
+                "t_ns": None if at is None or t0 is None else at.t_ns - t0,
+                "direction": j.direction,
+                "kind": _KIND_WORDS.get(j.kind, j.kind),
+                "bytes": size,
+                "retransmission": j.retransmission,
+                "points": points,
+            }
+        )
+    return rows
+
+
+def _exchange(path: Path, journeys: Sequence[Journey]) -> list[str]:
+    if not journeys or not path.forward:
+        return []
+    anchor = path.forward[0].point
+    rows = exchange_rows(journeys, anchor)
+    retr = sum(1 for r in rows if r["retransmission"])
+    out = [
+        '<section id="exchange"><h2>Every packet of the connection</h2>',
+        f"<p class='hint'>As the client's point ({_e(anchor)}) saw them, in the order sent;"
+        " the ladder above follows the first packet each way."
+        + (f" <b class='finding'>{_e(count(retr, 'retransmission'))}</b>." if retr else "")
+        + "</p>",
+        '<table class="exchange"><thead><tr><th>#</th><th>at (ms)</th><th>way</th>'
+        "<th>packet</th><th class='num'>bytes</th><th>seen at</th></tr></thead><tbody>",
+    ]
+    for i, r in enumerate(rows, 1):
+        way = "→ request" if r["direction"] == "forward" else "← reply"
+        kind = r["kind"] + (
+            f" (retransmission {r['retransmission']})" if r["retransmission"] else ""
+        )
+        cls = ' class="rewrite"' if r["retransmission"] else ""
+        at = ms(r["t_ns"]) if r["t_ns"] is not None else f"not seen at {anchor}"
+        out.append(
+            f"<tr{cls}><td class='num'>{i}</td><td class='num'>{_e(at)}</td><td>{way}</td>"
+            f"<td>{_e(kind)}</td><td class='num'>{r['bytes'] or ''}</td>"
+            f"<td class='mono'>{_e(f' {ARROW} '.join(r['points']))}</td></tr>"
+        )
+    out.append("</tbody></table></section>")
+    return out
+
+
 def _dns(lookup: DnsLookup | None) -> list[str]:
     if lookup is None or not lookup.queries:
         return []
@@ -640,6 +700,7 @@ def _request(report: Report, path: Path) -> list[str]:
     out += _hops_table(fwd, path.forward, "no packet of the request was seen")
     out += _hops_table(rev, path.reverse, "no reply was seen at any capture point")
     out.append("</section>")
+    out += _exchange(path, report.journeys)
     out += _dns(report.dns)
     if path.clocks:
         out.append('<section id="clocks"><h2>Clocks</h2><ul>')
@@ -839,6 +900,8 @@ def render_html(report: Report) -> str:
     nav = []
     if path is not None:
         nav += [("ladder", "Path"), ("waterfall", "Latency"), ("hops", "Hops")]
+        if report.journeys:
+            nav.append(("exchange", "Packets"))
         if report.dns is not None and report.dns.queries:
             nav.append(("dns", "DNS"))
         if report.evidence is not None and report.evidence.rewrites:
