@@ -463,12 +463,7 @@ def _longest_row(tb: Any, journeys: I64, jstart: I64) -> tuple[I64, I64]:
     frame = np.full(n_c, -1, dtype=np.int64)
     if not have.shape[0]:
         return point, frame
-    j = journeys[have]
-    lens = jstart[j + 1] - jstart[j]
-    rows = np.repeat(jstart[j], lens) + (
-        np.arange(int(lens.sum())) - np.repeat(np.cumsum(lens) - lens, lens)
-    )
-    group = np.repeat(np.arange(have.shape[0]), lens)
+    rows, group = _journey_rows(jstart, journeys[have])
     caplen = tb.column("pcap_len", rows).astype(np.int64)
     best = kernels.group_max(group, caplen, have.shape[0])
     top = rows[caplen == best[group]]

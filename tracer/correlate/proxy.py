@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from tracer.correlate.engine import Correlation
 from tracer.correlate.listing import NO_TIME
@@ -118,33 +119,29 @@ def _chain_candidates(corr: Correlation, index: int) -> list[int]:
     rt = corr.request_times
     has_req = rt.req_first != NO_TIME
     has_resp = rt.resp_first != NO_TIME
+
+    def nests(client: int | slice, server: int | slice) -> npt.NDArray[np.bool_]:
+        """`_score`'s timing test: the server leg's request leaves within the wait after the
+        client leg's arrived, and its response came back before the client's went out."""
+        wait = rt.req_first[server] - rt.req_last[client]
+        inside = (
+            ~has_resp[client] | ~has_resp[server] | (rt.resp_last[server] <= rt.resp_first[client])
+        )
+        return (
+            has_req[client] & has_req[server] & (wait >= 0) & (wait <= MAX_PROXY_WAIT_NS) & inside
+        )
+
     seen = {index}
     frontier = [index]
     for _ in range(MAX_LEGS):
         nxt: list[int] = []
         for c in frontier:
-            down = up = np.zeros(0, dtype=np.int64)
-            if has_req[c]:
-                # c as the client leg: who carried its request on?
-                wait = rt.req_first - rt.req_last[c]
-                nest = ~has_resp | ~has_resp[c] | (rt.resp_last <= rt.resp_first[c])
-                down = np.flatnonzero(
-                    has_req
-                    & (start_pt == end_pt[c])
-                    & (wait >= 0)
-                    & (wait <= MAX_PROXY_WAIT_NS)
-                    & nest
-                )
-                # c as the server leg: whose request is it?
-                wait = rt.req_first[c] - rt.req_last
-                nest = ~has_resp | ~has_resp[c] | (rt.resp_last[c] <= rt.resp_first)
-                up = np.flatnonzero(
-                    has_req
-                    & (end_pt == start_pt[c])
-                    & (wait >= 0)
-                    & (wait <= MAX_PROXY_WAIT_NS)
-                    & nest
-                )
+            if not has_req[c]:
+                continue
+            # c as the client leg (who carried its request on?) and as the server leg (whose
+            # request is it?).
+            down = np.flatnonzero(nests(c, slice(None)) & (start_pt == end_pt[c]))
+            up = np.flatnonzero(nests(slice(None), c) & (end_pt == start_pt[c]))
             for k in np.concatenate([down, up]).tolist():
                 if k not in seen:
                     seen.add(k)
