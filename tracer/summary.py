@@ -618,46 +618,48 @@ def summarize_frames(
     text = [""] * n
     status = np.full(n, -1, dtype=np.int64)
     rcode = np.full(n, -1, dtype=np.int64)
-    cols = [
-        (
-            np.asarray(fr.columns["payload_off"]),
-            np.asarray(fr.columns["pcap_len"]),
-            np.asarray(fr.columns["icmp_type"]),
-            np.asarray(fr.columns["icmp_code"]),
-        )
-        for fr in frames
-    ]
     mapped = _Mapped(frames)
     cache: dict[tuple[object, ...], tuple[str, int, int]] = {}
 
-    def read(p: int, f: int) -> tuple[bytes, tuple[int, int] | None]:
-        if p < 0 or mapped.maps[p] is None:
-            return b"", None
-        off_c, len_c, ty_c, code_c = cols[p]
-        if not 0 <= f < off_c.shape[0]:
-            return b"", None
-        off, ln = int(off_c[f]), min(int(len_c[f]), MAX_BYTES)
-        ty = int(ty_c[f])
-        icmp = (ty, int(code_c[f])) if ty >= 0 else None
-        if off < 0 or ln <= 0:
+    def where(point: npt.NDArray[np.int64], frame: npt.NDArray[np.int64]) -> list[list[int]]:
+        """Per connection: point (-1 none), payload offset and length, ICMP type and code;
+        looked up for all connections at once, point by point."""
+        out = np.full((5, n), -1, dtype=np.int64)
+        for p, fr in enumerate(frames):
+            rows = np.flatnonzero(point == p)
+            f = frame[rows]
+            ok = (f >= 0) & (f < len(fr)) & (mapped.maps[p] is not None)
+            rows, f = rows[ok], f[ok]
+            cols = fr.columns
+            out[0, rows] = p
+            out[1, rows] = np.asarray(cols["payload_off"])[f]
+            out[2, rows] = np.minimum(np.asarray(cols["pcap_len"])[f], MAX_BYTES)
+            out[3, rows] = np.asarray(cols["icmp_type"])[f]
+            out[4, rows] = np.asarray(cols["icmp_code"])[f]
+        return [row.tolist() for row in out]
+
+    def read(p: int, off: int, ln: int, ty: int, code: int) -> tuple[bytes, tuple[int, int] | None]:
+        icmp = (ty, code) if ty >= 0 else None
+        if p < 0 or off < 0 or ln <= 0:
             return b"", icmp
-        return bytes(mapped.maps[p][off : off + ln]), icmp
+        return mapped.maps[p][off : off + ln], icmp
 
     try:
-        rp, rf = request[0].tolist(), request[1].tolist()
-        sp, sf = response[0].tolist(), response[1].tolist()
+        req_at = where(*request)
+        resp_at = where(*response)
         for i in range(n):
-            if rp[i] < 0:
+            if req_at[0][i] < 0:
                 continue
-            req, req_icmp = read(rp[i], rf[i])
-            resp, resp_icmp = read(sp[i], sf[i]) if sp[i] >= 0 else (b"", None)
-            key = (proto[i], ports[i], req, resp, req_icmp, resp_icmp, sp[i] >= 0)
+            req, req_icmp = read(*(c[i] for c in req_at))
+            answered = resp_at[0][i] >= 0
+            resp, resp_icmp = read(*(c[i] for c in resp_at)) if answered else (b"", None)
+            key = (proto[i], ports[i], req, resp, req_icmp, resp_icmp, answered)
             hit = cache.get(key)
             if hit is None:
                 ex = Exchange(
                     protocol=proto[i],
                     request=req,
-                    response=resp if sp[i] >= 0 else None,
+                    response=resp if answered else None,
                     ports=ports[i],
                     icmp_request=req_icmp,
                     icmp_response=resp_icmp,
