@@ -43,15 +43,17 @@ def test_every_connection_has_its_true_outcome(
     rows = _listing(capsys, run)["connections"]
     want = OUTCOME[truth["outcome"]]
     request = [r for r in rows if r["destination"] == truth["frontend"]]
+    translated = False
+    if not request and truth["backend"]:
+        # Translated before any capture point saw it (nginx in a node's own namespace behind
+        # nat OUTPUT, an eBPF socket load-balancer at connect()): it leaves for the backend.
+        request = [r for r in rows if r["destination"] == truth["backend"]]
+        translated = True
     # The DNS lookups that gave the client its destination were answered; the request itself
     # ended as curl says, where the lab's configuration says it breaks.
     for r in rows:
         if r not in request:
             assert r["outcome"] == "ok", r
-    if truth["scenario"] == "ingress-hostnet":
-        # nginx in node1's own namespace: nat OUTPUT rewrites its leg before any capture point.
-        assert [r["outcome"] for r in rows] == ["ok"] * len(rows)
-        return
     assert request, rows
     last = truth["expected_path"][-1]
     proxies = [p["name"] for p in manifest["points"] if p["role"] == "ingress"]
@@ -62,8 +64,8 @@ def test_every_connection_has_its_true_outcome(
         assert r["outcome"] == want, r
         assert r["last_point"] == last, r
         if want == "ok" and truth["backend"]:
-            assert r["backend"] == truth["backend"], r
-            assert r["outcome_by"]["address"] == truth["backend"].rpartition(":")[0], r
+            assert translated or r["backend"] == truth["backend"], r
+            assert r["outcome_by"]["address"] == truth["backend"].rpartition(":")[0].strip("[]"), r
         if want == "rejected":
             # The ICMP error was made on the node where the request stopped.
             assert r["outcome_by"]["point"] == last and r["outcome_by"]["node"] == last, r
