@@ -156,13 +156,28 @@ class Table:
         (TCP flags); "sport"/"dport" are the ICMP echo identifier for ICMP rows, and "src"/"dst"
         index `addresses`.
         """
+        return self.columns((name,), rows)[name]
+
+    def columns(self, names: Sequence[str], rows: slice | I64 | None = None) -> dict[str, Col]:
+        """`column` of several names at once: the rows' points are looked up once for all."""
         pidx = self.pidx if rows is None else self.pidx[rows]
         frow = self.row if rows is None else self.row[rows]
-        if name in ("sport", "dport"):
-            proto, ports, icmp_id = _read_rows(self.sources, pidx, frow, "proto", name, "icmp_id")
-            icmp = (proto == 1) | (proto == 58)
-            return np.where(icmp, icmp_id, ports) if icmp.any() else ports
-        return _read_rows(self.sources, pidx, frow, _TABLE_NAMES.get(name, name))[0]
+        wanted: dict[str, None] = {}
+        for name in names:
+            if name in ("sport", "dport"):
+                wanted.update(dict.fromkeys(("proto", name, "icmp_id")))
+            else:
+                wanted[_TABLE_NAMES.get(name, name)] = None
+        read = dict(zip(wanted, _read_rows(self.sources, pidx, frow, *wanted), strict=True))
+        out: dict[str, Col] = {}
+        for name in names:
+            if name in ("sport", "dport"):
+                proto, ports, icmp_id = read["proto"], read[name], read["icmp_id"]
+                icmp = (proto == 1) | (proto == 58)
+                out[name] = np.where(icmp, icmp_id, ports) if icmp.any() else ports
+            else:
+                out[name] = read[_TABLE_NAMES.get(name, name)]
+        return out
 
     src = property(lambda self: self.column("src"))
     dst = property(lambda self: self.column("dst"))
@@ -1351,7 +1366,7 @@ def _materialise(corr: Correlation, index: int) -> Connection:
     # This connection's rows, each column read once for all of them.
     base = int(tb.jstart[j0])
     span = slice(base, int(tb.jstart[j1]))
-    c = {name: tb.column(name, span).tolist() for name in _OBSERVATION_COLUMNS}
+    c = {name: v.tolist() for name, v in tb.columns(_OBSERVATION_COLUMNS, span).items()}
     pidx_l = tb.pidx[span].tolist()
     row_l = tb.row[span].tolist()
     off_l = tb.offload[span].tolist() if tb.offload is not None else None
