@@ -579,55 +579,62 @@ def icmp_links(table: Table, points: Sequence[PointFrames]) -> dict[int, tuple[i
     error's own point first, then at any point.
     """
     tb = table
-    icmp = np.flatnonzero(np.isin(tb.proto, (1, 58)))
+    proto_all = tb.proto
+    icmp = np.flatnonzero((proto_all == 1) | (proto_all == 58))
     if icmp.shape[0] == 0 or not points:
         return {}
-    errs: list[tuple[int, int, int, int, int, int, int]] = []  # row, point, dst, proto, ...
-    for r in icmp.tolist():
-        cols = points[int(tb.pidx[r])].frames.columns
-        if "quoted_proto" not in cols:
-            return {}
-        fr = int(tb.row[r])
-        qp = int(cols["quoted_proto"][fr])
-        qs = int(cols["quoted_sport"][fr])
-        if qp not in (6, 17) or qs < 0:
-            continue
-        qd, qseq = int(cols["quoted_dport"][fr]), int(cols["quoted_seq"][fr])
-        errs.append((r, int(tb.pidx[r]), int(tb.dst[r]), qp, qs, qd, qseq))
-    if not errs:
+    if any("quoted_proto" not in pf.frames.columns for pf in points):
         return {}
-    cand = np.flatnonzero(np.isin(tb.sport, [e[4] for e in errs]) & np.isin(tb.proto, (6, 17)))
-    seqs: Col = np.zeros(0, np.int64)
-    if cand.shape[0]:
-        # The table does not keep the seq: read it for the few rows whose port could fit.
-        seqs = np.array(
-            [
-                int(points[int(tb.pidx[c])].frames.columns["seq"][int(tb.row[c])])
-                for c in cand.tolist()
-            ],
-            dtype=np.int64,
-        )
+    # Every column is read once for all the rows it is needed at (never per error: a capture
+    # of thousands of rejected requests holds thousands of errors).
+    e = tb.columns(("quoted_proto", "quoted_sport", "quoted_dport", "quoted_seq", "dst"), icmp)
+    qp_all, qs_all = e["quoted_proto"].astype(np.int64), e["quoted_sport"].astype(np.int64)
+    keep = np.isin(qp_all, (6, 17)) & (qs_all >= 0)
+    if not keep.any():
+        return {}
+    err_rows = icmp[keep]
+    errs = zip(
+        err_rows.tolist(),
+        tb.pidx[err_rows].tolist(),
+        e["dst"][keep].tolist(),
+        qp_all[keep].tolist(),
+        qs_all[keep].tolist(),
+        e["quoted_dport"][keep].tolist(),
+        e["quoted_seq"][keep].tolist(),
+        strict=True,
+    )
+    cand = np.flatnonzero(np.isin(tb.sport, np.unique(qs_all[keep])) & np.isin(proto_all, (6, 17)))
+    c = tb.columns(("proto", "src", "sport", "dport", "seq"), cand)
+    # The candidate rows by what an error's quote names: (proto, source, ports) and, for TCP,
+    # also the seq; each key's rows in row order.
+    by_ports: dict[tuple[int, ...], list[int]] = {}
+    by_seq: dict[tuple[int, ...], list[int]] = {}
+    for r, pr, src, sp, dp, seq in zip(
+        cand.tolist(),
+        c["proto"].tolist(),
+        c["src"].tolist(),
+        c["sport"].tolist(),
+        c["dport"].tolist(),
+        c["seq"].tolist(),
+        strict=True,
+    ):
+        by_ports.setdefault((pr, src, sp, dp), []).append(r)
+        by_seq.setdefault((pr, src, sp, dp, seq), []).append(r)
     jconn = np.repeat(np.arange(tb.cstart.shape[0] - 1), np.diff(tb.cstart))
-    journey = np.searchsorted(tb.jstart, np.arange(tb.pidx.shape[0]), side="right") - 1
 
     def conn_of(r: int) -> int:
-        return int(jconn[journey[r]])
+        return int(jconn[int(np.searchsorted(tb.jstart, r, side="right")) - 1])
 
     links: dict[int, list[int]] = {}
     for r, pidx, dst, qp, qs, qd, qseq in errs:
-        ok = (
-            (tb.proto[cand] == qp)
-            & (tb.src[cand] == dst)
-            & (tb.sport[cand] == qs)
-            & (tb.dport[cand] == qd)
-        )
         if qp == 6 and qseq >= 0:
-            ok &= seqs == qseq
-        hit = cand[ok]
-        if hit.shape[0] == 0:
+            hit = by_seq.get((qp, dst, qs, qd, qseq), [])
+        else:
+            hit = by_ports.get((qp, dst, qs, qd), [])
+        if not hit:
             continue
-        here = hit[tb.pidx[hit] == pidx]
-        target = conn_of(int((here if here.shape[0] else hit)[0]))
+        here = [h for h in hit if int(tb.pidx[h]) == pidx]
+        target = conn_of((here or hit)[0])
         err_conn = conn_of(r)
         if target != err_conn:
             links.setdefault(target, [])
