@@ -4,6 +4,7 @@ what needs a test hook (RBAC denials) or runs commands on this machine."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,29 @@ def test_exec_falls_back_to_spdy_when_websockets_are_refused(tmp_path: Path) -> 
         assert [p for _, p in s.requests if p.endswith("/exec")] == [
             "/api/v1/namespaces/default/pods/client/exec"
         ] * 2
+
+
+def test_kubectl_plugin_takes_its_flags_after_its_name(env: dict[str, Any]) -> None:
+    """What the README says about `kubectl pathtrace`: kubectl refuses flags before a plugin's
+    name; after it (or through KUBECONFIG) they reach pathtrace."""
+    s: Server = env["server"]
+    variables = {"HOME": str(env["home"]), "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin"}
+    plan = ["capture", "--from", "pod/client", "--to", "svc/web", "--dry-run"]
+
+    def kubectl(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [env["kubectl"], *args],
+            capture_output=True,
+            text=True,
+            env={**variables, **extra},
+            timeout=120,
+        )
+
+    before = kubectl("--kubeconfig", str(s.kubeconfig_path), "pathtrace", *plan)
+    assert before.returncode != 0
+    assert "flags cannot be placed before plugin name: --kubeconfig" in before.stderr
+    after = kubectl("pathtrace", *plan, "--kubeconfig", str(s.kubeconfig_path))
+    assert after.returncode == 0, after.stderr
+    assert '"points"' in after.stdout
+    by_env = kubectl("pathtrace", *plan, KUBECONFIG=str(s.kubeconfig_path))
+    assert by_env.returncode == 0, by_env.stderr

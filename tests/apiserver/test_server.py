@@ -258,3 +258,28 @@ def test_close_ends_every_process() -> None:
             not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z"
         )
     assert not s.kubeconfig_path.exists()
+
+
+def test_events_are_bounded_and_watch_sees_every_change() -> None:
+    from tracer.apiserver.store import EVENT_LIMIT, Store
+
+    store = Store(sample_state())
+    pod = store.get("pods", ("default", "client"))
+    assert pod is not None
+    for i in range(EVENT_LIMIT + 5):
+        store.record_event(pod, "Test", f"event {i}")
+    events, rv = store.items("events")
+    assert len(events) == EVENT_LIMIT
+    assert {e["message"] for e in events} >= {f"event {EVENT_LIMIT + 4}"}
+    assert "event 0" not in {e["message"] for e in events}
+    # A watch from a version sees what changed after it, in order, with increasing versions.
+    since = int(rv)
+    store.update("pods", ("default", "client"), lambda p: p["metadata"].update(labels={"x": "1"}))
+    store.delete("pods", ("default", "client"))
+    seen = list(store.watch("pods", since, deadline=0, stop=lambda: True))
+    assert [(e.type, e.object["metadata"]["name"]) for e in seen] == [
+        ("MODIFIED", "client"),
+        ("DELETED", "client"),
+    ]
+    assert int(seen[0].object["metadata"]["resourceVersion"]) > since
+    store.close()

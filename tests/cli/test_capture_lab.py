@@ -166,6 +166,9 @@ def test_pod_to_clusterip(lab: dict[str, Any], tmp_path: Path) -> None:
         ("default", backend.name),
     }
     assert "kube-dns" in {s["name"] for s in m["services"]}
+    # The report's DNS line names the Service and the pod behind the addresses, as for lab runs.
+    dns_line = next(line for line in out.splitlines() if line.strip().startswith("asked by"))
+    assert "(kube-system/kube-dns)" in dns_line and "coredns" in dns_line, dns_line
     for p in m["points"]:
         records = pcap_records(run / p["file"])
         assert len(records) > 0, p["name"]

@@ -24,6 +24,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
@@ -38,6 +39,8 @@ from tracer.apiserver.state import ClusterState, ExecBackend
 from tracer.apiserver.store import Store
 from tracer.apiserver.tls import make_serving_cert
 from tracer.rundir import write_json_private
+
+REQUEST_LOG = 10_000
 
 __all__ = ["V4", "V5", "Access", "Denials", "Server", "serve"]
 
@@ -85,7 +88,8 @@ class Server:
         self.store = Store(state)
         self.processes = Processes(self.store, exec_backend)
         self._faults: list[_Fault] = []
-        self.requests: list[tuple[str, str]] = []
+        # The last requests served (method, path), for tests and for a look at what a client did.
+        self.requests: deque[tuple[str, str]] = deque(maxlen=REQUEST_LOG)
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="pathtrace-api-"))
         os.chmod(self.dir, 0o700)

@@ -25,6 +25,8 @@ JSON = dict[str, Any]
 Key = tuple[str, str]
 # Watch events kept for watchers that resume from a resourceVersion; older ones get 410 Gone.
 WATCH_LOG = 4096
+# Events kept, the oldest dropped first (a real API server expires them after an hour).
+EVENT_LIMIT = 1000
 
 
 def now_rfc3339() -> str:
@@ -158,7 +160,11 @@ class Store:
             "reportingComponent": component,
             "reportingInstance": host,
         }
-        self.put("events", (ns, name), event)
+        with self.lock:
+            self.put("events", (ns, name), event)
+            events = self.kinds["events"]
+            while len(events) > EVENT_LIMIT:
+                self.delete("events", next(iter(events)))
 
     # -- watching -----------------------------------------------------------------------------
 
