@@ -155,3 +155,97 @@ def test_request_here_reports_a_missing_command_and_a_timeout(tmp_path: Path) ->
     assert code is None and msg.endswith("no-such-program: command not found")
     code, out, _, msg = run_here(["sh", "-c", "echo started; exec sleep 30"], 0.5)
     assert code is None and msg == "timed out after 0.5s" and out == b"started\n"
+
+
+def test_a_meshed_pods_own_facts_are_read_through_its_debug_container(
+    server: Server, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    api = KubeApi(str(server.kubeconfig_path))
+    plan, targets = _plan(api)
+    meshed = [
+        replace(p, mesh="istio") if p.kind == "ephemeral" and p.name == "client" else p
+        for p in plan.points
+    ]
+    plan = replace(plan, points=tuple(meshed))
+    run_capture(plan, KubernetesBackend(api, poll=0.05), tmp_path, SETTINGS)
+    api.close()
+    for name in ("iptables-save.txt", "conntrack.txt", "links.json"):
+        assert (tmp_path / "pods" / "client" / name).is_file()
+    assert not (tmp_path / "pods" / "web-1").exists()  # not meshed: nothing read there
+    assert _managed_pods(server) == []
+
+
+def test_a_cilium_agent_on_the_path_is_read_not_changed(tmp_path: Path) -> None:
+    """A Cilium agent pod on a node of the path: resolve finds it, the plan says it is only
+    read, and the capture saves its load-balancer's dumps beside the node's facts."""
+    from dataclasses import replace
+
+    from tracer.apiserver.state import PodSpec
+
+    state = sample_state()
+    agent = PodSpec(
+        "kube-system",
+        "cilium-x1",
+        "n1",
+        "10.0.0.1",
+        containers=("cilium-agent",),
+        labels={"k8s-app": "cilium"},
+        host_network=True,
+    )
+    s = serve(replace(state, pods=(*state.pods, agent)), fake_exec_backend())
+    try:
+        api = KubeApi(str(s.kubeconfig_path))
+        plan, targets = _plan(api)
+        assert [a.name for a in targets.lb_agents] == ["cilium-x1"]  # type: ignore[attr-defined]
+        assert [(a.pod, a.container) for a in plan.lb_agents] == [("cilium-x1", "cilium-agent")]
+        from tracer.capture.plan import describe_changes, plan_changes
+
+        assert plan_changes(plan)["read_only_exec"] == [
+            "kube-system/cilium-x1:cilium-agent (node n1)"
+        ]
+        assert any("reads (changes nothing)" in line for line in describe_changes(plan))
+        m = run_capture(plan, KubernetesBackend(api, poll=0.05), tmp_path, SETTINGS)
+        api.close()
+        # The stand-in's agent has no cilium-dbg: each read fails with a note, nothing else.
+        notes = [w for w in m.warnings if "kube-system/cilium-x1: cilium-dbg" in w]
+        assert len(notes) == 3 and all("No such file" in w for w in notes)
+        assert not (tmp_path / "nodes" / "n1" / "cilium-service-list.txt").exists()
+        assert m.extra["outcome"] == "completed"
+        assert _managed_pods(s) == []
+    finally:
+        s.close()
+
+
+def test_lb_agent_dumps_are_saved_beside_the_nodes_facts(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from tracer.capture.lifecycle import _collect_lb_agent_facts
+    from tracer.capture.plan import LB_AGENT_FACT_COMMANDS
+
+    s = serve(sample_state(), fake_exec_backend())
+    try:
+        api = KubeApi(str(s.kubeconfig_path))
+        plan, _ = _plan(api)
+        api.close()
+    finally:
+        s.close()
+    agent = PlannedPoint("lb-agent-n1", "node", "node", "n1", "kube-system", "cilium-x1",
+                         "cilium-agent", "", ())  # fmt: skip
+    plan = replace(plan, lb_agents=(agent,))
+    ran: list[tuple[str, tuple[str, ...]]] = []
+
+    class Agent:
+        def run(
+            self, point: PlannedPoint, argv: Sequence[str], timeout: float
+        ) -> tuple[int, bytes, bytes, str]:
+            ran.append((point.pod, tuple(argv)))
+            return 0, f"output of {' '.join(argv)}\n".encode(), b"", ""
+
+    notes: list[str] = []
+    _collect_lb_agent_facts(plan, Agent(), tmp_path, notes)  # type: ignore[arg-type]
+    assert notes == []
+    assert ran == [("cilium-x1", argv) for argv in LB_AGENT_FACT_COMMANDS.values()]
+    for name, argv in LB_AGENT_FACT_COMMANDS.items():
+        assert (tmp_path / "nodes" / "n1" / name).read_text() == f"output of {' '.join(argv)}\n"

@@ -198,3 +198,22 @@ def test_describe_changes_names_every_pod() -> None:
     assert "default/pathtrace-20240102-030405-abcd-node-0 on n1" in lines[1]
     none = make_plan(targets, replace(options, pod_capture=False, node_capture=False))
     assert describe_changes(none) == ["changes nothing in the cluster"]
+
+
+def test_meshed_pods_are_captured_on_any_and_their_own_facts_read() -> None:
+    """A pod with an istio or linkerd sidecar (or its init container) is captured on `any`
+    inside the pod, where its loopback carries the app-to-sidecar legs; others stay on eth0."""
+    istio = replace(CLIENT, containers=("app", "istio-proxy"), init_containers=("istio-init",))
+    linkerd = replace(WEB, containers=("web", "linkerd-proxy"))
+    plain = Targets("web", CLIENT, (WEB,), (WEB_SVC,), NODES)
+    meshed = replace(plain, client=istio, servers=(linkerd,))
+    opts = CaptureOptions(run_id="20240102-030405-abcd")
+    by_name = {p.name: p for p in make_plan(meshed, opts).points}
+    assert (by_name["client"].interface, by_name["client"].mesh) == ("any", "istio")
+    assert (by_name["web-1"].interface, by_name["web-1"].mesh) == ("any", "linkerd")
+    assert by_name["client"].argv[by_name["client"].argv.index("-i") + 1] == "any"
+    plan = make_plan(meshed, opts)
+    assert any("istio sidecar" in w for w in plan.warnings)
+    for p in make_plan(plain, opts).points:
+        if p.kind == "ephemeral":
+            assert (p.interface, p.mesh) == ("eth0", None)

@@ -188,3 +188,79 @@ def test_socket_lb_story_and_diagnosis() -> None:
     assert len(step4) == 1 and "translated in the client's socket" in step4[0].title
     assert any("NO-MATCH" in e for e in step4[0].evidence)
     assert not any("not a Service" in f.title for f in d.findings)
+
+
+# ----------------------------------------------------------------------------- Cilium facts
+
+CILIUM_LB = """\
+SERVICE ADDRESS          BACKEND ADDRESS (REVNAT_ID) (SLOT)
+10.96.0.110:80/TCP       0.0.0.0:0 (9) (0) [ClusterIP, non-routable]
+                         {backend}/TCP (9) (1)
+"""
+
+
+def _with_cilium(tmp_path: Path, backend: str) -> Path:
+    """The recorded socket-LB run with node1's facts as a Cilium agent would give them."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(EBPF, run)
+    (run / "nodes" / "node1" / "cilium-bpf-lb-list.txt").write_text(
+        CILIUM_LB.format(backend=backend)
+    )
+    return run
+
+
+def test_cilium_facts_are_the_evidence_for_a_socket_translation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    truth = _truth(EBPF)
+    run = _with_cilium(tmp_path, truth["backend"])
+    doc = _analyze_json(capsys, run)
+    (ev,) = [e for e in doc["evidence"] if e["direction"] == "forward"]
+    assert ev["mode"] == "cilium" and ev["verdict"] == "DNAT"
+    assert ev["rules_source"] == "nodes/node1/cilium-bpf-lb-list.txt"
+    assert [e["address"] for e in ev["endpoints"]] == [truth["backend"]]
+    assert any("Cilium's load-balancer on node1 serves" in n for n in ev["notes"])
+    d = diagnose(gather(run))
+    (step4,) = [f for f in d.findings if f.step == 4]
+    assert step4.severity == "info"
+    assert any("Cilium serves" in e for e in step4.evidence)
+
+
+def test_a_backend_cilium_does_not_list_is_a_warning(tmp_path: Path) -> None:
+    run = _with_cilium(tmp_path, "10.244.2.99:8080")
+    d = diagnose(gather(run))
+    (step4,) = [f for f in d.findings if f.step == 4]
+    assert step4.severity == "warning" and "does not list" in step4.title
+
+
+def test_a_dnat_no_iptables_rule_explains_is_explained_by_cilium(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A DNAT between the pod and the node (a tc program) with no iptables rule behind it: the
+    recorded clusterip-remote run with kube-proxy's rules for its Service taken away and the
+    Service in Cilium's dump instead."""
+    import shutil
+
+    src = PCAPS / "clusterip-remote"
+    truth = _truth(src)
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    node = run / "nodes" / "node1"
+    for name in ("iptables-save.txt", "nft.txt"):
+        kept = [ln for ln in (node / name).read_text().splitlines() if "web-remote" not in ln]
+        (node / name).write_text("\n".join(kept) + "\n")
+    doc = _analyze_json(capsys, run)
+    (bare,) = [e for e in doc["evidence"] if e["kind"] == "DNAT"]
+    assert bare["findings"]  # without Cilium's dump the rewrite has no rule behind it
+    frontend = truth["frontend"]
+    (node / "cilium-bpf-lb-list.txt").write_text(
+        "SERVICE ADDRESS          BACKEND ADDRESS (REVNAT_ID) (SLOT)\n"
+        f"{frontend}/TCP       0.0.0.0:0 (4) (0) [ClusterIP, non-routable]\n"
+        f"                         {truth['backend']}/TCP (4) (1)\n"
+    )
+    doc = _analyze_json(capsys, run)
+    (ev,) = [e for e in doc["evidence"] if e["kind"] == "DNAT"]
+    assert ev["mode"] == "cilium" and ev["rules_source"].endswith("cilium-bpf-lb-list.txt")
+    assert ev["chosen"] == truth["backend"] and ev["findings"] == []

@@ -20,7 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from tracer.capture.plan import CapturePlan, PlannedPoint
+from tracer.capture.plan import (
+    LB_AGENT_FACT_COMMANDS,
+    POD_FACT_COMMANDS,
+    CapturePlan,
+    PlannedPoint,
+)
 from tracer.capture.ring import DEFAULT_RING_BYTES, RingSink
 from tracer.capture.watch import Trigger, Until, Watcher
 from tracer.capture.writer import PcapSink
@@ -198,6 +203,8 @@ def run_capture(
             outcome = "triggered" if incident.trigger is not None else "quiet"
         if settings.collect_facts and not (outcome == "quiet" and settings.discard_if_quiet):
             _collect_facts(plan, backend, run, notes, plan.node_facts)
+            _collect_pod_facts(plan, backend, run, notes)
+            _collect_lb_agent_facts(plan, backend, run, notes)
     except PathtraceError as e:
         outcome = f"failed: {e.message}"
         raise
@@ -627,6 +634,50 @@ def _collect_facts(
                 # Those are often absent by design; the others say something is off.
                 why = err.decode("utf-8", "replace").strip() or msg or f"exit {code}"
                 notes.append(f"node {p.node}: {' '.join(argv)}: {why}")
+
+
+def _collect_pod_facts(
+    plan: CapturePlan, backend: CaptureBackend, run: Path, notes: list[str]
+) -> None:
+    """A meshed pod's own nat table, conntrack and links, through its debug container (which
+    shares the pod's network namespace), into RUN/pods/<point>/."""
+    for p in plan.points:
+        if p.kind != "ephemeral" or p.mesh is None:
+            continue
+        d = run / "pods" / p.name
+        d.mkdir(parents=True, exist_ok=True)
+        for name, argv in POD_FACT_COMMANDS.items():
+            try:
+                code, out, err, msg = backend.run(p, argv, 20.0)
+            except PathtraceError as e:
+                notes.append(f"pod {p.namespace}/{p.pod}: {' '.join(argv)} failed: {e.message}")
+                continue
+            if code == 0:
+                write_private(d / name, out)
+            else:
+                why = err.decode("utf-8", "replace").strip() or msg or f"exit {code}"
+                notes.append(f"pod {p.namespace}/{p.pod}: {' '.join(argv)}: {why}")
+
+
+def _collect_lb_agent_facts(
+    plan: CapturePlan, backend: CaptureBackend, run: Path, notes: list[str]
+) -> None:
+    """A Cilium agent's Services and conntrack on each node of the path, into
+    RUN/nodes/<node>/cilium-*.txt (the evidence when an eBPF load-balancer translated)."""
+    for a in plan.lb_agents:
+        d = run / "nodes" / a.node
+        d.mkdir(parents=True, exist_ok=True)
+        for name, argv in LB_AGENT_FACT_COMMANDS.items():
+            try:
+                code, out, err, msg = backend.run(a, argv, 20.0)
+            except PathtraceError as e:
+                notes.append(f"{a.namespace}/{a.pod}: {' '.join(argv)} failed: {e.message}")
+                continue
+            if code == 0:
+                write_private(d / name, out)
+            else:
+                why = err.decode("utf-8", "replace").strip() or msg or f"exit {code}"
+                notes.append(f"{a.namespace}/{a.pod}: {' '.join(argv)}: {why}")
 
 
 def _manifest(

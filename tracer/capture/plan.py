@@ -53,6 +53,29 @@ NODE_FACT_COMMANDS: Mapping[str, tuple[str, ...]] = {
 }
 
 # Node facts sampled before the captures start.
+# A meshed pod's own facts, read through its debug container after the request: the sidecar's
+# REDIRECT rules (its own nat table), the REDIRECTs' original destinations (its conntrack) and
+# its links (an `any` capture inside the pod numbers interfaces in the pod's own space).
+POD_FACT_COMMANDS: Mapping[str, tuple[str, ...]] = {
+    "iptables-save.txt": ("iptables-save", "-t", "nat"),
+    "conntrack.txt": ("conntrack", "-L"),
+    "links.json": ("ip", "-j", "addr", "show"),
+}
+# Containers that mark a meshed pod: the sidecar itself or the init container that wrote its
+# capture rules.
+MESH_CONTAINERS: Mapping[str, tuple[str, ...]] = {
+    "istio": ("istio-proxy", "istio-init", "istio-validation"),
+    "linkerd": ("linkerd-proxy", "linkerd-init"),
+}
+
+# A Cilium agent's Services and conntrack, read in its own container after the request.
+LB_AGENT_CONTAINER = "cilium-agent"
+LB_AGENT_FACT_COMMANDS: Mapping[str, tuple[str, ...]] = {
+    "cilium-service-list.txt": ("cilium-dbg", "service", "list"),
+    "cilium-bpf-lb-list.txt": ("cilium-dbg", "bpf", "lb", "list"),
+    "cilium-bpf-ct-list.txt": ("cilium-dbg", "bpf", "ct", "list", "global"),
+}
+
 NODE_FACT_COMMANDS_BEFORE: Mapping[str, tuple[str, ...]] = {
     "conntrack-stats-before.txt": ("conntrack", "-S"),
 }
@@ -68,6 +91,16 @@ class PodTarget:
     node: str
     containers: tuple[str, ...] = ()
     host_network: bool = False
+    init_containers: tuple[str, ...] = ()
+
+    @property
+    def mesh(self) -> str | None:
+        """The service mesh whose sidecar this pod runs ("istio", "linkerd"), or None."""
+        names = set(self.containers) | set(self.init_containers)
+        for mesh, marks in MESH_CONTAINERS.items():
+            if names & set(marks):
+                return mesh
+        return None
 
 
 @dataclass(frozen=True)
@@ -95,6 +128,8 @@ class Targets:
     extra_ips: tuple[str, ...] = ()
     extra_ports: tuple[int, ...] = ()
     uses_name: bool = False
+    # eBPF load-balancer agents (Cilium) on the nodes of the path: their view is read.
+    lb_agents: tuple[PodTarget, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -131,6 +166,7 @@ class PlannedPoint:
     interface: str
     argv: tuple[str, ...]
     target_pod: str | None = None  # the workload pod an ephemeral container was added to
+    mesh: str | None = None  # a meshed pod's mesh: its own facts are read (POD_FACT_COMMANDS)
 
 
 @dataclass(frozen=True)
@@ -167,6 +203,9 @@ class CapturePlan:
         default_factory=lambda: NODE_FACT_COMMANDS_BEFORE
     )
     warnings: tuple[str, ...] = ()
+    # Load-balancer agents read after the request (exec, read-only): their facts go to their
+    # node's directory (LB_AGENT_FACT_COMMANDS).
+    lb_agents: tuple[PlannedPoint, ...] = ()
 
 
 def new_run_id(now: datetime | None = None) -> str:
@@ -538,6 +577,15 @@ def make_plan(targets: Targets, options: CaptureOptions) -> CapturePlan:
             eph = EphemeralContainer(pod.namespace, pod.name, spec)
             ephemeral.append(eph)
             name = names[(pod.namespace, pod.name)]
+            interface = options.pod_interface
+            if pod.mesh is not None and interface != "any":
+                # The app-to-sidecar legs are on the pod's loopback, which eth0 never sees.
+                interface = "any"
+                warnings.append(
+                    f"{role} pod {pod.namespace}/{pod.name} runs a {pod.mesh} sidecar: captured "
+                    "on `any` inside the pod (the app-to-sidecar legs are on its loopback), and "
+                    "its own nat table and conntrack are read"
+                )
             points.append(
                 PlannedPoint(
                     name=name,
@@ -547,14 +595,15 @@ def make_plan(targets: Targets, options: CaptureOptions) -> CapturePlan:
                     namespace=pod.namespace,
                     pod=pod.name,
                     container=eph.name,
-                    interface=options.pod_interface,
+                    interface=interface,
                     argv=tcpdump_argv(
-                        options.pod_interface,
+                        interface,
                         bpf,
                         snaplen=options.snaplen,
                         max_packets=options.max_packets,
                     ),
                     target_pod=pod.name,
+                    mesh=pod.mesh,
                 )
             )
             if role == "client":
@@ -593,7 +642,22 @@ def make_plan(targets: Targets, options: CaptureOptions) -> CapturePlan:
                     ),
                 )
             )
+    agents = tuple(
+        PlannedPoint(
+            name=f"lb-agent-{a.node}",
+            role="node",
+            kind="node",
+            node=a.node,
+            namespace=a.namespace,
+            pod=a.name,
+            container=LB_AGENT_CONTAINER,
+            interface="",
+            argv=(),
+        )
+        for a in targets.lb_agents
+    )
     return CapturePlan(
+        lb_agents=agents,
         run_id=options.run_id,
         filter=bpf,
         points=tuple(points),
@@ -641,13 +705,19 @@ def plan_to_json(plan: CapturePlan) -> dict[str, Any]:
 
 def plan_changes(plan: CapturePlan) -> dict[str, list[str]]:
     """What the capture changes in the cluster: the pods that get a permanent ephemeral
-    container, and the pods created for the run (and deleted after it)."""
-    return {
+    container, and the pods created for the run (and deleted after it); and the load-balancer
+    agents it only reads (exec), when there are any."""
+    out = {
         "permanent_ephemeral_containers": [
             f"{e.namespace}/{e.pod}:{e.name}" for e in plan.ephemeral
         ],
         "temporary_pods": [f"{n.namespace}/{n.name} (node {n.node})" for n in plan.node_pods],
     }
+    if plan.lb_agents:
+        out["read_only_exec"] = [
+            f"{a.namespace}/{a.pod}:{a.container} (node {a.node})" for a in plan.lb_agents
+        ]
+    return out
 
 
 def describe_changes(plan: CapturePlan) -> list[str]:
@@ -666,6 +736,12 @@ def describe_changes(plan: CapturePlan) -> list[str]:
         )
     if not lines:
         lines.append("changes nothing in the cluster")
+    if plan.lb_agents:
+        lines.append(
+            "reads (changes nothing) the eBPF load-balancer of "
+            + ", ".join(f"{a.namespace}/{a.pod} on {a.node}" for a in plan.lb_agents)
+            + ": `cilium-dbg service list`, `bpf lb list`, `bpf ct list global`"
+        )
     return lines
 
 

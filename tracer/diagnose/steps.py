@@ -41,6 +41,7 @@ from tracer.model import (
     Tuple5,
 )
 from tracer.rules import Node, Packet, WalkResult, walk
+from tracer.rules.cilium import walk_cilium
 from tracer.rules.conntrack import ConntrackEntry
 from tracer.rules.explain_text import local_traffic_cidr
 from tracer.rules.model import Entry, in_network
@@ -410,7 +411,8 @@ def step_health(f: RunFacts) -> list[Finding]:
                     SYMPTOM - 10,
                 )
             )
-    if not any(p.component == "kube-proxy" for p in h.pods) and f.before_wire is None:
+    ebpf_lb = f.before_wire is not None or any(n.cilium is not None for n in f.nodes.values())
+    if not any(p.component == "kube-proxy" for p in h.pods) and not ebpf_lb:
         out.append(
             Finding(
                 "info",
@@ -778,6 +780,25 @@ def _service_findings(f: RunFacts, c: Connection) -> list[Finding]:
                 f"{info.rules_source}: {bw.frontend} walks to {result.verdict} — no kube-proxy"
                 " rule serves this Service, as expected with a socket load-balancer"
             )
+        if info is not None and info.cilium is not None:
+            ebpf = walk_cilium(info.cilium, Packet(probe.proto, probe.src, probe.dst))
+            backends = ", ".join(e.address for e in ebpf.endpoints) or "none"
+            listed = any(e.address == str(bw.backend) for e in ebpf.endpoints)
+            lines.append(
+                f"{info.cilium.source}: Cilium serves {bw.frontend} with backends {backends}"
+                + ("" if listed else f"; {bw.backend} is NOT one of them")
+            )
+            if not listed:
+                return [
+                    Finding(
+                        "warning",
+                        4,
+                        f"{bw.words}; but Cilium on {node} does not list {bw.backend} as a backend",
+                        tuple(lines),
+                        f"compare `cilium-dbg service list` and `cilium-dbg bpf lb list` on {node}: "
+                        "the agent and the datapath may have diverged (a failed map update)",
+                    )
+                ]
         return [Finding("info", 4, bw.words, tuple(lines))]
     if found is None:
         if backend is None:

@@ -23,6 +23,7 @@ from tracer.errors import PathtraceError
 from tracer.explain.facts import NodeFacts
 from tracer.model import Endpoint, Hop, Path, Translation, Tuple5
 from tracer.rules import ConntrackEntry, EndpointChoice, Node, Packet, RuleHit, walk
+from tracer.rules.cilium import walk_cilium
 from tracer.rules.model import OTHER_OWNER, Entry, WalkResult, in_network
 from tracer.rules.result import fraction_text
 
@@ -127,18 +128,35 @@ def _entry(src_ip: str, facts: NodeFacts, path: Path) -> Entry:
 def _walk(
     facts: NodeFacts, packet: Tuple5, entry: Entry, owner: int | None = None
 ) -> tuple[WalkResult | None, str | None]:
-    if facts.rules is None or packet.proto not in _WALKABLE or packet.dst.port is None:
+    """The packet through the node's (or pod's) netfilter rules; where those do not translate
+    it and the node runs an eBPF load-balancer (Cilium's facts), through that instead."""
+    if packet.proto not in _WALKABLE or packet.dst.port is None:
         return None, None
     node = Node(facts.addresses, facts.pod_cidr)
     oif = None
     if facts.scope == "pod" and entry == "local":
         # Inside a pod the route is simple: its own addresses over loopback, the rest via eth0.
         oif = "lo" if node.is_local(packet.dst.ip) else "eth0"
-    try:
-        pkt = Packet(packet.proto, packet.src, packet.dst, entry, oif, owner, owner)
-        return walk(facts.rules, pkt, node), None
-    except PathtraceError as e:
-        return None, f"{facts.rules_source}: the walk failed: {e.message}"
+    pkt = Packet(packet.proto, packet.src, packet.dst, entry, oif, owner, owner)
+    result: WalkResult | None = None
+    warn: str | None = None
+    if facts.rules is not None:
+        try:
+            result = walk(facts.rules, pkt, node)
+        except PathtraceError as e:
+            warn = f"{facts.rules_source}: the walk failed: {e.message}"
+    if facts.cilium is not None and (result is None or result.verdict != "DNAT"):
+        ebpf = walk_cilium(facts.cilium, pkt)
+        if ebpf.verdict == "DNAT" or result is None:
+            return ebpf, warn
+    return result, warn
+
+
+def _source(facts: NodeFacts, result: WalkResult | None) -> str | None:
+    """The dump a walk's result comes from."""
+    if result is not None and result.mode == "cilium" and facts.cilium is not None:
+        return facts.cilium.source
+    return facts.rules_source
 
 
 def _conntrack_for(facts: NodeFacts | None, original: Tuple5) -> ConntrackEntry | None:
@@ -408,7 +426,7 @@ def _forward(
         after=after,
         entry=entry,
         mode=result.mode,
-        rules_source=nf.rules_source,
+        rules_source=_source(nf, result),
         verdict=result.verdict,
         service=result.service,
         rules=result.rules,
@@ -496,7 +514,18 @@ def _before_wire(path: Path, tr: Translation, nodes: list[NodeFacts]) -> Rewrite
             warnings.append(warn)
         if result is None:
             continue
-        if result.verdict == "DNAT":
+        if result.verdict == "DNAT" and result.mode == "cilium":
+            chosen = any(e.address == str(tr.after.dst) for e in result.endpoints)
+            notes.append(
+                f"Cilium's load-balancer on {nf.node} serves {tr.before.dst} and lists "
+                f"{tr.after.dst} {'among its backends' if chosen else 'NOT among its backends'}:"
+                " its socket-level translation (connect/sendmsg) put the backend on the wire"
+            )
+            for entry in nf.cilium_ct:
+                if tr.after.src in (entry.src, entry.dst):
+                    notes.append(f"Cilium's conntrack on {nf.node}: {entry.text}")
+                    break
+        elif result.verdict == "DNAT":
             notes.append(
                 f"{nf.node}'s rules would DNAT {tr.before.dst} too, but no packet reached them"
                 " with it: the socket's translation came first"
@@ -518,9 +547,10 @@ def _before_wire(path: Path, tr: Translation, nodes: list[NodeFacts]) -> Rewrite
             after=tr.after,
             entry=_entry(tr.before.src.ip, nf, path),
             mode=result.mode,
-            rules_source=nf.rules_source,
+            rules_source=_source(nf, result),
             verdict=result.verdict,
             rules=result.rules,
+            endpoints=result.endpoints,
             chosen=str(tr.after.dst),
             by="socket",
             notes=(path.forward[0].note or "", *notes),
@@ -611,7 +641,7 @@ def _unchanged(
             after=None,
             entry=entry,
             mode=result.mode,
-            rules_source=nf.rules_source,
+            rules_source=_source(nf, result),
             verdict=result.verdict,
             service=result.service,
             rules=result.rules,

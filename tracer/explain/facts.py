@@ -24,6 +24,13 @@ from tracer.rules import (
     parse_conntrack_stats,
     parse_sysctl_limits,
 )
+from tracer.rules.cilium import (
+    CiliumCtEntry,
+    CiliumLB,
+    parse_bpf_ct_list,
+    parse_bpf_lb_list,
+    parse_service_list,
+)
 from tracer.rules.explain_text import local_traffic_cidr
 from tracer.rundir import node_fact
 
@@ -32,6 +39,9 @@ from tracer.rundir import node_fact
 RULE_FILES = ("iptables-save.txt", "nft.txt", "ipvsadm.txt")
 # `conntrack -S` after and before the capture.
 STATS_FILES = ("conntrack-stats.txt", "conntrack-stats-before.txt")
+# An eBPF load-balancer's own view (Cilium's agent): the Services it serves, in the agent and in
+# the BPF maps, and its own conntrack.
+CILIUM_FILES = ("cilium-service-list.txt", "cilium-bpf-lb-list.txt", "cilium-bpf-ct-list.txt")
 
 
 @dataclass(frozen=True)
@@ -51,6 +61,9 @@ class NodeFacts:
     conntrack_stats_before: ConntrackStats | None = None
     # nf_conntrack_count / nf_conntrack_max as sampled after the capture
     conntrack_limits: tuple[tuple[str, int], ...] = ()
+    # Cilium's load-balancer (bpf lb list when captured, else service list) and conntrack.
+    cilium: CiliumLB | None = None
+    cilium_ct: tuple[CiliumCtEntry, ...] = ()
     # "node", or "pod": a pod's own namespace (RUN/pods/<point>/), where a sidecar's capture
     # rules live; `node` then holds the point's name.
     scope: str = "node"
@@ -153,6 +166,21 @@ def node_facts_from_text(node: str, texts: Mapping[str, str], scope: str = "node
             stats[name] = parse_conntrack_stats(texts[name], source=f"nodes/{node}/{name}")
             warnings.extend(stats[name].warnings)
     limits = parse_sysctl_limits(texts.get("conntrack-limits.txt") or "")
+    cilium: CiliumLB | None = None
+    for name, parse in (
+        ("cilium-bpf-lb-list.txt", parse_bpf_lb_list),
+        ("cilium-service-list.txt", parse_service_list),
+    ):
+        text = texts.get(name)
+        if text and text.strip() and cilium is None:
+            where = f"{scope}s/{node}/{name}"
+            try:
+                cilium = parse(text, source=where)
+            except PathtraceError as e:
+                warnings.append(f"{where}: not readable ({e.message})")
+                continue
+            warnings.extend(cilium.warnings)
+    cilium_ct = parse_bpf_ct_list(texts.get("cilium-bpf-ct-list.txt") or "")
     return NodeFacts(
         node=node,
         rules=rules,
@@ -168,6 +196,8 @@ def node_facts_from_text(node: str, texts: Mapping[str, str], scope: str = "node
         scope=scope,
         rules6=rules6,
         rules6_source=source6,
+        cilium=cilium,
+        cilium_ct=cilium_ct,
     )
 
 
@@ -196,6 +226,7 @@ def _read_facts(
             "links.json",
             *STATS_FILES,
             "conntrack-limits.txt",
+            *CILIUM_FILES,
         ):
             try:
                 text = node_fact(run, node, name, f"{scope}s")

@@ -158,6 +158,7 @@ def _pod_target(p: Any) -> PodTarget:
         ip=(p.status.pod_ip if p.status else None) or "",
         node=(p.spec.node_name if p.spec else None) or "",
         containers=tuple(c.name for c in (p.spec.containers or [])) if p.spec else (),
+        init_containers=tuple(c.name for c in (p.spec.init_containers or [])) if p.spec else (),
         host_network=bool(p.spec and p.spec.host_network),
     )
 

@@ -21,6 +21,9 @@ from tracer.rundir import Service
 DNS_NAMESPACE = "kube-system"
 DNS_SERVICE = "kube-dns"
 DNS_POD_SELECTOR = "k8s-app=kube-dns"
+# Cilium's agent (its kube-proxy replacement serves Services in eBPF): read, never changed.
+LB_AGENT_NAMESPACE = "kube-system"
+LB_AGENT_SELECTOR = "k8s-app=cilium"
 INGRESS_CONTROLLER_SELECTOR = "app.kubernetes.io/name=ingress-nginx"
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _KINDS = {
@@ -221,6 +224,16 @@ def resolve(
     if source.kind == "external":
         # Any node may receive external traffic (NodePort, LB): capture them all.
         nodes = tuple(node_ips.values())
+    on_path = {n.name for n in nodes}
+    try:
+        agents = tuple(
+            p.target
+            for p in api.list_pods(LB_AGENT_NAMESPACE, LB_AGENT_SELECTOR)
+            if p.target.node in on_path
+        )
+    except ClusterError as e:
+        agents = ()
+        warnings.append(f"Cilium agents not listed, their load-balancer is not read: {e}")
     targets = Targets(
         destination=dest.host or f"{dest.kind}/{dest.name}",
         client=client,
@@ -233,6 +246,7 @@ def resolve(
         extra_ips=tuple(dict.fromkeys(extra_ips)),
         extra_ports=tuple(dict.fromkeys(extra_ports)),
         uses_name=uses_name,
+        lb_agents=agents,
     )
     return targets, warnings
 
