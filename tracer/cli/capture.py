@@ -49,7 +49,7 @@ the run keeps [trigger - --keep-before, trigger + --keep-after] from every point
       --request 'curl -s http://web/' --repeat 200 --interval 0.5 --duration 120
 CONDITION, several joined by commas: reset (a TCP RST answered it), rejected (an ICMP error
 answered it), unanswered[:DURATION] (a SYN or UDP query with no answer, default 3s),
-slower:DURATION (the response started later), http5xx, dns-error (NXDOMAIN/SERVFAIL), failed
+slower:DURATION (the response started later), http5xx, dns-error (NXDOMAIN, SERVFAIL...), failed
 (reset, rejected or unanswered). Failed, reset, rejected and unanswered follow the same rules as
 `pathtrace analyze RUN --list`. Exit code 5: the condition never held within --duration (the run
 keeps the last window, or nothing with --discard-if-quiet).
@@ -104,7 +104,8 @@ def _progress_printer() -> Any:
     "--duration",
     type=float,
     default=None,
-    help="Seconds to capture while you reproduce (instead of --request).",
+    help="Seconds to capture while you reproduce (instead of --request); with --until, the "
+    "longest wait (default 300).",
 )
 @click.option(
     "-o",
