@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from tests.apiserver.test_lab_e2e import lab_processes, lab_up_with_api, run_cli
-from tests.cli.test_capture_lab import managed_pods, pcap_records
+from tests.apiserver.test_lab_e2e import lab_up_with_api, run_cli
+from tests.cli.test_capture_lab import nothing_left, pcap_records
 
 pytestmark = [pytest.mark.netns, pytest.mark.slow]
 
@@ -87,14 +87,6 @@ def capture(lab: dict[str, Any], run: Path, *extra: str) -> tuple[int, str, str]
             "--to", "svc/web", "-o", str(run), *extra,
         ]
     )  # fmt: skip
-
-
-def nothing_left(lab: dict[str, Any]) -> None:
-    assert managed_pods(lab["kubeconfig"]) == []
-    deadline = time.monotonic() + 5
-    while lab_processes()["tcpdump"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert lab_processes()["tcpdump"] == []
 
 
 def test_until_failed_catches_the_reset_at_every_point(lab: dict[str, Any], tmp_path: Path) -> None:

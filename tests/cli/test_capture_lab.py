@@ -89,6 +89,16 @@ def managed_pods(kubeconfig: str) -> list[str]:
     return [p.metadata.name for p in core.list_pod_for_all_namespaces(label_selector=MANAGED).items]
 
 
+def nothing_left(lab: dict[str, Any]) -> None:
+    """No pod of ours in the cluster, no capture left running in the lab's namespaces once the
+    streams are closed."""
+    assert managed_pods(lab["kubeconfig"]) == []
+    deadline = time.monotonic() + 5
+    while lab_processes()["tcpdump"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert lab_processes()["tcpdump"] == []
+
+
 def when_armed(run_dir: Path, points: int, action: Any, timeout: float = 60.0) -> threading.Thread:
     """Run `action` once every point's capture has its pcap header (tcpdump opened its socket)."""
 
@@ -316,12 +326,7 @@ def test_ctrl_c_during_capture(lab: dict[str, Any], tmp_path: Path) -> None:
         records = pcap_records(run / p["file"])  # valid, nothing cut mid-record
         assert p["packets"] == len(records)
     assert len(pcap_records(run / "points" / "client.pcap")) > 0
-    assert managed_pods(lab["kubeconfig"]) == []
-    # No capture left running in the lab's namespaces once the streams are closed.
-    deadline = time.monotonic() + 5
-    while lab_processes()["tcpdump"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert lab_processes()["tcpdump"] == []
+    nothing_left(lab)
 
 
 def test_measure_capture_arming(lab: dict[str, Any], tmp_path: Path) -> None:
