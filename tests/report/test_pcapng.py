@@ -74,41 +74,6 @@ def test_rewrite_is_in_the_comment(traced: tuple[LoadedRun, Connection, TracePat
     assert any("path forward hop 1" in c for c in comments)
 
 
-@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
-def test_tshark_reads_every_packet_and_comment(
-    traced: tuple[LoadedRun, Connection, TracePath], tmp_path: Path
-) -> None:
-    loaded, conn, path = traced
-    out = tmp_path / "request.pcapng"
-    n = write_merged_pcapng(out, loaded.points, conn, path)
-    proc = subprocess.run(
-        [
-            "tshark",
-            "-r",
-            str(out),
-            "-T",
-            "fields",
-            "-e",
-            "frame.comment",
-            "-e",
-            "tcp.srcport",
-            "-e",
-            "udp.dstport",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    rows = [line.split("\t") for line in proc.stdout.splitlines()]
-    assert len(rows) == n
-    want = [p.comment for p in plan_packets(conn, path)]
-    assert [r[0] for r in rows] == want
-    # Every packet still decodes: TCP, or the VXLAN UDP 8472 that tshark does not open by default.
-    assert all(r[1] or r[2] == "8472" for r in rows)
-    assert sum(r[2] == "8472" for r in rows) > 0
-
-
 def _tshark(path: Path, *args: str) -> list[list[str]]:
     proc = subprocess.run(
         ["tshark", "-r", str(path), *args],
@@ -118,6 +83,24 @@ def _tshark(path: Path, *args: str) -> list[list[str]]:
         check=True,
     )
     return [line.split("\t") for line in proc.stdout.splitlines()]
+
+
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
+def test_tshark_reads_every_packet_and_comment(
+    traced: tuple[LoadedRun, Connection, TracePath], tmp_path: Path
+) -> None:
+    loaded, conn, path = traced
+    out = tmp_path / "request.pcapng"
+    n = write_merged_pcapng(out, loaded.points, conn, path)
+    rows = _tshark(
+        out, "-T", "fields", "-e", "frame.comment", "-e", "tcp.srcport", "-e", "udp.dstport"
+    )
+    assert len(rows) == n
+    want = [p.comment for p in plan_packets(conn, path)]
+    assert [r[0] for r in rows] == want
+    # Every packet still decodes: TCP, or the VXLAN UDP 8472 that tshark does not open by default.
+    assert all(r[1] or r[2] == "8472" for r in rows)
+    assert sum(r[2] == "8472" for r in rows) > 0
 
 
 @pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark not installed")
