@@ -426,3 +426,11 @@ def test_a_latin1_links_json_in_a_run_is_read(tmp_path: Path) -> None:
     (run / "nodes" / "n1" / "links.json").write_bytes(b'{"3": "eth\xe9"}')
     loaded = load_run(run, reader=FakeReader(linktype=LINKTYPE_LINUX_SLL2), links_parser=fake_links)
     assert loaded.points[0].ifnames == {3: "eth\ufffd"}
+
+
+def test_a_run_directory_that_is_a_symlink_loop_is_not_called_missing(tmp_path: Path) -> None:
+    loop = tmp_path / "run"
+    loop.symlink_to(loop)
+    with pytest.raises(InputError) as err:
+        load_run(loop)
+    assert "symbolic link" in err.value.message and "does not exist" not in err.value.message

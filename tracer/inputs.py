@@ -403,9 +403,11 @@ def load_run(
     run = os.fspath(run_dir)
     if not os.path.isdir(run):
         exists = os.path.exists(run)
+        why = "is not a directory" if exists else "does not exist"
+        if not exists and os.path.islink(run):
+            why = "is a symbolic link to nothing (or a loop of them)"
         raise InputError(
-            f"{run}: {'is not a directory' if exists else 'does not exist'}; "
-            "expected a run directory (with manifest.json)",
+            f"{run}: {why}; expected a run directory (with manifest.json)",
             # A capture file given as RUN is the likeliest slip: say how to read one.
             hint=f"for capture files, `pathtrace analyze --point client:NAME={run} --point …` "
             f"(one per capture point); `pathtrace packets {run}` lists one file's frames"

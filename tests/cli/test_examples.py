@@ -8,8 +8,8 @@ connections as `runs/x` and `RUN`, its captures as `client.pcap` ..., a node's r
 (capture, live diagnose) run against the API stand-in (`tracer.apiserver`, the real Kubernetes
 client speaking HTTP to it) serving a small cluster with the objects the examples name, with
 its kubeconfig for theirs and `--duration` cut to one second (the only change). Examples that
-build network namespaces (lab, demo) are checked to be commands whose options parse; the lab
-tests run them (tests/cli/test_lab.py, tests/lab).
+build network namespaces (lab, demo) run as written, in the order a user types them, on the
+real lab (root and network namespaces; skipped with the reason elsewhere).
 """
 
 from __future__ import annotations
@@ -250,6 +250,50 @@ def test_cluster_example_runs_against_the_api(
     elif words[0] in ("capture", "diagnose"):
         runs = list(tmp_path.glob("pathtrace-*"))
         assert len(runs) == 1 and (runs[0] / "manifest.json").is_file()
+
+
+def _lab_session(examples: list[str]) -> list[str]:
+    """The lab examples in the order a user types them: demo (it builds and removes its own
+    lab), then each `lab up` variant followed by what runs on a lab, and `lab down`."""
+    words = {e: shlex.split(e)[1:] for e in examples}
+    demo = [e for e in examples if words[e][0] == "demo"]
+    ups = [e for e in examples if words[e][:2] == ["lab", "up"]]
+    downs = [e for e in examples if words[e][:2] == ["lab", "down"]]
+    middle = [e for e in examples if e not in (*demo, *ups, *downs)]
+    session = list(demo)
+    for k, up in enumerate(ups):
+        session += [up, *(middle if k == 0 else []), *downs]
+    return session
+
+
+@pytest.mark.netns
+@pytest.mark.slow
+def test_lab_examples_run_as_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.lab.conftest import netns_unavailable
+    from tracer.lab import lab
+
+    reason = netns_unavailable()
+    if reason:
+        pytest.skip(reason)
+    if lab.status()["status"] != "down":
+        pytest.skip("a lab is up here already (run the lab tests one at a time, or isolated)")
+    monkeypatch.chdir(tmp_path)
+    ran: list[str] = []
+    try:
+        for example in _lab_session(LAB_EXAMPLES):
+            with pytest.raises(SystemExit) as e:
+                main(shlex.split(example)[1:])
+            out, err = capsys.readouterr()
+            assert e.value.code in (0, None), f"{example}\n{err}"
+            assert "Traceback" not in err
+            ran.append(example)
+    finally:
+        if lab.status()["status"] != "down":
+            lab.down()
+    assert sorted(set(ran)) == sorted(LAB_EXAMPLES)
+    assert list(tmp_path.glob("pathtrace-lab-clusterip-remote-*/manifest.json"))
 
 
 @pytest.mark.parametrize("example", LAB_EXAMPLES)
