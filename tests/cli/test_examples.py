@@ -14,6 +14,7 @@ real lab (root and network namespaces; skipped with the reason elsewhere).
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import shutil
@@ -79,10 +80,20 @@ def _examples(text: str) -> list[str]:
             i += 1
         # What follows a run of two spaces (or a #) explains the example; it is not typed.
         line = re.split(r"\s{2,}|\s#\s", line, maxsplit=1)[0].strip()
-        words = shlex.split(line)
-        if len(words) >= 2 and words[1] in COMMANDS and "…" not in line and "..." not in line:
-            out.append(line)
+        for form in _forms(line):
+            words = shlex.split(form)
+            if len(words) >= 2 and words[1] in COMMANDS and "…" not in form and "..." not in form:
+                out.append(form)
     return out
+
+
+def _forms(line: str) -> list[str]:
+    """A synopsis `cmd [-n NS|-A]` as the commands it stands for: `cmd`, `cmd -n NS`, `cmd -A`."""
+    m = re.search(r" \[(-[^\]]*)\]", line)
+    if m is None:
+        return [line]
+    head, tail = line[: m.start()], line[m.end() :]
+    return [f"{head}{tail}", *(f"{head} {alt.strip()}{tail}" for alt in m.group(1).split("|"))]
 
 
 def _readme_blocks() -> str:
@@ -239,6 +250,15 @@ def test_cluster_example_runs_against_the_api(
     for option, value in (("--kubeconfig", str(cluster)), ("--duration", "1")):
         if option in words:
             words[words.index(option) + 1] = value
+    if words[0] == "cleanup":
+        # What cleanup removes is what a capture made: record one first, as RUN (its id is ID).
+        record = ["capture", "--from", "pod/client", "--to", "svc/web", "--duration", "0.5"]
+        with pytest.raises(SystemExit) as made:
+            main([*record, "--no-analyze", "-o", str(tmp_path / "RUN")])
+        assert made.value.code in (0, None), capsys.readouterr().err
+        capsys.readouterr()
+        run_id = json.loads((tmp_path / "RUN" / "manifest.json").read_text())["extra"]["run_id"]
+        words = [{"ID": run_id, "NS": "default"}.get(w, w) for w in words]
     with pytest.raises(SystemExit) as e:
         main(words)
     code = e.value.code if isinstance(e.value.code, int) else 0
@@ -247,6 +267,8 @@ def test_cluster_example_runs_against_the_api(
     assert "Traceback" not in err
     if "--dry-run" in words:
         assert '"points"' in out and not list(tmp_path.iterdir())  # a plan, and nothing made
+    elif words[0] == "cleanup":
+        assert "Traceback" not in out
     elif words[0] in ("capture", "diagnose"):
         runs = list(tmp_path.glob("pathtrace-*"))
         assert len(runs) == 1 and (runs[0] / "manifest.json").is_file()

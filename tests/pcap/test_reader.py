@@ -259,3 +259,24 @@ def test_fast_path_writes_every_column_the_reader_leaves_to_it(linktype: int) ->
     if linktype == 113:
         wanted |= {"direction"}
     assert set(group.columns) == wanted
+
+
+@pytest.mark.parametrize("rows", [1, 3, 7, 1000])
+def test_pieces_of_a_file_are_its_frames_in_order(tmp_path: Path, rows: int) -> None:
+    blob = c.shb() + c.idb(1, name="eth0", tsresol=9)
+    for k in range(10):
+        data = c.eth(c.ipv4(c.udp(b"x" * k, 1000 + k, 53), 17, src=f"10.0.0.{k + 1}"))
+        blob += c.epb(data, 0, 10**18 + k, comment=f"frame {k}" if k % 3 == 0 else None)
+    blob += b"\x06\x00\x00\x00"  # a cut block at the end: one warning, in the first piece
+    path = tmp_path / "c.pcapng"
+    path.write_bytes(blob)
+    whole = reader.read_frames(path)
+    pieces = list(reader.iter_frames(path, rows=rows))
+    assert [len(p) for p in pieces] == [min(rows, 10 - s) for s in range(0, 10, rows)]
+    assert pieces[0].warnings == whole.warnings and all(not p.warnings for p in pieces[1:])
+    assert [r for p in pieces for r in as_rows(p)] == as_rows(whole)
+    comments = {}
+    for start, p in zip(range(0, 10, rows), pieces, strict=True):
+        assert p.interfaces == whole.interfaces
+        comments.update({start + k: v for k, v in p.comments.items()})
+    assert comments == whole.comments

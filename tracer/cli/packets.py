@@ -46,8 +46,8 @@ PIECE_ROWS = 1 << 16
 def command(file: Path, fmt: str, links_file: Path | None, limit: int | None) -> None:
     """Decode every frame of FILE (pcap or pcapng) down to the innermost IP packet.
 
-    Lines are printed as the file is decoded, a piece at a time: the first ones come at once and
-    memory stays small however large the file. A FILE inside a run directory (RUN/points/X.pcap)
+    Frames are decoded and printed a piece at a time (after one quick pass over the record
+    headers): the first lines come at once, and `| head` stops the decoding. A FILE inside a run directory (RUN/points/X.pcap)
     takes its interface names from the run (RUN/nodes/<node>/links.json) unless --links is given.
 
     \b
