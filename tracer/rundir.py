@@ -9,7 +9,9 @@
 
 This module reads and writes the manifest and the node facts, and owns how anything of a run (or
 the lab's private state) is written: `write_private`, atomic and owner-readable only. It does not
-read captures.
+read captures. A run directory is input like any capture: the manifest is checked against
+`MANIFEST_SCHEMA` before anything is built from it, every file it names must stay inside RUN and
+be a regular file (never a FIFO or device), and node facts are decoded tolerantly.
 """
 
 from __future__ import annotations
