@@ -215,7 +215,7 @@ def test_table_list_and_selection(capsys: pytest.CaptureFixture[str], tmp_path: 
     code, out, err = run(capsys, *points, "--list")
     assert code == 0, err
     # The exchange written has no FINs: the capture ended inside the connection.
-    assert out.startswith("1 connections: 1 incomplete")
+    assert out.startswith("1 connection: 1 incomplete")
     rows = out.split("\n\n")[-1].splitlines()[2:]
     assert len(rows) == 1 and rows[0].split()[:3] == ["0", "0.000", "tcp"]
     assert "HTTP GET /hello" in rows[0]

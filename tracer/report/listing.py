@@ -30,6 +30,7 @@ from tracer.correlate.triage import (
     overall_stats,
 )
 from tracer.summary import Summaries
+from tracer.words import count
 
 LIST_SCHEMA = "pathtrace-list/v1"
 ARROW = "→"
@@ -305,7 +306,7 @@ def render_summary(listing: Listing) -> str:
     n = int(rows.shape[0])
     failed = n - counts["ok"]
     parts = ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-    head = f"{n} connections"
+    head = count(n, "connection")
     if n != listing.total:
         head += f" (of {listing.total})"
     lines = [f"{head}: {parts or 'none'}" + (f"  — {failed} not ok" if failed else "")]
