@@ -28,6 +28,11 @@ The outcomes (`OUTCOMES`, codes in that order):
     incomplete  the capture began inside it (no SYN seen), or ended inside it (answered but
                 not closed, or unanswered for less than `patience_ns`)
 
+Asked again as packets arrive (in time order), `ok` and `reset` never change once given (a
+property test holds them to it); `rejected` and `unanswered` can still become `ok` when a
+retransmitted SYN gets through after an ICMP error or a long silence, so a live trigger that
+stops at the first of them acts on the state at that moment.
+
 Who answered (`answer_kind`): the RST for `reset`, the ICMP error for `rejected`, the first
 reply otherwise (`ANSWER_NONE` for an unanswered request); callers name that packet's source
 address and the point where it was first seen.
