@@ -170,3 +170,22 @@ def test_a_key_two_flows_show_at_one_vantage_is_ambiguous() -> None:
     direction = np.array([DIR_OUT, DIR_OUT, DIR_OUT, DIR_OUT, DIR_IN, DIR_IN])
     flow = np.array([5, 6, 7, 8, 9, 10])
     assert ambiguous_keys(kid, 3, pidx, iface, direction, flow).tolist() == [True, False, False]
+
+
+def test_encrypted_tunnel_packets_are_said_to_be_unmatched(tmp_path: Path) -> None:
+    """WireGuard between the nodes: the inner packet cannot be read; the analysis says so
+    plainly and still traces the request where it is in clear."""
+    sc = dnat_scenario(offsets={"node-b": OFFSET})
+    frames = {name: list(f) for name, f in sc.frames.items()}
+    t0 = min(s.t_ns for s in frames["node-a"])
+    for k in range(3):
+        wg = Pkt("udp", "192.168.50.11", "192.168.50.12", 51820, 51820, payload=bytes([4, k]) * 40)
+        frames["node-a"].append(Sighting(t0 + 20_000 + k * 50_000, wg, "eth0", DIR_OUT))
+    noisy = replace(
+        sc, frames={n: tuple(sorted(f, key=lambda s: s.t_ns)) for n, f in frames.items()}
+    )
+    corr = correlate(_read_back(noisy, tmp_path))
+    (warning,) = [w for w in corr.warnings if "encrypted tunnel" in w]
+    assert warning.startswith("point node-a: 3 packets of an encrypted tunnel")
+    assert "could not be matched" in warning
+    _check(_read_back(noisy, tmp_path), noisy)

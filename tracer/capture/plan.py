@@ -17,6 +17,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from tracer.pcap.decode import (
+    GENEVE_PORT,
+    IPPROTO_ESP,
+    IPPROTO_GRE,
+    IPPROTO_IPIP,
+    IPPROTO_IPV6,
+    IPSEC_NAT_T_PORT,
+    WIREGUARD_PORTS,
+)
+from tracer.pcap.decode import VXLAN_PORTS as _VXLAN_PORTS
 from tracer.rundir import Service
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
@@ -25,8 +35,6 @@ NODE_ANNOTATION = "pathtrace.io/node"
 # Public image with tcpdump, iptables, nft, conntrack, iproute2 and curl.
 DEFAULT_IMAGE = "nicolaka/netshoot:v0.13"
 DEFAULT_SNAPLEN = 256
-# VXLAN ports: 8472 is the Linux (flannel, Cilium) default, 4789 the IANA one (Calico VXLAN).
-VXLAN_PORTS = (4789, 8472)
 DNS_PORT = 53
 # Only what tcpdump needs: NET_RAW to open the packet socket, NET_ADMIN for promiscuous mode.
 CAPABILITIES = ("NET_ADMIN", "NET_RAW")
@@ -280,13 +288,9 @@ def filter_plan(targets: Targets) -> tuple[str, tuple[str, ...]]:
 # Encrypted tunnels (WireGuard, ESP) hide the inner packet: they are kept whole, and the analysis
 # matches their hops by timing and size.
 
-GENEVE_PORT = 6081  # OVN-Kubernetes, Antrea, Cilium in Geneve mode
-WIREGUARD_PORTS = (51820, 51871)  # wg-quick's default; Cilium's transparent encryption
-IPSEC_NAT_T_PORT = 4500  # ESP in UDP (RFC 3948)
-IPPROTO_IPIP = 4  # Calico IP-in-IP, flannel's ipip backend
-IPPROTO_IPV6 = 41  # 6in4 (SIT)
-IPPROTO_GRE = 47
-IPPROTO_ESP = 50
+# VXLAN: 8472 is the Linux (flannel, Cilium) default, 4789 the IANA one (Calico VXLAN); Geneve:
+# OVN-Kubernetes, Antrea, Cilium in Geneve mode; IP-in-IP: Calico, flannel's ipip backend.
+VXLAN_PORTS = tuple(sorted(_VXLAN_PORTS))
 ETH_P_IP, ETH_P_IPV6, ETH_P_TEB = 0x0800, 0x86DD, 0x6558
 # Past this many 32-bit address comparisons per encapsulation the program could exceed what the
 # kernel accepts (4096 instructions): the overlays are then kept whole.

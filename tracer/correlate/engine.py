@@ -50,6 +50,7 @@ from tracer.correlate.offload import (
 )
 from tracer.correlate.scope import (
     ambiguous_keys,
+    encrypted_tunnel_rows,
     link_scope_rows,
     repeated_rows,
     same_points,
@@ -525,6 +526,13 @@ def _gather(points: Sequence[PointFrames], warnings: list[str], notes: list[str]
             warnings.append(f"point {name}: none of its {n} frames was IP")
         elif (~ip).sum():
             notes.append(f"point {name}: {int((~ip).sum())} frames were not IP")
+        sealed = int((ip & encrypted_tunnel_rows(proto, c["sport"], c["dport"])).sum())
+        if sealed:
+            warnings.append(
+                f"point {name}: {sealed} packets of an encrypted tunnel (WireGuard, IPsec ESP): "
+                "their inner packets cannot be read, so the hops inside the tunnel could not be "
+                "matched; the path shows each packet where it is in clear (the tunnel device)"
+            )
         other = int((ip & ~known).sum())
         if other:
             notes.append(f"point {name}: {other} IP frames were not TCP, UDP or ICMP")

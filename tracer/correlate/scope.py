@@ -23,6 +23,7 @@ import numpy.typing as npt
 from tracer.correlate import kernels
 from tracer.correlate.keys import mix
 from tracer.pcap.columns import DIR_IN, DIR_OUT
+from tracer.pcap.decode import IPPROTO_ESP, IPSEC_NAT_T_PORT, WIREGUARD_PORTS
 
 I64 = npt.NDArray[np.int64]
 U64 = npt.NDArray[np.uint64]
@@ -66,6 +67,16 @@ def link_scope_rows(
         t = np.asarray(icmp_type).astype(np.int64)
         out |= (np.asarray(proto) == 58) & _LINK_ICMP6[np.clip(t, 0, 255)] & (t >= 0)
     return out
+
+
+def encrypted_tunnel_rows(
+    proto: npt.NDArray[Any], sport: npt.NDArray[Any], dport: npt.NDArray[Any]
+) -> Bools:
+    """Per row: a packet of an encrypted tunnel (WireGuard, ESP, ESP in UDP)."""
+    p = np.asarray(proto)
+    ports = (*WIREGUARD_PORTS, IPSEC_NAT_T_PORT)
+    udp = (p == 17) & (np.isin(np.asarray(sport), ports) | np.isin(np.asarray(dport), ports))
+    return udp | (p == IPPROTO_ESP)
 
 
 def scoped_keys(key: U64, scoped: Bools, domain: npt.NDArray[Any]) -> U64:

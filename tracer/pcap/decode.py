@@ -56,6 +56,7 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 IPPROTO_IPV6 = 41
 IPPROTO_GRE = 47
+IPPROTO_ESP = 50
 IPPROTO_AH = 51
 IPPROTO_ICMPV6 = 58
 IPV6_EXT_GENERIC = frozenset((0, 43, 60))  # hop-by-hop, routing, destination options
@@ -65,6 +66,10 @@ IPV6_EXT_FRAGMENT = 44
 VXLAN_PORTS = frozenset((4789, 8472))
 GENEVE_PORT = 6081
 TUNNEL_PORTS = VXLAN_PORTS | {GENEVE_PORT}
+# Encrypted tunnels, never decoded: WireGuard (wg-quick's default port; Cilium's transparent
+# encryption) and ESP in UDP (RFC 3948, NAT traversal).
+WIREGUARD_PORTS = (51820, 51871)
+IPSEC_NAT_T_PORT = 4500
 
 # An IPv4 total length above any jumbo MTU can only be an offload super-segment.
 SUPER_LEN = 9000
