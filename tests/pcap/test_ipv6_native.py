@@ -1,6 +1,6 @@
 """IPv6 through the compiled reader: the same columns and address table as the reference
 decoder, on many addresses (the kernel leaves IPv6 addresses as offsets that the reader
-interns in bulk)."""
+interns in one hash pass)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def _read(
 
 @pytest.mark.parametrize("ipv6", [True, False])
 def test_compiled_reader_equals_the_reference_on_a_bulk_run(tmp_path: Path, ipv6: bool) -> None:
-    _, files = bulk_dnat_pcaps(tmp_path, 300, any_capture=True, ipv6=ipv6)
+    _, files = bulk_dnat_pcaps(tmp_path, 1500, any_capture=True, ipv6=ipv6)
     for name, path in files.items():
         got, got_addr, got_enc = _read(path, True)
         want, want_addr, want_enc = _read(path, False)
@@ -45,4 +45,4 @@ def test_compiled_reader_equals_the_reference_on_a_bulk_run(tmp_path: Path, ipv6
             if k not in ("src", "dst", "encap"):
                 assert np.array_equal(got[k], want[k]), (name, k)
         if ipv6:
-            assert len(set(got_addr)) == len(got_addr) >= 300
+            assert len(set(got_addr)) == len(got_addr) >= 1500  # the C table grew

@@ -699,11 +699,133 @@ done:
 }
 
 
+
+/* --- IPv6 addresses of decoded frames ------------------------------------------------------- */
+
+/* A 128-bit address's hash: every input bit reaches the low bits the table uses (addresses of
+ * one network differ in their last bytes only). */
+static inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 31;
+    x *= 0x7FB5D329728EA185ull;
+    x ^= x >> 27;
+    x *= 0x81DADEF4BC2DD44Dull;
+    x ^= x >> 33;
+    return x;
+}
+static inline uint64_t addr_hash(uint64_t hi, uint64_t lo) { return mix64(hi ^ mix64(lo)); }
+
+/* intern6(buf, src, dst, done) -> bytes: the keys decode() left as -2 - offset (IPv6 addresses
+ * in rows it decoded) become 2^32 + the address's index in first-seen order, and the distinct
+ * addresses come back concatenated, 16 bytes each, in that order. A hash table of 128-bit keys:
+ * one probe per row, no sort. */
+static PyObject *intern6(PyObject *self, PyObject *args) {
+    PyObject *bufobj, *srcobj, *dstobj, *doneobj;
+    if (!PyArg_ParseTuple(args, "OOOO", &bufobj, &srcobj, &dstobj, &doneobj)) return NULL;
+    Py_buffer buf, sv, dv, donev;
+    int have = 0;
+    PyObject *result = NULL;
+    uint8_t *addrs = NULL;
+    int32_t *table = NULL;
+    if (PyObject_GetBuffer(bufobj, &buf, PyBUF_SIMPLE) < 0) return NULL;
+    have = 1;
+    if (PyObject_GetBuffer(doneobj, &donev, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto done;
+    have = 2;
+    Py_ssize_t n = donev.len;
+    if (get_array(srcobj, &sv, 8, n, "intern6") < 0) goto done;
+    have = 3;
+    if (get_array(dstobj, &dv, 8, n, "intern6") < 0) goto done;
+    have = 4;
+    {
+        int64_t *keys[2] = {(int64_t *)sv.buf, (int64_t *)dv.buf};
+        const uint8_t *dn = (const uint8_t *)donev.buf, *b = (const uint8_t *)buf.buf;
+        size_t cap = 1024, count = 0, acap = 256;
+        table = (int32_t *)malloc(cap * sizeof(int32_t));
+        addrs = (uint8_t *)malloc(acap * 16);
+        if (!table || !addrs) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        memset(table, 0xFF, cap * sizeof(int32_t));
+        for (Py_ssize_t i = 0; i < n; i++) {
+            if (!dn[i]) continue;
+            for (int side = 0; side < 2; side++) {
+                int64_t k = keys[side][i];
+                if (k > -2) continue;
+                int64_t at = -2 - k;
+                if (at < 0 || at > buf.len - 16) {
+                    PyErr_SetString(PyExc_ValueError, "intern6: address offset out of range");
+                    goto done;
+                }
+                const uint8_t *a = b + at;
+                uint64_t hi, lo;
+                memcpy(&hi, a, 8);
+                memcpy(&lo, a + 8, 8);
+                size_t slot = (size_t)addr_hash(hi, lo) & (cap - 1);
+                int32_t id;
+                for (;;) {
+                    id = table[slot];
+                    if (id < 0 || memcmp(addrs + (size_t)id * 16, a, 16) == 0) break;
+                    slot = (slot + 1) & (cap - 1);
+                }
+                if (id < 0) {
+                    if (count >= INT32_MAX - 1) {
+                        PyErr_SetString(PyExc_ValueError, "intern6: too many addresses");
+                        goto done;
+                    }
+                    if (count == acap) {
+                        uint8_t *grown = (uint8_t *)realloc(addrs, acap * 2 * 16);
+                        if (!grown) {
+                            PyErr_NoMemory();
+                            goto done;
+                        }
+                        addrs = grown;
+                        acap *= 2;
+                    }
+                    memcpy(addrs + count * 16, a, 16);
+                    id = (int32_t)count++;
+                    table[slot] = id;
+                    if (count * 2 > cap) { /* keep the table at most half full */
+                        size_t ncap = cap * 2;
+                        int32_t *nt = (int32_t *)malloc(ncap * sizeof(int32_t));
+                        if (!nt) {
+                            PyErr_NoMemory();
+                            goto done;
+                        }
+                        memset(nt, 0xFF, ncap * sizeof(int32_t));
+                        for (size_t j = 0; j < count; j++) {
+                            uint64_t xh, xl;
+                            memcpy(&xh, addrs + j * 16, 8);
+                            memcpy(&xl, addrs + j * 16 + 8, 8);
+                            size_t t = (size_t)addr_hash(xh, xl) & (ncap - 1);
+                            while (nt[t] >= 0) t = (t + 1) & (ncap - 1);
+                            nt[t] = (int32_t)j;
+                        }
+                        free(table);
+                        table = nt;
+                        cap = ncap;
+                    }
+                }
+                keys[side][i] = V6_BASE + id;
+            }
+        }
+        result = PyBytes_FromStringAndSize((const char *)addrs, (Py_ssize_t)(count * 16));
+    }
+done:
+    free(table);
+    free(addrs);
+    if (have >= 4) PyBuffer_Release(&dv);
+    if (have >= 3) PyBuffer_Release(&sv);
+    if (have >= 2) PyBuffer_Release(&donev);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"pcap_walk", pcap_walk, METH_VARARGS, "Walk pcap record headers (count, or fill arrays)."},
     {"pcapng_walk", pcapng_walk, METH_VARARGS, "Walk consecutive pcapng packet blocks."},
     {"decode", decode, METH_VARARGS, "Decode the frames of common layout into the columns."},
     {"intern", intern_keys, METH_VARARGS, "Address keys to ranks among the distinct keys."},
+    {"intern6", intern6, METH_VARARGS, "IPv6 address offsets of decoded rows to dense keys."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,7 +18,6 @@ import os
 import socket
 import struct
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -270,7 +269,11 @@ def _decode_native(
     fast.native.decode(
         buf, index.data_off, index.caplen, index.linktype, bytes(ids), arrays, 0, n, True
     )
-    _intern_native_v6(buf, src, dst, done, interner)
+    # The IPv6 addresses it left as offsets, interned in C (the interner holds none yet: the
+    # Python-decoded rows come after), in first-seen order: the n-th is key 2^32 + n.
+    assert not interner.v6
+    distinct = fast.native.intern6(buf, src, dst, done)
+    interner.v6.update((distinct[k : k + 16], k // 16) for k in range(0, len(distinct), 16))
     rest = np.flatnonzero(done == 0)
     del done
     for start in range(0, len(rest), BATCH):
@@ -285,58 +288,6 @@ def _decode_native(
 
 _L4_V4 = ("tcp", "udp", "icmp")
 _L4_V6 = ("tcp", "udp", "icmpv6")
-
-
-def _intern_native_v6(
-    buf: Any,
-    src: npt.NDArray[np.int64],
-    dst: npt.NDArray[np.int64],
-    done: npt.NDArray[np.uint8],
-    interner: _Interner,
-) -> None:
-    """Replace the compiled decoder's IPv6 markers (-2 - the offset of the 16 address bytes in
-    `buf`) in the rows it decoded (`done`) by interned address keys: the bytes read as two
-    64-bit words with numpy, each distinct address named once (a capture holds few), never a
-    Python call per frame. The other rows' keys are not written yet."""
-    ok = done != 0
-    rows_s = np.flatnonzero((src <= -2) & ok)
-    rows_d = np.flatnonzero((dst <= -2) & ok)
-    if not rows_s.shape[0] and not rows_d.shape[0]:
-        return
-    at = np.concatenate([-2 - src[rows_s], -2 - dst[rows_d]])
-    m = at.shape[0]
-    hi = np.empty(m, dtype=np.uint64)
-    lo = np.empty(m, dtype=np.uint64)
-    # Unaligned 8-byte reads: one view of the buffer per byte alignment (the C decoder checked
-    # that each address lies inside its frame).
-    phase = at % 8
-    for r in range(8):
-        sel = np.flatnonzero(phase == r)
-        if not sel.shape[0]:
-            continue
-        words = np.frombuffer(buf, dtype=np.uint64, count=(len(buf) - r) // 8, offset=r)
-        q = (at[sel] - r) // 8
-        hi[sel] = words[q]
-        lo[sel] = words[q + 1]
-        del words
-    # The two words folded into one key: a 1-D sort finds the distinct addresses (an axis-0
-    # unique of the pairs costs ten times more); a fold that merged two addresses is caught
-    # below and the pairs are sorted instead.
-    with np.errstate(over="ignore"):
-        folded = hi ^ (lo * np.uint64(0x9E3779B97F4A7C15))
-    _, first, inverse = np.unique(folded, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    pairs = np.stack([hi, lo], axis=1)
-    distinct = pairs[first]
-    if not bool((distinct[inverse] == pairs).all()):
-        distinct, inverse = np.unique(pairs, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
-    named = np.fromiter(
-        (interner.address(d.tobytes()) for d in distinct), dtype=np.int64, count=len(distinct)
-    )
-    keys = named[inverse]
-    src[rows_s] = keys[: rows_s.shape[0]]
-    dst[rows_d] = keys[rows_s.shape[0] :]
 
 
 _PAGE = mmap.PAGESIZE
