@@ -147,7 +147,7 @@ def node_facts_from_text(node: str, texts: Mapping[str, str], scope: str = "node
     source6: str | None = None
     text6 = texts.get("ip6tables-save.txt")
     if text6 and _is_kube("ip6tables-save.txt", text6):
-        where = f"nodes/{node}/ip6tables-save.txt"
+        where = f"{scope}s/{node}/ip6tables-save.txt"
         try:
             rules6, source6 = load_rules(text6, source=where), where
         except PathtraceError as e:
@@ -163,7 +163,7 @@ def node_facts_from_text(node: str, texts: Mapping[str, str], scope: str = "node
     stats: dict[str, ConntrackStats] = {}
     for name in STATS_FILES:
         if texts.get(name):
-            stats[name] = parse_conntrack_stats(texts[name], source=f"nodes/{node}/{name}")
+            stats[name] = parse_conntrack_stats(texts[name], source=f"{scope}s/{node}/{name}")
             warnings.extend(stats[name].warnings)
     limits = parse_sysctl_limits(texts.get("conntrack-limits.txt") or "")
     cilium: CiliumLB | None = None

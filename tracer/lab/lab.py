@@ -113,20 +113,12 @@ def check_prerequisites() -> None:
 def node_info(topo: Topology, node: str, *, ipv6: bool = False) -> kp.NodeInfo:
     """What one family's proxier on `node` knows (a dual-stack node runs one per family)."""
     n = topo.node(node)
-    if ipv6:
-        return kp.NodeInfo(
-            name=n.name,
-            ips=(n.underlay_ip6,),
-            pod_cidr=n.pod_cidr6,
-            cluster_cidr=CLUSTER_CIDR6,
-            service_cidr=SERVICE_CIDR6,
-        )
     return kp.NodeInfo(
         name=n.name,
-        ips=(n.underlay_ip,),
-        pod_cidr=n.pod_cidr,
-        cluster_cidr=CLUSTER_CIDR,
-        service_cidr=SERVICE_CIDR,
+        ips=(n.underlay_ip6 if ipv6 else n.underlay_ip,),
+        pod_cidr=n.pod_cidr6 if ipv6 else n.pod_cidr,
+        cluster_cidr=CLUSTER_CIDR6 if ipv6 else CLUSTER_CIDR,
+        service_cidr=SERVICE_CIDR6 if ipv6 else SERVICE_CIDR,
     )
 
 
