@@ -152,3 +152,18 @@ def test_connections_with_a_final_outcome_are_forgotten() -> None:
             w.feed(T0 + (i * 10 + t_ms) * MS, f, 0, len(f))
     w.tick(T0 + 10_000 * MS)
     assert w.connections == 200 and w.open_connections == 0 and w.fired is None
+
+
+def test_a_rejected_syn_that_gets_through_stays_one_connection() -> None:
+    # Not watching for rejections: the ICMP error must not make the connection forgotten, since
+    # the retransmitted SYN can still get through (the outcome rules say only ok and reset are
+    # final); its reset is then that of the connection begun by the first SYN.
+    syn = out(S)
+    w = Watcher(parse_until("reset"), linktype=1)
+    for t_ms, frame in [(0, syn), (1, icmp_unreachable(syn[14:42]))]:
+        w.feed(T0 + t_ms * MS, frame, 0, len(frame))
+    assert w.tick(T0 + 500 * MS) is None and w.open_connections == 1
+    for t_ms, frame in [(1000, out(S)), (1001, back(S | A)), (1002, back(R | A))]:
+        t = w.feed(T0 + t_ms * MS, frame, 0, len(frame))
+    assert t is not None and t.condition == "reset"
+    assert t.started_ns == T0 and w.connections == 1

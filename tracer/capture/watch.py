@@ -295,9 +295,10 @@ class Watcher:
             i = min(hits, key=lambda j: int(when[int(codes[j])][j]))
             self._fire_outcome(conns[i], int(codes[i]), int(when[int(codes[i])][i]), facts, i)
             return
-        # A final outcome does not change with later packets: forget those connections.
+        # `ok` and `reset` never change with later packets (tracer.correlate.outcome): forget
+        # those connections. `rejected` and `unanswered` can still become `ok`, or a reset.
         for c, code in zip(conns, codes, strict=True):
-            if int(code) != oc.INCOMPLETE:
+            if int(code) in (oc.OK, oc.RESET):
                 self._forget(c)
 
     def _fire_outcome(self, conn: _Conn, code: int, at: int, facts: oc.Facts, i: int) -> None:
