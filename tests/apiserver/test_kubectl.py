@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -105,6 +106,12 @@ def test_version_over_tls_with_the_generated_ca(lab: dict[str, Any]) -> None:
     cluster = cfg["clusters"][0]["cluster"]
     assert cluster["server"].startswith("https://127.0.0.1:")
     assert cluster["certificate-authority-data"]
+    # The serving key is private, in the lab's state directory (`lab down` removes it).
+    from tracer.lab.topology import STATE_DIR
+
+    key = STATE_DIR / "api" / "apiserver.key"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
     out = kubectl(lab, "version").stdout
     assert re.search(r"Server Version: v1\.\d+", out), out
     # The health endpoints answer as a real API server's do.

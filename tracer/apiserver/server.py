@@ -92,7 +92,8 @@ class Server:
         self.requests: deque[tuple[str, str]] = deque(maxlen=REQUEST_LOG)
         self._own_dir = workdir is None
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="pathtrace-api-"))
-        os.chmod(self.dir, 0o700)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)  # the TLS key lives here
         self.cert = make_serving_cert(self.dir)
         self._httpd = _TLSServer(("127.0.0.1", port), make_handler(self), self.cert.context())
         host, bound = self._httpd.server_address[:2]
@@ -175,6 +176,10 @@ class Server:
         else:
             for name in ("kubeconfig", "apiserver.crt", "apiserver.key", "ca.crt"):
                 (self.dir / name).unlink(missing_ok=True)
+            try:
+                self.dir.rmdir()
+            except OSError:
+                pass  # not empty: not only ours
 
     def __enter__(self) -> Server:
         return self

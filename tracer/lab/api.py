@@ -214,10 +214,13 @@ def open_server(port: int = 0, kubeconfig_out: str | os.PathLike[str] | None = N
     from tracer.apiserver import NetnsExecBackend
     from tracer.apiserver.lab import lab_cluster_state
     from tracer.apiserver.server import Server
+    from tracer.lab.topology import STATE_DIR
 
     state = lab_cluster_state()
     try:
-        server = Server(state, NetnsExecBackend(), port=port)
+        # Its keys and kubeconfig in the lab's state directory: `lab down` removes them, even
+        # after a kill -9 of the API.
+        server = Server(state, NetnsExecBackend(), port=port, workdir=STATE_DIR / "api")
     except OSError as e:
         raise LabError(
             f"cannot listen on 127.0.0.1:{port}: {e.strerror or e}",
