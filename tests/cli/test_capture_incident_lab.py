@@ -169,7 +169,9 @@ def test_quiet_exits_5_and_keeps_the_last_window_or_nothing(
     nothing_left(lab)
 
 
-def test_ctrl_c_while_armed_keeps_the_rings(lab: dict[str, Any], tmp_path: Path) -> None:
+def test_ctrl_c_while_armed_keeps_the_rings(
+    lab: dict[str, Any], tmp_path: Path, sigint_interrupts: None
+) -> None:
     run = tmp_path / "run"
 
     def interrupt() -> None:

@@ -293,7 +293,9 @@ def test_external_request_runs_here(lab: dict[str, Any], tmp_path: Path) -> None
     assert managed_pods(lab["kubeconfig"]) == []
 
 
-def test_ctrl_c_during_capture(lab: dict[str, Any], tmp_path: Path) -> None:
+def test_ctrl_c_during_capture(
+    lab: dict[str, Any], tmp_path: Path, sigint_interrupts: None
+) -> None:
     topo = lab["topo"]
     run = tmp_path / "run"
     client = topo.pod("client")
