@@ -644,19 +644,14 @@ def _collect_pod_facts(
     for p in plan.points:
         if p.kind != "ephemeral" or p.mesh is None:
             continue
-        d = run / "pods" / p.name
-        d.mkdir(parents=True, exist_ok=True)
-        for name, argv in POD_FACT_COMMANDS.items():
-            try:
-                code, out, err, msg = backend.run(p, argv, 20.0)
-            except PathtraceError as e:
-                notes.append(f"pod {p.namespace}/{p.pod}: {' '.join(argv)} failed: {e.message}")
-                continue
-            if code == 0:
-                write_private(d / name, out)
-            else:
-                why = err.decode("utf-8", "replace").strip() or msg or f"exit {code}"
-                notes.append(f"pod {p.namespace}/{p.pod}: {' '.join(argv)}: {why}")
+        _save_outputs(
+            backend,
+            p,
+            POD_FACT_COMMANDS,
+            run / "pods" / p.name,
+            f"pod {p.namespace}/{p.pod}",
+            notes,
+        )
 
 
 def _collect_lb_agent_facts(
@@ -665,19 +660,38 @@ def _collect_lb_agent_facts(
     """A Cilium agent's Services and conntrack on each node of the path, into
     RUN/nodes/<node>/cilium-*.txt (the evidence when an eBPF load-balancer translated)."""
     for a in plan.lb_agents:
-        d = run / "nodes" / a.node
-        d.mkdir(parents=True, exist_ok=True)
-        for name, argv in LB_AGENT_FACT_COMMANDS.items():
-            try:
-                code, out, err, msg = backend.run(a, argv, 20.0)
-            except PathtraceError as e:
-                notes.append(f"{a.namespace}/{a.pod}: {' '.join(argv)} failed: {e.message}")
-                continue
-            if code == 0:
-                write_private(d / name, out)
-            else:
-                why = err.decode("utf-8", "replace").strip() or msg or f"exit {code}"
-                notes.append(f"{a.namespace}/{a.pod}: {' '.join(argv)}: {why}")
+        _save_outputs(
+            backend,
+            a,
+            LB_AGENT_FACT_COMMANDS,
+            run / "nodes" / a.node,
+            f"{a.namespace}/{a.pod}",
+            notes,
+        )
+
+
+def _save_outputs(
+    backend: CaptureBackend,
+    target: PlannedPoint,
+    commands: Mapping[str, Sequence[str]],
+    directory: Path,
+    who: str,
+    notes: list[str],
+) -> None:
+    """Run each of `commands` in `target` and keep its output as `directory`/NAME (mode 0600);
+    a command that fails is a note naming `who`, never an error: the capture stands without it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, argv in commands.items():
+        try:
+            code, out, err, msg = backend.run(target, argv, 20.0)
+        except PathtraceError as e:
+            notes.append(f"{who}: {' '.join(argv)} failed: {e.message}")
+            continue
+        if code == 0:
+            write_private(directory / name, out)
+        else:
+            why = err.decode("utf-8", "replace").strip() or msg or f"exit {code}"
+            notes.append(f"{who}: {' '.join(argv)}: {why}")
 
 
 def _manifest(
