@@ -211,11 +211,11 @@ def test_name_without_pod_search_list_is_not_an_expansion() -> None:
 
 
 def _lookup_of(run: str, dns_request: bool = False) -> tuple[DnsLookup | None, dict[str, Any]]:
-    from tracer.correlate import PointFrames, correlate
+    from tracer.correlate import correlate
     from tracer.inputs import load_run
 
     loaded = load_run(PCAPS / run)
-    corr = correlate([PointFrames(p.point, p.frames, p.ifnames) for p in loaded.points])
+    corr = correlate(loaded.points)
     conns = corr.connections
     if dns_request:
         request = conns[0]

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tracer.correlate import PointFrames
 from tracer.errors import InputError, PathtraceError, UsageError
 from tracer.model import ROLES, CapturePoint
 from tracer.pcap.columns import Frames
@@ -47,19 +48,10 @@ Progress = Callable[[str, str, int], None]  # point name, file, size in bytes
 
 
 @dataclass(frozen=True)
-class LoadedPoint:
-    """One capture point with its decoded frames and its interface names (iface id -> name)."""
-
-    point: CapturePoint
-    frames: Frames
-    ifnames: Mapping[int, str]
-
-
-@dataclass(frozen=True)
 class LoadedRun:
     """Every point that could be read, and what the user should know about the rest."""
 
-    points: tuple[LoadedPoint, ...]
+    points: tuple[PointFrames, ...]
     run_dir: str | None = None
     manifest: Manifest | None = None
     warnings: tuple[str, ...] = ()
@@ -287,9 +279,9 @@ def _load(
     reader: Reader,
     progress: Progress | None,
     strict: bool,
-) -> tuple[list[LoadedPoint], list[str]]:
+) -> tuple[list[PointFrames], list[str]]:
     """Read each (point, path) in order; with strict=False a failed point becomes a warning."""
-    loaded: list[LoadedPoint] = []
+    loaded: list[PointFrames] = []
     warnings: list[str] = []
     failures: list[PathtraceError] = []
     done: dict[str, Frames] = {}
@@ -318,7 +310,7 @@ def _load(
         warnings.extend(f"point {point.name}: {w}" for w in frames.warnings)
         if len(frames) == 0:
             warnings.append(f"point {point.name}: {path} holds no frames")
-        loaded.append(LoadedPoint(point, frames, names))
+        loaded.append(PointFrames(point, frames, names))
     if not loaded and failures:
         # Nothing left to correlate: the first failure is the error, not a warning.
         raise failures[0]

@@ -120,14 +120,12 @@ def when_armed(run_dir: Path, points: int, action: Any, timeout: float = 60.0) -
 def dnat_hops(run_dir: Path, match: str) -> list[Any] | None:
     """The DNAT translations on the matched connection's forward path, or None (no analyzer)."""
     try:
-        from tracer.correlate import PointFrames, build_path, correlate, parse_match, select
+        from tracer.correlate import build_path, correlate, parse_match, select
         from tracer.inputs import load_run
     except ImportError:
         return None
     loaded = load_run(run_dir)
-    corr = correlate(
-        [PointFrames(point=p.point, frames=p.frames, ifnames=p.ifnames) for p in loaded.points]
-    )
+    corr = correlate(loaded.points)
     path = build_path(corr, select(corr, match=parse_match(match)))
     return [
         (h.point, h.translation)

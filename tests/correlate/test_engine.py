@@ -309,7 +309,7 @@ def test_address_tables_merge_the_same_by_number_and_by_text() -> None:
     """The reader's numeric IPv4 keys merge the points' address tables to the same addresses
     as merging their texts (IPv6 addresses, which have no numeric key, by text in both)."""
     run = Path(__file__).resolve().parents[2] / "pcaps" / "ingress"
-    points = [PointFrames(p.point, p.frames, p.ifnames) for p in load_run(run).points]
+    points = load_run(run).points
     assert all(p.frames.address_keys is not None for p in points)
     by_number = _address_luts(points)
     by_text = _address_luts(

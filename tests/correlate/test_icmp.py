@@ -110,7 +110,7 @@ def test_error_quoting_another_seq_stays_unlinked() -> None:
 def _lab(run: str) -> tuple[dict[str, Any], list[PointFrames]]:
     truth = json.loads((PCAPS / run / "manifest.json").read_text())["extra"]["lab"]
     loaded = load_run(str(PCAPS / run))
-    return truth, [PointFrames(p.point, p.frames, p.ifnames) for p in loaded.points]
+    return truth, loaded.points
 
 
 @pytest.mark.skipif(not PCAPS.is_dir(), reason="no lab runs")

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tracer.correlate import Correlation, PointFrames, correlate, kernels
+from tracer.correlate import Correlation, correlate, kernels
 from tracer.correlate.kernels import KEY_COLUMNS, packed_order
 from tracer.inputs import load_run
 from tracer.testing.accuracy import Case, generate
@@ -203,7 +203,7 @@ def test_recorded_runs_correlate_the_same_without_the_compiled_kernels(
     monkeypatch: pytest.MonkeyPatch, run: str
 ) -> None:
     loaded = load_run(PCAPS / run)
-    points = [PointFrames(p.point, p.frames, p.ifnames) for p in loaded.points]
+    points = loaded.points
     fast = correlate(points)
     monkeypatch.setattr(kernels, "native", None)
     _same_correlation(fast, correlate(points))

@@ -108,7 +108,7 @@ def test_default_request_is_the_labs_request(run: str) -> None:
 
     truth = json.loads((PCAPS / run / "manifest.json").read_text())["extra"]["lab"]
     loaded = load_run(str(PCAPS / run))
-    corr = correlate([PointFrames(p.point, p.frames, p.ifnames) for p in loaded.points])
+    corr = correlate(loaded.points)
     conn = select(corr)
     # The lab's frontend is what the client asked for: the Service, or the DNS server when
     # the run is only lookups (dns-nxdomain).

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tracer.capture.plan import Targets, filter_plan
-from tracer.correlate import PointFrames, build_path, correlate, select
+from tracer.correlate import build_path, correlate, select
 from tracer.inputs import load_run
 from tracer.lab import lab
 from tracer.lab.scenarios import IPV6_SCENARIOS, WEB6_IPS
@@ -45,7 +45,7 @@ def _netns() -> list[str]:
 
 def _trace(run: Path) -> tuple[Any, Any]:
     loaded = load_run(str(run))
-    corr = correlate([PointFrames(p.point, p.frames, p.ifnames) for p in loaded.points])
+    corr = correlate(loaded.points)
     conn = select(corr)
     return corr, build_path(corr, conn)
 

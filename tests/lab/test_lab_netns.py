@@ -185,7 +185,6 @@ def _client_ip(point: str) -> str:
 def _analyze(run: Path) -> Any:
     """The path `pathtrace analyze` builds for the request the lab's client sent."""
     from tracer.correlate import (
-        PointFrames,
         build_path,
         correlate,
         l7_requests,
@@ -197,7 +196,7 @@ def _analyze(run: Path) -> Any:
 
     truth = manifest(run)["extra"]["lab"]
     loaded = load_run(run)
-    corr = correlate([PointFrames(p.point, p.frames, p.ifnames) for p in loaded.points])
+    corr = correlate(loaded.points)
     proto = "udp" if truth["frontend"].endswith(":53") else "tcp"
     client = _client_ip(truth["expected_path"][0])
     ct = truth.get("conntrack") or {}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tracer.correlate import PointFrames, build_path, correlate
+from tracer.correlate import build_path, correlate
 from tracer.inputs import LoadedRun, load_run
 from tracer.model import Connection
 from tracer.model import Path as TracePath
@@ -27,7 +27,7 @@ RUN = Path(__file__).resolve().parents[2] / "pcaps" / "nodeport"
 @pytest.fixture(scope="module")
 def traced() -> tuple[LoadedRun, Connection, TracePath]:
     loaded = load_run(RUN)
-    corr = correlate([PointFrames(p.point, p.frames, p.ifnames) for p in loaded.points])
+    corr = correlate(loaded.points)
     conn = corr.connection(0)
     return loaded, conn, build_path(corr, conn)
 

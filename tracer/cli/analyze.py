@@ -320,13 +320,11 @@ def command(
     loaded = _load(run, points, links)
     # Imported after the inputs are known good, so that a bad spec or file is reported even
     # where the heavier modules are missing or slow to import.
-    from tracer.correlate import PointFrames, correlate, select
+    from tracer.correlate import correlate, select
     from tracer.report.listing import listing_chunks
 
     source = loaded.run_dir or ", ".join(os.path.basename(p.frames.path) for p in loaded.points)
-    correlation = correlate(
-        [PointFrames(point=p.point, frames=p.frames, ifnames=p.ifnames) for p in loaded.points]
-    )
+    correlation = correlate(loaded.points)
     if list_only:
         # A listing has no warnings section: say them where a person will still see them.
         for w in _merge(loaded.warnings, correlation.warnings):
@@ -485,12 +483,10 @@ def html_for_run(
     """Write the HTML report of a run directory for `diagnose`, `explain` and `capture`: the
     request numbered `index` (analyze's choice when None) with the findings or story given,
     and every connection of the run."""
-    from tracer.correlate import PointFrames, correlate, select
+    from tracer.correlate import correlate, select
 
     loaded = _load(run, (), ())
-    correlation = correlate(
-        [PointFrames(point=p.point, frames=p.frames, ifnames=p.ifnames) for p in loaded.points]
-    )
+    correlation = correlate(loaded.points)
     traced = (
         _trace(correlation, select(correlation, index=index), loaded) if len(correlation) else None
     )

@@ -244,7 +244,7 @@ def gather(
     loaded: LoadedRun | None = None,
 ) -> RunFacts:
     """Read RUN into RunFacts; `index`/`match` choose the request as `pathtrace analyze` does."""
-    from tracer.correlate import PointFrames, build_path, correlate, parse_match, select
+    from tracer.correlate import build_path, correlate, parse_match, select
     from tracer.correlate.listing import connection_table
     from tracer.correlate.triage import failures
     from tracer.summary import summarize_all
@@ -255,9 +255,7 @@ def gather(
     manifest = loaded.manifest
     if manifest is None:  # a bare --point load has none; diagnosis needs the run's manifest
         raise InputError(f"{run}: diagnosis needs a run directory with manifest.json")
-    correlation = correlate(
-        [PointFrames(point=p.point, frames=p.frames, ifnames=p.ifnames) for p in loaded.points]
-    )
+    correlation = correlate(loaded.points)
     connections = correlation.connections
     roles = {p.name: p.role for p in manifest.points}
     if index is not None or spec is not None:

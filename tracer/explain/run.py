@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
-from tracer.correlate import Correlation, PointFrames, build_path, correlate, l7_requests, stitch
+from tracer.correlate import Correlation, build_path, correlate, l7_requests, stitch
 from tracer.errors import NothingMatchedError
 from tracer.explain.beforewire import before_wire, with_before_wire
 from tracer.explain.evidence import (
@@ -124,9 +124,7 @@ def load_story_input(run_dir: str | os.PathLike[str]) -> StoryInput:
 
     loaded = load_run(run_dir)
     run = os.fspath(run_dir)
-    correlation = correlate(
-        [PointFrames(point=p.point, frames=p.frames, ifnames=p.ifnames) for p in loaded.points]
-    )
+    correlation = correlate(loaded.points)
     if len(correlation) == 0:
         raise NothingMatchedError(
             f"no connection found in {run}",

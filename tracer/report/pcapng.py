@@ -38,7 +38,7 @@ SHB_USERAPPL = 4
 
 
 class PointSource(Protocol):
-    """What the writer needs of a loaded point (tracer.inputs.LoadedPoint fits)."""
+    """What the writer needs of a loaded point (tracer.correlate.PointFrames fits)."""
 
     @property
     def point(self) -> CapturePoint: ...
