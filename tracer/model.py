@@ -2,7 +2,8 @@
 
 Names follow the RFCs, the kernel and kube-proxy: a `Tuple5` is what conntrack calls a tuple, a
 `Translation` is a DNAT/SNAT seen between two consecutive observations of one packet.
-This module imports nothing that does I/O and holds no logic beyond small derived properties.
+This module imports nothing that does I/O and holds no logic beyond small derived properties
+and `translation_kind`, the one rule that names a rewrite, shared by every layer.
 Fields may be added (with defaults, at the end); none may be renamed: JSON output depends on them.
 """
 
@@ -101,6 +102,22 @@ class Translation:
     kind: TranslationKind
     before: Tuple5
     after: Tuple5
+
+
+def translation_kind(before: Tuple5, after: Tuple5, reply: bool) -> TranslationKind | None:
+    """DNAT/SNAT (or their undoing on a reply) between two tuples of one packet."""
+    dst = before.dst != after.dst
+    src = before.src != after.src
+    if not (dst or src):
+        return None
+    if reply:
+        # conntrack undoes the DNAT on the reply's source and the SNAT on its destination.
+        if dst and src:
+            return "un-DNAT+un-SNAT"
+        return "un-DNAT" if src else "un-SNAT"
+    if dst and src:
+        return "DNAT+SNAT"
+    return "DNAT" if dst else "SNAT"
 
 
 @dataclass(frozen=True)

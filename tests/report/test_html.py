@@ -247,7 +247,7 @@ def test_a_capped_listing_keeps_every_failure_and_says_so() -> None:
 
 
 def test_waterfall_shows_an_l7_proxy_s_own_time() -> None:
-    from tests.report.test_stitched import _path
+    from tests.correlate.test_legs import stitched_path as _path
 
     bars = waterfall_bars(_path())
     proxy = [(b.label, b.ns, b.kind) for b in bars if b.kind.endswith("proxy")]

@@ -19,7 +19,6 @@ from tracer.correlate.engine import (
     Correlation,
     PointFrames,
     correlate,
-    translation_kind,
     translations,
 )
 from tracer.correlate.path import build_path
@@ -38,6 +37,5 @@ __all__ = [
     "parse_match",
     "select",
     "stitch",
-    "translation_kind",
     "translations",
 ]

@@ -68,8 +68,8 @@ from tracer.model import (
     Journey,
     Observation,
     Translation,
-    TranslationKind,
     Tuple5,
+    translation_kind,
 )
 from tracer.pcap.columns import (
     DIR_IN,
@@ -1460,22 +1460,6 @@ def _materialise(corr: Correlation, index: int) -> Connection:
         start_ns=int(tb.cstart_ns[index]),
         backend=backend,
     )
-
-
-def translation_kind(before: Tuple5, after: Tuple5, reply: bool) -> TranslationKind | None:
-    """DNAT/SNAT (or their undoing on a reply) between two tuples of one packet."""
-    dst = before.dst != after.dst
-    src = before.src != after.src
-    if not (dst or src):
-        return None
-    if reply:
-        # conntrack undoes the DNAT on the reply's source and the SNAT on its destination.
-        if dst and src:
-            return "un-DNAT+un-SNAT"
-        return "un-DNAT" if src else "un-SNAT"
-    if dst and src:
-        return "DNAT+SNAT"
-    return "DNAT" if dst else "SNAT"
 
 
 def translations(journey: Journey) -> list[Translation]:

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from tracer.correlate.engine import Correlation, translation_kind
+from tracer.correlate.engine import Correlation
 from tracer.correlate.proxy import HttpRequestInfo, stitch
 from tracer.model import (
     CapturePoint,
@@ -27,6 +27,7 @@ from tracer.model import (
     Stitch,
     Translation,
     Tuple5,
+    translation_kind,
 )
 from tracer.summary import icmp_name
 

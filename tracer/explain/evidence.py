@@ -18,10 +18,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from tracer.correlate.engine import translation_kind
 from tracer.errors import PathtraceError
 from tracer.explain.facts import NodeFacts
-from tracer.model import Endpoint, Hop, Path, Translation, Tuple5
+from tracer.model import Endpoint, Hop, Path, Translation, Tuple5, translation_kind
 from tracer.rules import ConntrackEntry, EndpointChoice, Node, Packet, RuleHit, walk
 from tracer.rules.cilium import walk_cilium
 from tracer.rules.model import OTHER_OWNER, Entry, WalkResult, in_network

@@ -87,7 +87,7 @@ def path_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence:
     host-network proxy's connection is rewritten in nat OUTPUT before any capture sees it), so
     the evidence is collected per leg and its hop numbers placed back on the whole path.
     """
-    from tracer.report.stitched import leg_paths
+    from tracer.correlate.legs import leg_paths
 
     legs = leg_paths(path)
     if len(legs) == 1:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 
+from tracer.correlate.legs import is_proxy
 from tracer.model import Hop, Path, Translation
-from tracer.report.stitched import handoffs, is_proxy
+from tracer.report.stitched import handoffs
 
 _ID = re.compile(r"[^A-Za-z0-9_]")
 

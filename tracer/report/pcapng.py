@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
-from tracer.correlate.engine import translation_kind
 from tracer.errors import InputError, NothingMatchedError
-from tracer.model import CapturePoint, Connection, Path, Translation
+from tracer.model import CapturePoint, Connection, Path, Translation, translation_kind
 from tracer.pcap.columns import DIR_IN, DIR_OUT, Frames
 from tracer.pcap.container import index_capture
 from tracer.report.mermaid import rewrite_words

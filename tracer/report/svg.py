@@ -18,10 +18,11 @@ import subprocess
 from collections.abc import Sequence
 from xml.sax.saxutils import escape
 
+from tracer.correlate.legs import is_proxy
 from tracer.errors import MissingPrerequisiteError, PathtraceError
 from tracer.model import Hop, Path
 from tracer.report.mermaid import participants, rewrite_words
-from tracer.report.stitched import handoffs, is_proxy
+from tracer.report.stitched import handoffs
 from tracer.report.table import ARROW, answered_by_icmp, went_no_further
 
 PAD = 16

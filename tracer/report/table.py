@@ -14,9 +14,10 @@ from datetime import UTC, datetime
 
 from tabulate import tabulate
 
+from tracer.correlate.legs import is_proxy, leg_paths
 from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.model import ClockEstimate, Hop, Latency, Path, Translation, Tuple5
-from tracer.report.stitched import Handoff, handoffs, is_proxy, leg_paths
+from tracer.report.stitched import Handoff, handoffs
 
 ARROW = "→"
 NEGATIVE_MARK = "!"
