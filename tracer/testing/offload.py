@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-from tracer.model import CapturePoint, Endpoint, Tuple5
+from tracer.model import CapturePoint, Tuple5
 from tracer.pcap.columns import DIR_IN, DIR_OUT, TH_ACK, TH_FIN, TH_PSH, TH_SYN
 from tracer.testing.synth import (
     START_NS,
@@ -33,6 +33,8 @@ from tracer.testing.synth import (
     Stage,
     TruthPacket,
     dnat_scenario,
+    dnat_topology,
+    tcp_segment,
 )
 from tracer.testing.wire import ETHERNET, Pkt, Sighting, frame_bytes
 
@@ -77,10 +79,6 @@ class OffloadScenario:
     mss: int
     size: int  # bytes of the request carried as a super-segment
     delays_ns: tuple[int, int, int]  # client -> node-a veth, veth -> eth0, eth0 -> server
-
-
-def _ep(ip: str, port: int | None) -> Endpoint:
-    return Endpoint(ip, port)
 
 
 def _flip(direction: int) -> int:
@@ -194,30 +192,6 @@ class _Builder:
         )
 
 
-def _dnat_topology(
-    ipv6: bool, delays_ns: Sequence[int]
-) -> tuple[tuple[CapturePoint, ...], tuple[Stage, ...]]:
-    if ipv6:
-        client, svc, backend = "fd00:10:244:1::7", "fd00:10:96::100", "fd00:10:244:2::9"
-    else:
-        client, svc, backend = "10.244.1.7", "10.96.0.100", "10.244.2.9"
-    before = Tuple5("tcp", _ep(client, 53700), _ep(svc, 80))
-    after = Tuple5("tcp", _ep(client, 53700), _ep(backend, 8080))
-    points = (
-        CapturePoint("client", "client", "points/client.pcap", node="node-a", interface="eth0"),
-        CapturePoint("node-a", "node", "points/node-a.pcap", node="node-a", interface="any"),
-        CapturePoint("server", "server", "points/server.pcap", node="node-b", interface="eth0"),
-    )
-    d1, d2, d3 = delays_ns
-    stages = (
-        Stage("client", "eth0", DIR_OUT, before),
-        Stage("node-a", "veth1a2b3c", DIR_IN, before, d1),
-        Stage("node-a", "eth0", DIR_OUT, after, d2, routed=1),
-        Stage("server", "eth0", DIR_IN, after, d3, routed=2),
-    )
-    return points, stages
-
-
 def tso_scenario(
     *,
     size: int = 64_000,
@@ -243,7 +217,7 @@ def tso_scenario(
     if size <= mss:
         raise ValueError("a super-segment is larger than one MSS")
     rng = random.Random(seed)
-    points, stages = _dnat_topology(ipv6, delays_ns)
+    points, stages = dnat_topology(ipv6, delays_ns)
     b = _Builder(points, stages, dict(offsets or {}))
     isn_c, isn_s = rng.getrandbits(32), rng.getrandbits(32)
     id_c, id_s = rng.getrandbits(16), rng.getrandbits(16)
@@ -251,18 +225,8 @@ def tso_scenario(
     payload = bytes(rng.getrandbits(8) for _ in range(size))
 
     def tcp(seq: int, ack: int, flags: int, data: bytes, ip_id: int, tsval: int, tsecr: int) -> Pkt:
-        return Pkt(
-            "tcp",
-            "0.0.0.0",
-            "0.0.0.0",
-            seq=seq & 0xFFFFFFFF,
-            ack=ack & 0xFFFFFFFF,
-            flags=flags,
-            payload=data,
-            ip_id=ip_id & 0xFFFF,
-            tsval=tsval if timestamps else None,
-            tsecr=tsecr if timestamps else None,
-            mss=mss if flags & TH_SYN else None,
+        return tcp_segment(
+            seq, ack, flags, data, ip_id, tsval, tsecr, mss=mss, timestamps=timestamps
         )
 
     t = START_NS
