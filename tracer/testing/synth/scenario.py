@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Literal
 
-from tracer.model import CapturePoint, Endpoint, Translation, TranslationKind, Tuple5
+from tracer.model import CapturePoint, Endpoint, Translation, Tuple5, translation_kind
 from tracer.pcap.columns import DIR_IN, DIR_OUT, DIR_UNKNOWN, Frames
 from tracer.testing.synth.columns import frames_from_specs
 from tracer.testing.wire import Pkt, Sighting, Vxlan
@@ -113,17 +113,8 @@ def _flip(direction: int) -> int:
 
 
 def _translation(before: Tuple5, after: Tuple5, reply: bool) -> Translation | None:
-    dst = before.dst != after.dst
-    src = before.src != after.src
-    if not (dst or src):
-        return None
-    kind: TranslationKind
-    if reply:
-        # On a reply, conntrack restores the source (undoing DNAT) and the destination (SNAT).
-        kind = "un-DNAT+un-SNAT" if dst and src else ("un-DNAT" if src else "un-SNAT")
-    else:
-        kind = "DNAT+SNAT" if dst and src else ("DNAT" if dst else "SNAT")
-    return Translation(kind, before, after)
+    kind = translation_kind(before, after, reply)
+    return None if kind is None else Translation(kind, before, after)
 
 
 def _port(ep: Endpoint) -> int | None:
