@@ -13,7 +13,7 @@ from tracer.diagnose.gather import quoted_tuple
 from tracer.diagnose.model import Finding, RunFacts
 from tracer.diagnose.steps import order, step_dns, step_health
 from tracer.dnslookup import DnsLookup, DnsPacket, lookups
-from tracer.kube.health import ContainerHealth, HealthFacts, NodeCondition, NodeHealth, PodHealth
+from tracer.health import ContainerHealth, HealthFacts, NodeCondition, NodeHealth, PodHealth
 from tracer.model import CapturePoint, Connection, Endpoint, Tuple5
 from tracer.rundir import Manifest
 from tracer.summary import DnsMessage

@@ -399,7 +399,8 @@ def _with_dns(targets: Any) -> tuple[Any, ...]:
 def _save_health(api: Any, run_dir: Path, namespaces: set[str]) -> None:
     """Save RUN/cluster/health.json for `pathtrace diagnose`; a refusal must not cost the run."""
     from tracer.errors import PathtraceError
-    from tracer.kube.health import collect_health, save_health
+    from tracer.health import save_health
+    from tracer.kube.health import collect_health
 
     try:
         save_health(run_dir, collect_health(api, namespaces))

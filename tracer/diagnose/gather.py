@@ -30,8 +30,8 @@ from tracer.dnslookup import (
 from tracer.errors import InputError
 from tracer.explain.beforewire import before_wire, with_before_wire
 from tracer.explain.facts import read_node_facts
+from tracer.health import load_health
 from tracer.inputs import LoadedRun, load_run
-from tracer.kube.health import load_health
 from tracer.model import Connection, Endpoint, Journey, Observation, Path, Tuple5
 from tracer.pcap.columns import Frames
 from tracer.rundir import Manifest

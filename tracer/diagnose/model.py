@@ -15,7 +15,7 @@ from typing import Literal
 from tracer.dnslookup import DnsLookup
 from tracer.explain.beforewire import BeforeWire
 from tracer.explain.facts import NodeFacts
-from tracer.kube.health import HealthFacts
+from tracer.health import HealthFacts
 from tracer.model import Connection, Path, Tuple5
 from tracer.rundir import Manifest
 

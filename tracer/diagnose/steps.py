@@ -30,7 +30,7 @@ from tracer.diagnose.model import (
 )
 from tracer.dnslookup import DnsLookup, DnsQuery
 from tracer.errors import PathtraceError
-from tracer.kube.health import PRESSURE_CONDITIONS, HealthFacts, PodHealth
+from tracer.health import PRESSURE_CONDITIONS, HealthFacts, PodHealth
 from tracer.model import (
     CapturePoint,
     Connection,
