@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tracer.apiserver.processes import Processes, terminate
@@ -46,10 +48,53 @@ def exit_status(code: int | None, error: str | None) -> JSON:
     }
 
 
+def _read_chunk(stream: Any) -> bytes:
+    """What the command wrote so far (up to 32 KiB), without waiting for more; b"" at its end."""
+    chunk: bytes = stream.read1(32768) if hasattr(stream, "read1") else stream.read(32768)
+    return chunk
+
+
+def _start_pumps(
+    target: Callable[..., None], args: list[tuple[Any, ...]]
+) -> list[threading.Thread]:
+    """One thread per output stream of the command, started."""
+    pumps = [threading.Thread(target=target, args=a, daemon=True) for a in args]
+    for t in pumps:
+        t.start()
+    return pumps
+
+
+def _feed_stdin(popen: subprocess.Popen[bytes], data: bytes, *, close: bool = False) -> None:
+    """Write `data` to the command's stdin, then close it when `close`; a command that stopped
+    reading its stdin is no error."""
+    if popen.stdin is None:
+        return
+    try:
+        if data:
+            popen.stdin.write(data)
+            popen.stdin.flush()
+        if close:
+            popen.stdin.close()
+    except (BrokenPipeError, ValueError):
+        pass
+
+
+def _await_exit(
+    popen: subprocess.Popen[bytes], pumps: list[threading.Thread], reader: Callable[[], None]
+) -> int:
+    """Read the client's side with `reader` while the command runs; once it ends and its output
+    is pumped, its exit code as a shell says it (128 + the signal that killed it)."""
+    threading.Thread(target=reader, daemon=True).start()
+    code = popen.wait()
+    for t in pumps:
+        t.join(timeout=5)
+    return 128 - code if code < 0 else code
+
+
 def _pump(ws: WebSocketConnection, channel: int, stream: Any) -> None:
     prefix = bytes([channel])
     while True:
-        chunk = stream.read1(32768) if hasattr(stream, "read1") else stream.read(32768)
+        chunk = _read_chunk(stream)
         if not chunk:
             return
         if not ws.send(OP_BINARY, prefix + chunk):
@@ -82,12 +127,7 @@ def run_exec(
         return
     if not stdin and popen.stdin is not None:
         popen.stdin.close()  # no stdin stream: the command reads EOF, as in a container
-    pumps = [
-        threading.Thread(target=_pump, args=(ws, ch, s), daemon=True)
-        for ch, s in ((1, popen.stdout), (2, popen.stderr))
-    ]
-    for t in pumps:
-        t.start()
+    pumps = _start_pumps(_pump, [(ws, 1, popen.stdout), (ws, 2, popen.stderr)])
 
     def reader() -> None:
         # Client → server: stdin (channel 0), v5 CLOSE of stdin, or the end of the connection.
@@ -100,24 +140,12 @@ def run_exec(
             if msg.opcode not in (OP_BINARY, OP_TEXT) or not msg.data:
                 continue
             ch, data = msg.data[0], msg.data[1:]
-            if ch == 0 and popen.stdin is not None:
-                try:
-                    popen.stdin.write(data)
-                    popen.stdin.flush()
-                except (BrokenPipeError, ValueError):
-                    pass
-            elif ch == CLOSE_CHANNEL and proto == V5 and data[:1] == b"\x00" and popen.stdin:
-                try:
-                    popen.stdin.close()
-                except (BrokenPipeError, ValueError):
-                    pass
+            if ch == 0:
+                _feed_stdin(popen, data)
+            elif ch == CLOSE_CHANNEL and proto == V5 and data[:1] == b"\x00":
+                _feed_stdin(popen, b"", close=True)
 
-    threading.Thread(target=reader, daemon=True).start()
-    code = popen.wait()
-    for t in pumps:
-        t.join(timeout=5)
-    if code < 0:
-        code = 128 - code
+    code = _await_exit(popen, pumps, reader)
     ws.send(OP_BINARY, error_ch + json.dumps(exit_status(code, None)).encode())
     ws.close()
     time.sleep(0.05)
@@ -180,7 +208,7 @@ def run_spdy_exec(
     def pump(kind: str, stream: Any) -> None:
         sid = streams.get(kind)
         while True:
-            chunk = stream.read1(32768) if hasattr(stream, "read1") else stream.read(32768)
+            chunk = _read_chunk(stream)
             if not chunk:
                 break
             if sid is not None and not conn.data(sid, chunk):
@@ -188,12 +216,7 @@ def run_spdy_exec(
         if sid is not None:
             conn.data(sid, b"", fin=True)
 
-    pumps = [
-        threading.Thread(target=pump, args=(k, s), daemon=True)
-        for k, s in (("stdout", popen.stdout), ("stderr", popen.stderr))
-    ]
-    for t in pumps:
-        t.start()
+    pumps = _start_pumps(pump, [("stdout", popen.stdout), ("stderr", popen.stderr)])
 
     def reader() -> None:
         stdin_id = streams.get("stdin")
@@ -209,18 +232,7 @@ def run_spdy_exec(
                 if frame.type == PING:
                     conn.ping(frame.data)
                 continue
-            if frame.stream_id == stdin_id and popen.stdin is not None:
-                try:
-                    if frame.data:
-                        popen.stdin.write(frame.data)
-                        popen.stdin.flush()
-                    if frame.flags & FLAG_FIN:
-                        popen.stdin.close()
-                except (BrokenPipeError, ValueError):
-                    pass
+            if frame.stream_id == stdin_id:
+                _feed_stdin(popen, frame.data, close=bool(frame.flags & FLAG_FIN))
 
-    threading.Thread(target=reader, daemon=True).start()
-    code = popen.wait()
-    for t in pumps:
-        t.join(timeout=5)
-    finish(exit_status(128 - code if code < 0 else code, None))
+    finish(exit_status(_await_exit(popen, pumps, reader), None))

@@ -1,26 +1,27 @@
-"""The stand-in's HTTP routes: authentication, negotiation, discovery, resources, watch, log, exec.
+"""The stand-in's HTTP handler: authentication, negotiation, discovery, reads, watch, log, exec.
 
-One request handler per connection (http.server), bound to a `Server`. Answers as the real API
-server does, Status objects included, so that the real kubectl and client behave as with a
-cluster. Objects come from the Store, processes from Processes, validation from admission.
+One request handler per connection (http.server), bound to the running server (`Served`). Answers
+as the real API server does, Status objects included, so that the real kubectl and client behave
+as with a cluster. Paths are parsed in .routes, objects come from the Store, pod writes are
+.pods' (admission, then processes), exec streams .execstream's.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import re
-import secrets
 import select
 import time
-from dataclasses import dataclass
+from collections import deque
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
-from tracer.apiserver import admission, discovery, objects, protobuf, tables
-from tracer.apiserver.admission import Access
+from tracer.apiserver import admission, discovery, objects, pods, protobuf, tables
+from tracer.apiserver.admission import Access, Denials
 from tracer.apiserver.execstream import SPDY_PROTOCOL, V4, run_exec, run_spdy_exec
+from tracer.apiserver.processes import Processes
+from tracer.apiserver.routes import JSON, ApiError, Query, Route, flag, not_found, param, route
 from tracer.apiserver.selectors import (
     SelectorError,
     fields_match,
@@ -29,77 +30,30 @@ from tracer.apiserver.selectors import (
     parse_labels,
 )
 from tracer.apiserver.spdy import SpdyConnection
-from tracer.apiserver.store import GoneError, now_rfc3339
+from tracer.apiserver.store import GoneError, Store
 from tracer.apiserver.websocket import WebSocketConnection, accept_key, choose_subprotocol
 
-if TYPE_CHECKING:
-    from tracer.apiserver.server import Server
-
-JSON = dict[str, Any]
 # A watch without timeoutSeconds ends after this (the real server picks 30-60 minutes).
 WATCH_DEFAULT_S = 1800
 HEALTH = ("/healthz", "/livez", "/readyz")
 PROTOBUF = "application/vnd.kubernetes.protobuf"
 
 
-class ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str, details: JSON | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.reason = reason
-        self.message = message
-        self.details = details
+class Served(Protocol):
+    """What the routes use of the running server (tracer.apiserver.server.Server)."""
+
+    token: str
+    address: str
+    protocols: tuple[str, ...]
+    denials: Denials
+    store: Store
+    processes: Processes
+    requests: deque[tuple[str, str]]
+
+    def take_fault(self, method: str, path: str) -> int | None: ...
 
 
-def not_found(resource: str, name: str, group: str = "") -> ApiError:
-    """The 404 Status a real API server returns for a missing object."""
-    qualified = f"{resource}.{group}" if group else resource
-    return ApiError(
-        404, "NotFound", f'{qualified} "{name}" not found', {"name": name, "kind": resource}
-    )
-
-
-@dataclass(frozen=True)
-class Route:
-    resource: discovery.Resource
-    namespace: str
-    name: str
-    sub: str
-
-    @property
-    def plural(self) -> str:
-        return self.resource.plural
-
-    @property
-    def group(self) -> str:
-        return self.resource.group
-
-
-_PATH = re.compile(
-    r"^/(?:api/(?P<core>v1)|apis/(?P<group>[a-z0-9.-]+)/(?P<version>v[0-9a-z]+))"
-    r"(?:/namespaces/(?P<ns>[^/]+)(?=/))?"
-    r"/(?P<resource>[a-z]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[a-z]+))?/?$"
-)
-
-
-def route(path: str) -> Route | None:
-    m = _PATH.match(path)
-    if not m:
-        return None
-    group = m["group"] or ""
-    version = m["core"] or m["version"]
-    res = discovery.BY_PLURAL.get((group, m["resource"]))
-    if res is None or res.version != version:
-        return None
-    ns, name, sub = m["ns"] or "", m["name"] or "", m["sub"] or ""
-    if ns and not res.namespaced:
-        return None
-    if sub and sub not in {s.name for s in res.subresources}:
-        return None
-    return Route(res, ns, name, sub)
-
-
-def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
+def make_handler(server: Served) -> type[BaseHTTPRequestHandler]:
     class Bound(Handler):
         pass
 
@@ -110,7 +64,7 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "pathtrace-apiserver/1"
-    server_ref: Server
+    server_ref: Served
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         # Quiet: tests and the lab read the request log from `server.requests`.
@@ -301,14 +255,15 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- resources ----------------------------------------------------------------------------
 
-    def _handle(self, method: str, r: Route, query: dict[str, list[str]]) -> None:
+    def _handle(self, method: str, r: Route, query: Query) -> None:
         verb = {"GET": "get", "POST": "create", "PATCH": "patch", "DELETE": "delete"}.get(
             method, "update"
         )
+        s = self.server_ref
         if r.plural == "selfsubjectaccessreviews":
             if method != "POST":
                 raise ApiError(405, "MethodNotAllowed", "only create is supported")
-            self._send_json(201, admission.review(self.server_ref.denials, self._body()))
+            self._send_json(201, admission.review(s.denials, self._body()))
             return
         if r.sub == "exec":
             self._exec(r, query)
@@ -322,12 +277,16 @@ class Handler(BaseHTTPRequestHandler):
             if method == "GET":
                 self._send_json(200, self._get(r))
             elif method == "PATCH":
-                self._send_json(200, self._patch_ephemeral(r, self._body()))
+                ctype = self.headers.get("Content-Type", "")
+                patched = pods.patch_ephemeral(
+                    s.store, s.processes, r.namespace, r.name, ctype, self._body()
+                )
+                self._send_json(200, patched)
             else:
                 raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
             return
         if method == "GET" and not r.name:
-            if _flag(query, "watch"):
+            if flag(query, "watch"):
                 self._watch(r, query)
             else:
                 self._list(r, query)
@@ -341,7 +300,7 @@ class Handler(BaseHTTPRequestHandler):
                         r.plural,
                         [obj],
                         obj["metadata"].get("resourceVersion", ""),
-                        include_object=_one(query, "includeObject") or "Metadata",
+                        include_object=param(query, "includeObject") or "Metadata",
                     ),
                 )
             else:
@@ -354,15 +313,15 @@ class Handler(BaseHTTPRequestHandler):
                 f"{method} is not supported on {r.plural} by this API server",
             )
         if method == "POST" and r.plural == "pods" and not r.name:
-            self._send_json(201, self._create_pod(r, self._body()))
+            self._send_json(201, pods.create_pod(s.store, s.processes, r.namespace, self._body()))
         elif method == "DELETE" and r.plural == "pods" and r.name:
-            self._send_json(200, self._delete_pod(r))
+            self._send_json(200, pods.delete_pod(s.store, s.processes, r.namespace, r.name))
         else:
             raise ApiError(405, "MethodNotAllowed", f"{method} {r.plural} is not supported")
 
-    def _selected(self, r: Route, query: dict[str, list[str]]) -> Any:
+    def _selected(self, r: Route, query: Query) -> Any:
         """A predicate for the list's or watch's label and field selectors (400 when invalid)."""
-        ls, fs = _one(query, "labelSelector"), _one(query, "fieldSelector")
+        ls, fs = param(query, "labelSelector"), param(query, "fieldSelector")
         try:
             parse_labels(ls)
             terms = parse_fields(r.plural, fs)
@@ -378,12 +337,12 @@ class Handler(BaseHTTPRequestHandler):
 
         return keep
 
-    def _list(self, r: Route, query: dict[str, list[str]]) -> None:
+    def _list(self, r: Route, query: Query) -> None:
         keep = self._selected(r, query)
         items, rv = self.server_ref.store.items(r.plural, r.namespace)
         items = [o for o in items if keep(o)]
         if tables.wants_table(self.headers.get("Accept") or ""):
-            include = _one(query, "includeObject") or "Metadata"
+            include = param(query, "includeObject") or "Metadata"
             self._send_json(200, tables.table(r.plural, items, rv, include_object=include))
             return
         self._send_json(
@@ -396,17 +355,17 @@ class Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _watch(self, r: Route, query: dict[str, list[str]]) -> None:
+    def _watch(self, r: Route, query: Query) -> None:
         store = self.server_ref.store
         keep = self._selected(r, query)
         as_table = tables.wants_table(self.headers.get("Accept") or "")
-        include = _one(query, "includeObject") or "Metadata"
-        rv_text = _one(query, "resourceVersion")
+        include = param(query, "includeObject") or "Metadata"
+        rv_text = param(query, "resourceVersion")
         try:
             since = int(rv_text) if rv_text else 0
         except ValueError:
             raise ApiError(400, "BadRequest", f"invalid resource version: {rv_text}") from None
-        timeout = _one(query, "timeoutSeconds")
+        timeout = param(query, "timeoutSeconds")
         seconds = float(timeout) if timeout.isdigit() else WATCH_DEFAULT_S
         deadline = time.monotonic() + seconds
         initial: list[JSON] = []
@@ -445,179 +404,15 @@ class Handler(BaseHTTPRequestHandler):
             raise not_found(r.plural, r.name, r.group)
         return o
 
-    def _psa(self, namespace: str, spec: JSON, pod_name: str) -> None:
-        ns = self.server_ref.store.get("namespaces", ("", namespace))
-        labels = (ns or {}).get("metadata", {}).get("labels") or {}
-        level = labels.get(objects.PSA_ENFORCE, "privileged")
-        message = admission.psa_message(level, spec, pod_name)
-        if message:
-            raise ApiError(403, "Forbidden", message)
-
-    def _create_pod(self, r: Route, body: Any) -> JSON:
-        s = self.server_ref
-        store = s.store
-        if not isinstance(body, dict):
-            raise ApiError(400, "BadRequest", "the body must be a Pod object")
-        md = body.get("metadata") or {}
-        name = md.get("name") or ""
-        if not name and md.get("generateName"):
-            name = md["generateName"] + secrets.token_hex(3)[:5]
-        spec = body.get("spec") or {}
-        with store.lock:
-            nodes = {n for _, n in store.kinds["nodes"]}
-            if (r.namespace, name) in store.kinds["pods"]:
-                raise ApiError(409, "AlreadyExists", f'pods "{name}" already exists')
-        errs = admission.pod_errors(name, spec, nodes)
-        if errs:
-            raise ApiError(422, "Invalid", f'Pod "{name}" is invalid: ' + "; ".join(errs))
-        self._psa(r.namespace, spec, name)
-        containers = spec.get("containers") or []
-        node = spec.get("nodeName") or ""
-        pod = copy.deepcopy(body)
-        pod["spec"] = objects.pod_spec_defaults(spec)
-        pod["apiVersion"] = "v1"
-        pod["kind"] = "Pod"
-        pod["metadata"] = {
-            **objects.meta(name, r.namespace, md.get("labels"), now_rfc3339()),
-            **{k: v for k, v in md.items() if k in ("annotations",)},
-        }
-        host_ip = store.node_ip.get(node, "")
-        pod["status"] = {
-            "phase": "Running",
-            "hostIP": host_ip,
-            "podIP": host_ip,
-            "podIPs": [{"ip": host_ip}],
-            "startTime": now_rfc3339(),
-            "containerStatuses": [
-                objects.container_status(c["name"], c["image"]) for c in containers
-            ],
-        }
-        with store.lock:
-            if (r.namespace, name) in store.kinds["pods"]:
-                raise ApiError(409, "AlreadyExists", f'pods "{name}" already exists')
-            created = store.put("pods", (r.namespace, name), pod)
-        store.record_event(
-            created,
-            "Scheduled",
-            f"Successfully assigned {r.namespace}/{name} to {node}",
-            component="default-scheduler",
-        )
-        for c in containers:
-            where = f"spec.containers{{{c['name']}}}"
-            store.record_event(created, "Created", f"Created container {c['name']}", host=node, field_path=where)  # fmt: skip
-            argv = [*(c.get("command") or []), *(c.get("args") or [])]
-            if argv:
-                try:
-                    s.processes.start(r.namespace, name, c["name"], argv, main=True)
-                except OSError as e:
-                    why = str(e)
-
-                    def failed(p: JSON, why: str = why) -> None:
-                        p["status"]["phase"] = "Failed"
-                        p["status"]["message"] = why
-
-                    store.update("pods", (r.namespace, name), failed)
-                    store.record_event(created, "Failed", f"Error: {why}", type_="Warning", host=node, field_path=where)  # fmt: skip
-                    continue
-            store.record_event(created, "Started", f"Started container {c['name']}", host=node, field_path=where)  # fmt: skip
-        deadline = spec.get("activeDeadlineSeconds")
-        if isinstance(deadline, int) and deadline > 0:
-            s.processes.schedule_deadline(r.namespace, name, deadline)
-        return store.get("pods", (r.namespace, name)) or created
-
-    def _delete_pod(self, r: Route) -> JSON:
-        s = self.server_ref
-        pod = s.store.get("pods", (r.namespace, r.name))
-        if pod is None:
-            raise not_found("pods", r.name)
-        for c in pod["spec"].get("containers") or []:
-            s.store.record_event(
-                pod,
-                "Killing",
-                f"Stopping container {c['name']}",
-                host=pod["spec"].get("nodeName") or "",
-                field_path=f"spec.containers{{{c['name']}}}",
-            )
-
-        def terminating(p: JSON) -> None:
-            p["metadata"]["deletionTimestamp"] = now_rfc3339()
-            p["metadata"]["deletionGracePeriodSeconds"] = 0
-
-        s.store.update("pods", (r.namespace, r.name), terminating)
-        s.processes.kill_container(r.namespace, r.name, None)
-        gone = s.store.delete("pods", (r.namespace, r.name))
-        return gone or pod
-
-    def _patch_ephemeral(self, r: Route, body: Any) -> JSON:
-        s = self.server_ref
-        store = s.store
-        ctype = self.headers.get("Content-Type", "")
-        if "strategic-merge-patch" not in ctype and "merge-patch" not in ctype:
-            raise ApiError(415, "UnsupportedMediaType", f"unsupported patch type {ctype!r}")
-        if not isinstance(body, dict):
-            raise ApiError(400, "BadRequest", "the patch must be a JSON object")
-        wanted = (body.get("spec") or {}).get("ephemeralContainers")
-        if not isinstance(wanted, list):
-            raise ApiError(422, "Invalid", "spec.ephemeralContainers: Required value")
-        pod = store.get("pods", (r.namespace, r.name))
-        if pod is None:
-            raise not_found("pods", r.name)
-        spec = pod["spec"]
-        existing = {c["name"]: c for c in spec.get("ephemeralContainers") or []}
-        names = {c["name"] for c in spec.get("containers") or []}
-        added = []
-        errs = []
-        for i, c in enumerate(wanted):
-            where = f"spec.ephemeralContainers[{i}]"
-            if not isinstance(c, dict) or "$patch" in c:
-                errs.append(f"{where}: Forbidden: existing ephemeral containers may not be removed")
-                continue
-            name = str(c.get("name", ""))
-            if name in existing:
-                c = objects.container_defaults(c, True)
-                if {k: v for k, v in c.items() if v is not None} != {
-                    k: v for k, v in existing[name].items() if v is not None
-                }:
-                    errs.append(
-                        f"{where}: Forbidden: existing ephemeral containers {name!r} may not be changed"
-                    )
-                continue
-            errs += admission.ephemeral_errors(c, where, names)
-            names.add(name)
-            added.append(objects.container_defaults(c, True))
-        if errs:
-            raise ApiError(422, "Invalid", f'Pod "{r.name}" is invalid: ' + "; ".join(errs))
-        new_spec = {**spec, "ephemeralContainers": [*existing.values(), *added]}
-        self._psa(r.namespace, new_spec, r.name)
-
-        def add(p: JSON) -> None:
-            p["spec"]["ephemeralContainers"] = new_spec["ephemeralContainers"]
-            statuses = p["status"].setdefault("ephemeralContainerStatuses", [])
-            for c in added:
-                statuses.append(objects.container_status(c["name"], c["image"]))
-
-        updated = store.update("pods", (r.namespace, r.name), add)
-        if updated is None:
-            raise not_found("pods", r.name)
-        node = updated["spec"].get("nodeName") or ""
-        for c in added:
-            where = f"spec.ephemeralContainers{{{c['name']}}}"
-            store.record_event(updated, "Created", f"Created container {c['name']}", host=node, field_path=where)  # fmt: skip
-            argv = [*(c.get("command") or []), *(c.get("args") or [])]
-            if argv:
-                s.processes.start(r.namespace, r.name, c["name"], argv, main=True)
-            store.record_event(updated, "Started", f"Started container {c['name']}", host=node, field_path=where)  # fmt: skip
-        return store.get("pods", (r.namespace, r.name)) or updated
-
     # -- log ----------------------------------------------------------------------------------
 
-    def _log(self, r: Route, query: dict[str, list[str]]) -> None:
+    def _log(self, r: Route, query: Query) -> None:
         s = self.server_ref
         pod = self._get(r)
         spec = pod["spec"]
         names = [c["name"] for c in spec.get("containers") or []]
         eph = [c["name"] for c in spec.get("ephemeralContainers") or []]
-        container = _one(query, "container")
+        container = param(query, "container")
         if not container:
             if len(names) != 1:
                 raise ApiError(
@@ -649,14 +444,14 @@ class Handler(BaseHTTPRequestHandler):
             return data, not files
 
         data, done = read()
-        tail = _one(query, "tailLines")
+        tail = param(query, "tailLines")
         if tail.isdigit():
             lines = data.splitlines(keepends=True)
             data = b"".join(lines[len(lines) - int(tail) :] if int(tail) else [])
-        limit = _one(query, "limitBytes")
+        limit = param(query, "limitBytes")
         if limit.isdigit():
             data = data[: int(limit)]
-        if not _flag(query, "follow"):
+        if not flag(query, "follow"):
             self._send(200, data, "text/plain")
             return
         self._start_stream("text/plain")
@@ -674,13 +469,13 @@ class Handler(BaseHTTPRequestHandler):
 
     # -- exec ---------------------------------------------------------------------------------
 
-    def _exec(self, r: Route, query: dict[str, list[str]]) -> None:
+    def _exec(self, r: Route, query: Query) -> None:
         s = self.server_ref
         argv = query.get("command") or []
-        container = _one(query, "container")
+        container = param(query, "container")
         if not argv:
             raise ApiError(400, "BadRequest", "you must specify at least 1 command")
-        if _flag(query, "tty"):
+        if flag(query, "tty"):
             raise ApiError(400, "BadRequest", "tty is not supported by this API server")
         pod = self._get(r)
         spec = pod["spec"]
@@ -723,12 +518,10 @@ class Handler(BaseHTTPRequestHandler):
             r.name,
             container,
             argv,
-            stdin=_flag(query, "stdin"),
+            stdin=flag(query, "stdin"),
         )
 
-    def _exec_spdy(
-        self, r: Route, query: dict[str, list[str]], container: str, argv: list[str]
-    ) -> None:
+    def _exec_spdy(self, r: Route, query: Query, container: str, argv: list[str]) -> None:
         if V4 not in _spdy_versions(self):
             raise ApiError(
                 403,
@@ -742,7 +535,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
-        wanted = {"error"} | {k for k in ("stdin", "stdout", "stderr") if _flag(query, k)}
+        wanted = {"error"} | {k for k in ("stdin", "stdout", "stderr") if flag(query, k)}
         conn = SpdyConnection(self.connection, self.rfile)  # type: ignore[arg-type]
         run_spdy_exec(self.server_ref.processes, conn, r.namespace, r.name, container, argv, wanted)
 
@@ -752,11 +545,3 @@ def _spdy_versions(handler: BaseHTTPRequestHandler) -> list[str]:
     for value in handler.headers.get_all("X-Stream-Protocol-Version") or []:
         out += [v.strip() for v in value.split(",") if v.strip()]
     return out
-
-
-def _one(query: dict[str, list[str]], key: str) -> str:
-    return (query.get(key) or [""])[0]
-
-
-def _flag(query: dict[str, list[str]], key: str) -> bool:
-    return _one(query, key).lower() in ("1", "true")

@@ -8,7 +8,8 @@ events and SelfSubjectAccessReview; label and field selectors; Tables for `kubec
 streams. RBAC denials and failures can be injected for tests; Pod Security levels come from
 namespace labels. Commands run through an `ExecBackend` (the lab: `ip netns exec`).
 
-The routes live in tracer.apiserver.handler, the objects in .store, the processes in .processes.
+The HTTP handler lives in tracer.apiserver.handler (its paths parsed in .routes, pod writes in
+.pods, exec streams in .execstream), the objects in .store, the processes in .processes.
 Must not: listen on anything but loopback, or leave a process running after `close()`.
 """
 
@@ -34,6 +35,7 @@ from typing import Any
 from tracer.apiserver import objects
 from tracer.apiserver.admission import Access, Denials
 from tracer.apiserver.execstream import V4, V5
+from tracer.apiserver.handler import make_handler
 from tracer.apiserver.processes import Processes
 from tracer.apiserver.state import ClusterState, ExecBackend
 from tracer.apiserver.store import Store
@@ -79,8 +81,6 @@ class Server:
         protocols: tuple[str, ...] = (V5, V4),
         workdir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from tracer.apiserver.handler import make_handler
-
         self.token = secrets.token_urlsafe(24)
         self.protocols = protocols
         self.denials = Denials()

@@ -248,7 +248,7 @@ def down_cmd() -> None:
 @_KUBECONFIG_OUT
 def api_cmd(port: int, kubeconfig_out: Path | None) -> None:
     from tracer.lab.api import ApiInfo, run_api
-    from tracer.lab.lab import require_up
+    from tracer.lab.topology import require_up
 
     require_up()
 
@@ -292,7 +292,7 @@ def fault_cmd(pod: str, reset_every: int | None, clear: bool) -> None:
     The pod's log (/run/pathtrace-lab/logs/POD.log) names every connection it reset.
     """
     from tracer.lab.incident import set_fault
-    from tracer.lab.lab import require_up
+    from tracer.lab.topology import require_up
 
     if clear == (reset_every is not None):
         raise UsageError("give either --reset-every N or --clear")
@@ -330,8 +330,8 @@ def traffic_start_cmd(from_pod: str, to: str, interval: float) -> None:
     to /run/pathtrace-lab/logs/traffic.log.
     """
     from tracer.lab.incident import start_traffic
-    from tracer.lab.lab import require_up
     from tracer.lab.scenarios import cluster_services
+    from tracer.lab.topology import require_up
 
     _, topo = require_up()
     try:

@@ -1,11 +1,11 @@
-"""The lab's local Kubernetes API: start it, find it, stop it, and time a capture through it.
+"""The lab's local Kubernetes API: start it, find it, stop it.
 
-`run_api` serves the running lab (tracer.apiserver.lab.lab_cluster_state, commands through
+`run_api` serves the running lab (tracer.lab.clusterstate.lab_cluster_state, commands through
 `ip netns exec`) on 127.0.0.1 in this process until SIGINT/SIGTERM, and records itself in the
 lab's state file (`api`: pid, port, url, kubeconfig). `start_api` runs the same thing detached
 (`python -m tracer.lab.api`), so that `pathtrace lab up --api` returns; `stop_api` ends it by the
 recorded PID and by its command line (so it works after a kill -9 of whatever started it) and
-removes its kubeconfig. `measure_capture_arming` times a `pathtrace capture` through the API.
+removes its kubeconfig.
 
 Must not: listen on anything but loopback, leave the API process or its kubeconfig behind after
 `stop_api`, or signal a process that is not this lab's API (a PID is trusted only with its
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import struct
 import subprocess
 import sys
 import threading
@@ -29,6 +28,7 @@ from typing import Any
 
 from tracer.errors import LabError
 from tracer.lab.runner import process_alive
+from tracer.lab.topology import require_up
 from tracer.rundir import write_private
 
 Log = Callable[[str], None]
@@ -212,8 +212,8 @@ def open_server(port: int = 0, kubeconfig_out: str | os.PathLike[str] | None = N
     copied to `kubeconfig_out` (default /run/pathtrace-lab/kubeconfig), mode 0600.
     """
     from tracer.apiserver import NetnsExecBackend
-    from tracer.apiserver.lab import lab_cluster_state
     from tracer.apiserver.server import Server
+    from tracer.lab.clusterstate import lab_cluster_state
     from tracer.lab.topology import STATE_DIR
 
     state = lab_cluster_state()
@@ -287,8 +287,6 @@ def start_api(
     log: Log = _quiet,
 ) -> ApiInfo:
     """Start the lab API detached (`python -m tracer.lab.api`); return once it serves."""
-    from tracer.lab.lab import require_up
-
     require_up()
     current = api_info()
     if current is not None and process_alive(current.pid) and _is_api_pid(current.pid):
@@ -365,89 +363,6 @@ def stop_api(log: Log = _quiet) -> list[int]:
             log(f"removed {path}")
     _record(None)
     return pids
-
-
-# ---------------------------------------------------------------------------------------------
-# Measuring a capture through the API
-
-
-def _first_packet_ns(path: Path) -> int | None:
-    """The first record's timestamp of a classic pcap file (µs or ns resolution), or None."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(24 + 16)
-    except OSError:
-        return None
-    if len(head) < 40:
-        return None
-    magic = head[:4]
-    for endian, us_magic, ns_magic in (
-        ("<", 0xA1B2C3D4, 0xA1B23C4D),
-        (">", 0xA1B2C3D4, 0xA1B23C4D),
-    ):
-        (m,) = struct.unpack(endian + "I", magic)
-        if m in (us_magic, ns_magic):
-            sec, frac = struct.unpack(endian + "II", head[24:32])
-            return sec * 1_000_000_000 + (frac if m == ns_magic else frac * 1000)
-    return None
-
-
-def measure_capture_arming(
-    kubeconfig: str | os.PathLike[str],
-    run_dir: str | os.PathLike[str],
-    *,
-    source: str = "pod/client",
-    to: str = "svc/web",
-    request: str = "curl -s http://web/",
-) -> dict[str, Any]:
-    """Run `pathtrace capture` in-process against the lab API; time the arming of its points.
-
-    Returns `arm_s` (command start to the last point listening), `arm_s_by_point`,
-    `arm_spread_ms` (first to last point listening), the points' first-packet times relative to
-    the earliest (`first_packet_offset_ms`) and their spread (`first_packet_spread_ms`),
-    `total_s`, `exit_code`, the number of `points` and each point's `packets`. The command start
-    includes importing the kubernetes client, as a user's `pathtrace capture` pays it.
-    """
-    import json
-
-    from click.testing import CliRunner
-
-    from tracer.cli import cli
-
-    run = Path(run_dir)
-    args = [
-        "capture", "--kubeconfig", str(kubeconfig), "--from", source, "--to", to,
-        "--request", request, "-o", str(run), "--no-analyze",
-    ]  # fmt: skip
-    t0 = time.time_ns()
-    result = CliRunner().invoke(cli, args)
-    total = (time.time_ns() - t0) / 1e9
-    manifest_path = run / "manifest.json"
-    if not manifest_path.exists():
-        raise LabError(
-            f"the capture wrote no manifest (exit {result.exit_code}): {result.output[-500:]}"
-        )
-    manifest = json.loads(manifest_path.read_text())
-    armed = {
-        p["name"]: (p["started_ns"] - t0) / 1e9 for p in manifest["points"] if p.get("started_ns")
-    }
-    firsts = {p["name"]: _first_packet_ns(run / p["file"]) for p in manifest["points"]}
-    have = {k: v for k, v in firsts.items() if v is not None}
-    base = min(have.values()) if have else 0
-    return {
-        "exit_code": result.exit_code,
-        "points": len(manifest["points"]),
-        "total_s": round(total, 3),
-        "arm_s": round(max(armed.values()), 3) if armed else None,
-        "arm_s_by_point": {k: round(v, 3) for k, v in armed.items()},
-        # How far apart the points started listening: the window in which only some capture.
-        "arm_spread_ms": (
-            round((max(armed.values()) - min(armed.values())) * 1e3, 3) if armed else None
-        ),
-        "first_packet_offset_ms": {k: round((v - base) / 1e6, 3) for k, v in have.items()},
-        "first_packet_spread_ms": (round((max(have.values()) - base) / 1e6, 3) if have else None),
-        "packets": {p["name"]: p.get("packets") for p in manifest["points"]},
-    }
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,10 +54,10 @@ from tracer.lab.topology import (
     lab_namespaces,
     plan_topology,
     read_state,
+    require_up,
     resolv_files,
     run_all,
     teardown,
-    topology_from_json,
     topology_to_json,
     write_resolv,
     write_state,
@@ -367,21 +367,6 @@ def status(runner: Runner | None = None) -> dict[str, Any]:
         "processes": procs,
         "created": (state or {}).get("created"),
     }
-
-
-def require_up() -> tuple[dict[str, Any], Topology]:
-    state = read_state()
-    if not state:
-        raise LabError("the lab is not up", hint="run `pathtrace lab up` first")
-    if not state.get("complete"):
-        raise LabError("the lab is half-built", hint="run `pathtrace lab down`, then `lab up`")
-    try:
-        topo = topology_from_json(state["topology"])
-    except (KeyError, TypeError) as e:
-        raise LabError(
-            f"the lab state file is corrupt ({e})", hint="run `pathtrace lab down`"
-        ) from e
-    return state, topo
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tracer.errors import LabError
 from tracer.lab.runner import Runner
 from tracer.rundir import write_json_private
 
@@ -363,6 +364,22 @@ def read_state() -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def require_up() -> tuple[dict[str, Any], Topology]:
+    """The state and topology of the lab that is up; a LabError says what to do otherwise."""
+    state = read_state()
+    if not state:
+        raise LabError("the lab is not up", hint="run `pathtrace lab up` first")
+    if not state.get("complete"):
+        raise LabError("the lab is half-built", hint="run `pathtrace lab down`, then `lab up`")
+    try:
+        topo = topology_from_json(state["topology"])
+    except (KeyError, TypeError) as e:
+        raise LabError(
+            f"the lab state file is corrupt ({e})", hint="run `pathtrace lab down`"
+        ) from e
+    return state, topo
 
 
 def topology_to_json(topo: Topology) -> dict[str, Any]:

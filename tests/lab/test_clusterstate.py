@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tracer.apiserver.lab import lab_cluster_state
 from tracer.apiserver.objects import endpoint_slice
+from tracer.lab.clusterstate import lab_cluster_state
 from tracer.lab.scenarios import cluster_services
 from tracer.lab.topology import plan_topology
 

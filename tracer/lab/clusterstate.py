@@ -1,15 +1,14 @@
 """The lab as a ClusterState: nodes, pods, Services and the Ingress of the namespace lab.
 
 Reads the lab's topology (from its state file, or one given) and its Service model, for the
-stand-in API. Pods run their commands through `ip netns exec pt-<node>-<pod>` and host-network
-(node) pods through `ip netns exec pt-<node>` (NetnsExecBackend). Changes nothing; starting and
-stopping the API for a running lab is tracer.lab.api's job.
+stand-in API (tracer.apiserver). Pods run their commands through `ip netns exec pt-<node>-<pod>`
+and host-network (node) pods through `ip netns exec pt-<node>` (NetnsExecBackend). Changes
+nothing; starting and stopping the API for a running lab is tracer.lab.api's job.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from tracer.apiserver.state import (
     ClusterState,
@@ -20,7 +19,8 @@ from tracer.apiserver.state import (
     ServicePortSpec,
     ServiceSpec,
 )
-from tracer.errors import LabError
+from tracer.lab.scenarios import INGRESS_HOST, cluster_services
+from tracer.lab.topology import STATE_DIR, Topology, require_up
 
 # Labels real clusters put on these pods, so that resolution finds them the same way.
 _POD_LABELS = {
@@ -44,16 +44,10 @@ def _log_files(state_dir: Path, pod: str) -> tuple[str, ...]:
     return (str(state_dir / "logs" / f"{pod}.log"),)
 
 
-def lab_cluster_state(topology: Any = None) -> ClusterState:
-    """The running lab (or `topology`, a tracer.lab.topology.Topology) as a ClusterState."""
-    from tracer.lab.scenarios import INGRESS_HOST, cluster_services
-    from tracer.lab.topology import STATE_DIR, read_state, topology_from_json
-
+def lab_cluster_state(topology: Topology | None = None) -> ClusterState:
+    """The running lab (or `topology`, planned or built) as a ClusterState."""
     if topology is None:
-        state = read_state()
-        if not state or not state.get("complete"):
-            raise LabError("the lab is not up", hint="run `pathtrace lab up` first")
-        topology = topology_from_json(state["topology"])
+        _, topology = require_up()
     nodes = tuple(
         NodeSpec(n.name, n.underlay_ip, netns=n.netns, pod_cidr=n.pod_cidr) for n in topology.nodes
     )
