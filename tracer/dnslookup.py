@@ -167,6 +167,62 @@ def read_dns_packets(
     return out
 
 
+@dataclass(frozen=True)
+class DnsExchange:
+    """One DNS question and its answer as the client's point saw them (`explain` tells each)."""
+
+    point: str
+    query: DnsMessage
+    query_frame: int
+    answer: DnsMessage | None = None
+    answer_frame: int | None = None
+
+
+def dns_exchanges(
+    conn: Connection, frames: Mapping[str, Frames], reader: PayloadReader
+) -> tuple[DnsExchange, ...]:
+    """Every question and answer of a DNS connection, as its first point saw them."""
+    if conn.client.dst.port not in DNS_PORTS or not conn.points:
+        return ()
+    point = conn.points[0]
+    fr = frames.get(point)
+    if fr is None:
+        return ()
+    tcp = conn.protocol == "tcp"
+    queries: list[DnsExchange] = []
+    answers: list[tuple[int, DnsMessage]] = []
+    for j in conn.journeys:
+        if j.retransmission:
+            continue
+        for o in j.observations:
+            if o.point != point or o.payload_len <= 0:
+                continue
+            msg = dns_message(reader.read(fr, o.frame), tcp=tcp)
+            if msg is None:
+                continue
+            if j.direction == "forward" and not msg.response:
+                queries.append(DnsExchange(point, msg, o.frame))
+            elif j.direction == "reverse" and msg.response:
+                answers.append((o.frame, msg))
+            break
+    out: list[DnsExchange] = []
+    used: set[int] = set()
+    for q in queries:
+        ans = None
+        for k, (frame, msg) in enumerate(answers):
+            if k in used or frame < q.query_frame:
+                continue
+            if msg.qname == q.query.qname and msg.qtype == q.query.qtype:
+                used.add(k)
+                ans = (frame, msg)
+                break
+        if ans is None:
+            out.append(q)
+        else:
+            out.append(DnsExchange(q.point, q.query, q.query_frame, ans[1], ans[0]))
+    return tuple(out)
+
+
 # --- the pure core ----------------------------------------------------------------------------
 
 

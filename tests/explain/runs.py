@@ -7,8 +7,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from tracer.explain.run import load_story_input
 from tracer.explain.story import StoryInput
+from tracer.inputs import load_run
+from tracer.trace import open_run
+from tracer.trace import story_input as build_story_input
 
 PCAPS = Path(__file__).resolve().parents[2] / "pcaps"
 SCENARIOS = sorted(p.name for p in PCAPS.iterdir() if (p / "manifest.json").is_file())
@@ -16,7 +18,7 @@ SCENARIOS = sorted(p.name for p in PCAPS.iterdir() if (p / "manifest.json").is_f
 
 @cache
 def story_input(scenario: str) -> StoryInput:
-    return load_story_input(PCAPS / scenario)
+    return build_story_input(open_run(load_run(PCAPS / scenario)))
 
 
 def truth(scenario: str) -> dict[str, Any]:

@@ -16,8 +16,10 @@ import pytest
 
 from tracer.cli import main
 from tracer.diagnose import diagnose, gather
-from tracer.explain.run import load_story_input
-from tracer.explain.story import render_story, tell_story
+from tracer.explain.story import tell_story
+from tracer.inputs import load_run
+from tracer.report.story import render_story
+from tracer.trace import open_run, story_input
 
 PCAPS = Path(__file__).resolve().parents[2] / "pcaps"
 MESH, EBPF = PCAPS / "mesh", PCAPS / "ebpf-socket-lb"
@@ -131,7 +133,7 @@ def test_mesh_evidence_walks_each_pods_own_nat_table(capsys: pytest.CaptureFixtu
 
 def test_mesh_story_and_diagnosis() -> None:
     truth = _truth(MESH)
-    story = tell_story(load_story_input(MESH))
+    story = tell_story(story_input(open_run(load_run(MESH))))
     text = render_story(story)
     assert story.access == "mesh"
     assert f"it asked for {truth['frontend']}" in text
@@ -176,7 +178,7 @@ def test_socket_lb_is_translated_before_the_wire(capsys: pytest.CaptureFixture[s
 
 def test_socket_lb_story_and_diagnosis() -> None:
     truth = _truth(EBPF)
-    story = tell_story(load_story_input(EBPF))
+    story = tell_story(story_input(open_run(load_run(EBPF))))
     text = render_story(story)
     assert story.access == "socket-lb"
     assert "before the wire" in text and truth["backend"] in text

@@ -1,7 +1,7 @@
 """`pathtrace analyze`: read captures, find the request, print its path.
 
-Only wiring: inputs -> correlate -> select -> build_path -> summary -> report. Every decision is
-made in those modules; this one parses options, shows progress and writes the result.
+Only wiring: inputs -> the trace pipeline (tracer.trace) -> report. Every decision is made in
+those modules; this one parses options, shows progress and writes the result.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ import os
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -22,10 +21,9 @@ from tracer.inputs import LINKS_FORM, POINT_EXAMPLE, POINT_FORM, LoadedRun, load
 if TYPE_CHECKING:
     from tracer.correlate import Correlation
     from tracer.correlate.triage import Where
-    from tracer.dnslookup import DnsLookup
-    from tracer.explain.evidence import PathEvidence
-    from tracer.model import Connection, Journey, Path
+    from tracer.model import Connection, Path
     from tracer.report.listing import Listing
+    from tracer.trace import Run, Trace
 
 # --sort keys: the start time, or one of the times (longest first).
 SORT_KEYS = ("start", "total", "connect", "server")
@@ -113,14 +111,6 @@ def _progress_printer() -> Any:
             click.echo(f"reading {name}: {path} ({size / 1e6:.0f} MB)…", err=True)
 
     return show
-
-
-def _merge(*groups: Iterable[str]) -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for group in groups:
-        for w in group:
-            seen.setdefault(w, None)
-    return tuple(seen)
 
 
 def _check_sources(run: str | None, points: Sequence[str]) -> None:
@@ -320,25 +310,22 @@ def command(
     loaded = _load(run, points, links)
     # Imported after the inputs are known good, so that a bad spec or file is reported even
     # where the heavier modules are missing or slow to import.
-    from tracer.correlate import correlate, select
+    from tracer.correlate import select
     from tracer.report.listing import listing_chunks
+    from tracer.trace import merge_warnings, open_run, require_connections, trace
 
-    source = loaded.run_dir or ", ".join(os.path.basename(p.frames.path) for p in loaded.points)
-    correlation = correlate(loaded.points)
+    traced_run = open_run(loaded)
+    correlation = traced_run.correlation
     if list_only:
         # A listing has no warnings section: say them where a person will still see them.
-        for w in _merge(loaded.warnings, correlation.warnings):
+        for w in merge_warnings(loaded.warnings, correlation.warnings):
             say("warning", w)
         for w in correlation.notes if verbose else ():
             say("note", w)
-        if len(correlation) == 0:
-            raise NothingMatchedError(
-                f"no connection found in {source}",
-                hint="check that the captures overlap in time and that their filters kept the request",
-            )
-        listing = _listing(correlation, loaded, failed, where, sort_by, slowest, show_all)
+        require_connections(traced_run)
+        listing = _listing(traced_run, failed, where, sort_by, slowest, show_all)
         if html_out is not None:
-            write_html(html_out, loaded, correlation, None, listing)
+            write_html(html_out, traced_run, None, listing)
         _write_chunks(listing_chunks(listing, fmt), output)
         return
 
@@ -352,7 +339,7 @@ def command(
             e.message,
             hint=f"`pathtrace analyze {run_name} --list` shows every connection, numbered",
         ) from None
-    traced = _trace(correlation, connection, loaded)
+    traced = trace(traced_run, connection)
     path, lookup, evidence = traced.path, traced.dns, traced.evidence
     if fmt == "json":
         from tracer.explain.evidence import evidence_json
@@ -378,8 +365,8 @@ def command(
     if diagram is not None:
         _draw(path, diagram)
     if html_out is not None:
-        listing = _listing(correlation, loaded, False, None, None, None, False)
-        write_html(html_out, loaded, correlation, traced, listing)
+        listing = _listing(traced_run, False, None, None, None, False)
+        write_html(html_out, traced_run, traced, listing)
     if pcapng_out is not None:
         from tracer.report.pcapng import wireshark_command, write_merged_pcapng
 
@@ -405,8 +392,7 @@ def command(
 
 
 def _listing(
-    correlation: Correlation,
-    loaded: LoadedRun,
+    run: Run,
     failed: bool,
     where: Where | None,
     sort_by: str | None,
@@ -422,6 +408,7 @@ def _listing(
     from tracer.report.listing import Listing
     from tracer.summary import summarize_frames
 
+    correlation = run.correlation
     table = connection_table(correlation)
     visible = ~table.folded if show_all else ~table.folded & ~table.noise
     rows = np.flatnonzero(visible)
@@ -432,7 +419,7 @@ def _listing(
     ]
     req_point = np.where(visible, table.req_point, -1)
     summaries = summarize_frames(
-        [p.frames for p in loaded.points],
+        [p.frames for p in run.loaded.points],
         names,
         ports,
         (req_point, table.req_frame),
@@ -453,25 +440,6 @@ def _listing(
     )
 
 
-def _trace(correlation: Correlation, connection: Connection, loaded: LoadedRun) -> Traced:
-    """The request's path with its summary, DNS lookup, rule evidence and every warning."""
-    path = _path(correlation, connection, loaded)
-    # A proxied request is the client's: its summary and DNS lookup are those of the first leg.
-    client_conn = (
-        correlation.connection(path.stitches[0].client_leg) if path.stitches else connection
-    )
-    summary, lookup, path = _summary_and_dns(
-        correlation, client_conn, loaded, path.request.summary, path
-    )
-    facts, evidence = _evidence(loaded, path)
-    path = replace(
-        path,
-        request=replace(path.request, summary=summary),
-        warnings=_merge(loaded.warnings, correlation.warnings, path.warnings, facts),
-    )
-    return Traced(path, lookup, evidence, client_conn.journeys)
-
-
 def html_for_run(
     run: str,
     where: str,
@@ -483,31 +451,14 @@ def html_for_run(
     """Write the HTML report of a run directory for `diagnose`, `explain` and `capture`: the
     request numbered `index` (analyze's choice when None) with the findings or story given,
     and every connection of the run."""
-    from tracer.correlate import correlate, select
+    from tracer.correlate import select
+    from tracer.trace import open_run, trace
 
-    loaded = _load(run, (), ())
-    correlation = correlate(loaded.points)
-    traced = (
-        _trace(correlation, select(correlation, index=index), loaded) if len(correlation) else None
-    )
-    listing = _listing(correlation, loaded, False, None, None, None, False)
-    write_html(where, loaded, correlation, traced, listing, findings=findings, story=story)
-
-
-def _path(correlation: Correlation, connection: Connection, loaded: LoadedRun) -> Path:
-    """The request's path, stitched across any L7 proxy its HTTP request crossed."""
-    from tracer.correlate import build_path, l7_requests
-    from tracer.summary import PayloadReader
-
-    frames = loaded.frames
-
-    def payload(point: str, frame: int) -> bytes:
-        fr = frames.get(point)
-        return reader.read(fr, frame) if fr is not None else b""
-
-    with PayloadReader() as reader:
-        l7 = l7_requests(correlation, connection, payload)
-    return build_path(correlation, connection, l7=l7)
+    traced_run = open_run(_load(run, (), ()))
+    correlation = traced_run.correlation
+    traced = trace(traced_run, select(correlation, index=index)) if len(correlation) else None
+    listing = _listing(traced_run, False, None, None, None, False)
+    write_html(where, traced_run, traced, listing, findings=findings, story=story)
 
 
 def _legs(correlation: Correlation, connection: Connection, path: Path) -> list[Connection]:
@@ -544,67 +495,6 @@ def _draw(path: Path, diagram: str) -> None:
     click.echo(f"wrote {diagram}", err=True)
 
 
-def _summary_and_dns(
-    correlation: Correlation, connection: Connection, loaded: LoadedRun, summary: str, path: Path
-) -> tuple[str, DnsLookup | None, Path]:
-    """The request's one-line summary, the DNS lookup that gave it its destination, and the
-    path told as the client asked for it when a socket load-balancer translated it before the
-    wire (see tracer.explain.beforewire)."""
-    from tracer.dnslookup import (
-        answered_names,
-        find_lookup,
-        lookups,
-        nearby,
-        read_dns_packets,
-        run_names,
-    )
-    from tracer.explain.beforewire import before_wire, with_before_wire
-    from tracer.summary import PayloadReader, summarize_connection
-
-    dns_conns = nearby(correlation, connection)
-    with PayloadReader() as reader:
-        summary = summary or summarize_connection(connection, loaded.frames, reader)
-        packets = read_dns_packets(dns_conns, loaded.frames, reader)
-    manifest = loaded.manifest
-    names = run_names(manifest.services) if manifest is not None else {}
-    lookup = find_lookup(connection, dns_conns, packets, names)
-    if lookup is None and manifest is not None and manifest.services:
-        answers = answered_names(lookups(dns_conns, packets, names))
-        command = [str(a) for a in manifest.request.get("command") or ()]
-        bw = before_wire(path, manifest.services, answers, command)
-        if bw is not None:
-            path = with_before_wire(path, bw)
-            lookup = find_lookup(connection, dns_conns, packets, names, asked=bw.frontend.ip)
-    return summary, lookup, path
-
-
-def _evidence(loaded: LoadedRun, path: Path) -> tuple[tuple[str, ...], PathEvidence | None]:
-    """(warnings, evidence) from the run's node facts; evidence None without any facts."""
-    if loaded.run_dir is None:
-        return (), None
-    from tracer.explain.facts import read_node_facts
-    from tracer.explain.run import path_evidence
-
-    nodes = {p.point.node for p in loaded.points if p.point.node}
-    pods = [p.point.name for p in loaded.points if p.point.pod]
-    facts = read_node_facts(loaded.run_dir, nodes, pods)
-    if not facts:
-        return (), None
-    warnings = tuple(w for f in facts.values() for w in f.warnings)
-    return warnings, path_evidence(path, facts)
-
-
-@dataclass(frozen=True)
-class Traced:
-    """The traced request: its path, the DNS lookup before it, its rule evidence, and every
-    packet of the client's connection."""
-
-    path: Path
-    dns: DnsLookup | None = None
-    evidence: PathEvidence | None = None
-    journeys: tuple[Journey, ...] = ()
-
-
 def check_html_name(where: str) -> None:
     if not where.lower().endswith((".html", ".htm")):
         raise UsageError(
@@ -615,9 +505,8 @@ def check_html_name(where: str) -> None:
 
 def write_html(
     where: str,
-    loaded: LoadedRun,
-    correlation: Correlation,
-    request: Traced | None,
+    run: Run,
+    request: Trace | None,
     listing: Listing,
     *,
     findings: Sequence[dict[str, Any]] = (),
@@ -630,6 +519,7 @@ def write_html(
     from tracer.dnslookup import run_names
     from tracer.report.html import Report, details_to_precompute, render_html, rows_to_embed
     from tracer.report.listing import LIST_SCHEMA, rows_json, summary_json
+    from tracer.trace import request_path
 
     rows = list(rows_json(listing))
     doc: dict[str, Any] | None = None
@@ -643,8 +533,8 @@ def write_html(
             if request is not None and k == request.path.request.index:
                 details[k] = request.path
             else:
-                details[k] = _path(correlation, correlation.connection(k), loaded)
-    names = run_names(loaded.manifest.services) if loaded.manifest is not None else {}
+                details[k] = request_path(run, run.correlation.connection(k))
+    names = run_names(run.manifest.services) if run.manifest is not None else {}
     row = None
     if request is not None:
         want = request.path.request.index
@@ -654,9 +544,8 @@ def write_html(
         from tracer.explain.evidence import evidence_json
 
         ev_json = evidence_json(request.evidence)
-    source = loaded.run_dir or ", ".join(os.path.basename(p.frames.path) for p in loaded.points)
     report = Report(
-        source=source,
+        source=run.source,
         path=request.path if request is not None else None,
         dns=request.dns if request is not None else None,
         evidence=request.evidence if request is not None else None,

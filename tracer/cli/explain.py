@@ -26,10 +26,12 @@ _ENTRIES = {"pod": "from_pod", "node": "local", "external": "external"}
 
 def explain_run(run: Path, fmt: str) -> str:
     """Tell the request recorded in a run directory as a story, with its evidence."""
-    from tracer.explain.run import load_story_input
-    from tracer.explain.story import render_story, story_json, tell_story
+    from tracer.explain.story import tell_story
+    from tracer.inputs import load_run
+    from tracer.report.story import render_story, story_json
+    from tracer.trace import open_run, story_input
 
-    story = tell_story(load_story_input(run))
+    story = tell_story(story_input(open_run(load_run(run))))
     if fmt == "json":
         return json.dumps(story_json(story), indent=2, ensure_ascii=False) + "\n"
     return render_story(story, run=str(run))

@@ -1,9 +1,8 @@
 """The edge of diagnosis: read a run directory into `RunFacts`.
 
-Reads the captures (tracer.inputs), correlates them (tracer.correlate), decodes the few payload
-bytes that matter (HTTP messages, the header an ICMP error quotes; DNS lookups through
-tracer.dnslookup, as `pathtrace analyze` reads them), parses each node's
-saved rules, conntrack and links.json (tracer.rules) and the cluster health facts
+Reads the run through the trace pipeline (tracer.trace: the captures, their correlation, the
+node facts, a proxied request's stitched path), decodes the few payload bytes that matter (HTTP messages, the header an ICMP error quotes; DNS lookups through
+tracer.dnslookup, as `pathtrace analyze` reads them) and the cluster health facts
 (RUN/cluster/health.json). Everything after this is pure (`tracer.diagnose.steps`). Bad input
 surfaces as tracer.errors types from the modules it calls; a bad node fact file is a warning.
 """
@@ -15,7 +14,6 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
-from tracer.correlate.engine import Correlation
 from tracer.correlate.path import local_redirect
 from tracer.diagnose.model import HttpEvent, IcmpError, RunFacts
 from tracer.dnslookup import (
@@ -29,7 +27,6 @@ from tracer.dnslookup import (
 )
 from tracer.errors import InputError
 from tracer.explain.beforewire import before_wire, with_before_wire
-from tracer.explain.facts import read_node_facts
 from tracer.health import load_health
 from tracer.inputs import LoadedRun, load_run
 from tracer.model import Connection, Endpoint, Journey, Observation, Path, Tuple5
@@ -42,6 +39,7 @@ from tracer.summary import (
     http_status,
     icmp_name,
 )
+from tracer.trace import open_run, request_command, request_path
 
 MAX_PATHS = 64  # latency paths built for at most this many application connections
 _PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
@@ -244,7 +242,7 @@ def gather(
     loaded: LoadedRun | None = None,
 ) -> RunFacts:
     """Read RUN into RunFacts; `index`/`match` choose the request as `pathtrace analyze` does."""
-    from tracer.correlate import build_path, correlate, parse_match, select
+    from tracer.correlate import build_path, parse_match, select
     from tracer.correlate.listing import connection_table
     from tracer.correlate.triage import failures
     from tracer.summary import summarize_all
@@ -255,7 +253,8 @@ def gather(
     manifest = loaded.manifest
     if manifest is None:  # a bare --point load has none; diagnosis needs the run's manifest
         raise InputError(f"{run}: diagnosis needs a run directory with manifest.json")
-    correlation = correlate(loaded.points)
+    traced = open_run(loaded)
+    correlation = traced.correlation
     connections = correlation.connections
     roles = {p.name: p.role for p in manifest.points}
     if index is not None or spec is not None:
@@ -273,18 +272,14 @@ def gather(
         wanted.append(correlation.connection(main))
     for c in wanted:
         paths[c.index] = build_path(correlation, c)
-    nodes = read_node_facts(
-        run,
-        [p.node for p in manifest.points if p.role == "node" and p.node],
-        [p.name for p in manifest.points if p.pod],
-    )
+    nodes = dict(traced.facts)
     bw = None
     if main_conn is not None and local_redirect(main_conn) is not None:
         # A meshed app's request: told through its sidecars, as one request.
-        paths[main_conn.index] = _through_proxies(correlation, main_conn, frames)
+        paths[main_conn.index] = request_path(traced, main_conn)
     elif main_conn is not None and main_conn.index in paths:
         answers = answered_names(dns_lookups)
-        command = [str(a) for a in manifest.request.get("command") or ()]
+        command = request_command(manifest)
         bw = before_wire(paths[main_conn.index], manifest.services, answers, command)
         if bw is not None:
             paths[main_conn.index] = with_before_wire(paths[main_conn.index], bw)
@@ -305,24 +300,8 @@ def gather(
         nodes=nodes,
         paths=paths,
         health=load_health(run),
-        warnings=tuple(dict.fromkeys((*loaded.warnings, *correlation.warnings))),
+        warnings=traced.warnings,
         lookups=dns_lookups,
         outcomes=ended.sentence() if ended.connections else None,
         before_wire=bw,
     )
-
-
-def _through_proxies(
-    correlation: Correlation, conn: Connection, frames: Mapping[str, Frames]
-) -> Path:
-    """The connection's path stitched across the L7 proxies (sidecars) it crossed."""
-    from tracer.correlate import build_path, l7_requests
-
-    with PayloadReader() as reader:
-
-        def payload(point: str, frame: int) -> bytes:
-            fr = frames.get(point)
-            return reader.read(fr, frame) if fr is not None else b""
-
-        l7 = l7_requests(correlation, conn, payload)
-    return build_path(correlation, conn, l7=l7)

@@ -8,7 +8,7 @@ connection to the backend → the pod. Where the request breaks, the story says 
 
 Every step names its evidence: the capture point and frame (numbered from 1, as Wireshark
 does), the tuple, the rule text, the conntrack entry. Pure: takes a `StoryInput` (built by
-`tracer.explain.run`), returns a `Story`, renders text or JSON. No I/O, no printing.
+`tracer.trace.story_input`) and returns a `Story` (tracer.report.story renders it). No I/O.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tracer.dnslookup import DnsExchange
 from tracer.explain.evidence import PathEvidence, RewriteEvidence, inbound_redirect
 from tracer.explain.facts import NodeFacts
 from tracer.model import (
@@ -30,20 +31,7 @@ from tracer.model import (
 )
 from tracer.rules.result import fraction_text
 from tracer.rundir import Service
-from tracer.summary import DnsMessage
-
-DNS_PORTS = frozenset({53, 5353})
-
-
-@dataclass(frozen=True)
-class DnsExchange:
-    """One DNS question and its answer as the client's point saw them."""
-
-    point: str
-    query: DnsMessage
-    query_frame: int
-    answer: DnsMessage | None = None
-    answer_frame: int | None = None
+from tracer.summary import DNS_PORTS
 
 
 @dataclass(frozen=True)
@@ -607,54 +595,3 @@ def tell_story(inp: StoryInput) -> Story:
         where = ", ".join(dict.fromkeys(s.proxy for s in handed.values()))
         outcome += f"; {_ms(sum(proxy_ns))} of it inside the L7 proxy {where}"
     return Story(access, tuple(steps), outcome, inp.warnings)
-
-
-# --- rendering ---------------------------------------------------------------------------------
-
-_ACCESS_WORDS = {
-    "clusterip": "a pod calls a Service by name (ClusterIP)",
-    "nodeport": "a client outside the cluster calls a NodePort",
-    "ingress": "a client outside the cluster goes through an Ingress controller",
-    "dns": "a DNS lookup only",
-    "direct": "a direct connection (no Service rewrite seen)",
-    "mesh": "a meshed pod calls a Service through its sidecar (REDIRECT to the proxy)",
-    "socket-lb": "a pod calls a Service translated in its own socket (eBPF socket load-balancer)",
-}
-
-
-def render_story(story: Story, *, run: str = "") -> str:
-    out = []
-    head = f"The request in {run}" if run else "The request"
-    out.append(f"{head}: {_ACCESS_WORDS.get(story.access, story.access)}")
-    out.append("")
-    for i, s in enumerate(story.steps, start=1):
-        mark = "  ✗" if s.broken else ""
-        out.append(f"{i}. {s.title}{mark}")
-        out.extend(f"   {line}" for line in s.lines)
-        for e in s.evidence:
-            out.append(f"     evidence: {e}" if not e.startswith("  ") else f"               {e}")
-        out.append("")
-    out.append(f"Outcome: {story.outcome}")
-    if story.warnings:
-        out.append("")
-        out.append("Warnings")
-        out.extend(f"  - {w}" for w in story.warnings)
-    return "\n".join(out) + "\n"
-
-
-def story_json(story: Story) -> dict[str, Any]:
-    return {
-        "schema": "pathtrace-story/v1",
-        "access": story.access,
-        "steps": [
-            {
-                "title": s.title,
-                "lines": list(s.lines),
-                "evidence": list(s.evidence),
-                "broken": s.broken,
-            }
-            for s in story.steps
-        ],
-        "outcome": story.outcome,
-        "warnings": list(story.warnings),
-    }

@@ -1,4 +1,4 @@
-"""The iptables payload and jump rules against the verbatim lines of kube-proxy's sources (reference §1)."""
+"""The rule generator against the verbatim lines of kube-proxy's sources (reference §1, §2)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,36 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.lab.kubeproxy.sample import NODE, svc1
 from tracer.lab import kubeproxy as kp
+
+NODE = kp.NodeInfo(
+    name="node1", ips=("192.168.0.2",), pod_cidr="10.0.1.0/24", cluster_cidr="10.0.0.0/8",
+    service_cidr="172.30.0.0/16",
+)  # fmt: skip
+
+
+def svc1(**kw: object) -> kp.Service:
+    return kp.Service(
+        namespace="ns1",
+        name="svc1",
+        cluster_ip="172.30.0.41",
+        ports=(kp.ServicePort(port=80, target_port=80, name="p80"),),
+        endpoints=(kp.Endpoint("10.180.0.1", node="node1"),),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_chain_hashes_match_kube_proxy() -> None:
+    s = svc1()
+    p = s.ports[0]
+    assert kp.svc_chain(s, p) == "KUBE-SVC-XPGD46QRK7WJZT7O"
+    assert kp.sep_chain(s, p, "10.180.0.1") == "KUBE-SEP-SXIVWICOYRO3J4NJ"
+    unnamed = kp.Service("ns1", "svc1", "172.30.0.41", (kp.ServicePort(80, 80),))
+    assert kp.svc_chain(unnamed, unnamed.ports[0]) == "KUBE-SVC-AQI2S6QIMU7PVVRP"
+    assert kp.nft_service_chain(s, p) == "service-ULMVA6XW-ns1/svc1/tcp/p80"
+    assert kp.nft_endpoint_chain(s, p, "10.180.0.1") == (
+        "endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80"
+    )
 
 
 def test_clusterip_rules_verbatim() -> None:
@@ -163,3 +191,32 @@ def test_jump_rules_render_like_kube_proxy() -> None:
         '-A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING'
         in rendered
     )
+
+
+def test_nft_lines_verbatim() -> None:
+    s4 = kp.Service(
+        "ns4", "svc4", "172.30.0.44", (kp.ServicePort(80, 80, name="p80"),),
+        (kp.Endpoint("10.180.0.4"), kp.Endpoint("10.180.0.5")),
+    )  # fmt: skip
+    lines = kp.nft_ruleset([svc1(), s4], NODE).splitlines()
+    for line in (
+        "add rule ip kube-proxy services ip daddr . meta l4proto . th dport vmap @service-ips",
+        "add rule ip kube-proxy services ip daddr @nodeport-ips meta l4proto . th dport vmap @service-nodeports",
+        "add rule ip kube-proxy service-ULMVA6XW-ns1/svc1/tcp/p80 ip daddr 172.30.0.41 ip saddr != 10.0.0.0/8 jump mark-for-masquerade",
+        "add rule ip kube-proxy service-LAUZTJTB-ns4/svc4/tcp/p80 numgen random mod 2 vmap { 0 : goto endpoint-UNZV3OEC-ns4/svc4/tcp/p80__10.180.0.4/80 , 1 : goto endpoint-5RFCDDV7-ns4/svc4/tcp/p80__10.180.0.5/80 }",
+        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 ip saddr 10.180.0.1 jump mark-for-masquerade",
+        "add rule ip kube-proxy endpoint-5OJB2KTY-ns1/svc1/tcp/p80__10.180.0.1/80 meta l4proto tcp dnat to 10.180.0.1:80",
+        "add rule ip kube-proxy masquerading masquerade fully-random",
+    ):
+        assert line in lines, line
+
+
+def test_nft_no_endpoints_reject_and_local_drop() -> None:
+    s6 = kp.Service("ns6", "svc6", "172.30.0.46", (kp.ServicePort(80, 80, name="p80"),))
+    s2 = kp.Service(
+        "ns2", "svc2", "172.30.0.42", (kp.ServicePort(80, 80, name="p80", node_port=3003),),
+        (kp.Endpoint("10.180.0.2", node="node2"),), external_traffic_policy="Local",
+    )  # fmt: skip
+    text = kp.nft_ruleset([s6, s2], NODE)
+    assert '172.30.0.46 . tcp . 80 comment "ns6/svc6:p80" : goto reject-chain' in text
+    assert 'tcp . 3003 comment "ns2/svc2:p80" : drop' in text
