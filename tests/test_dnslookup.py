@@ -19,7 +19,8 @@ from tracer.dnslookup import (
     search_domains,
 )
 from tracer.model import Connection, Endpoint, Tuple5
-from tracer.summary import DnsMessage, PayloadReader, dns_message
+from tracer.pcap.payload import PayloadReader
+from tracer.protocols.dns import DnsMessage
 
 PCAPS = Path(__file__).resolve().parent.parent / "pcaps"
 CLIENT = Endpoint("10.244.1.2", 40000)
@@ -108,14 +109,6 @@ def test_lookups_group_each_clients_queries_by_name_and_time() -> None:
 def test_a_query_without_reply_has_no_rcode_nor_latency() -> None:
     (q,) = pair_queries(conn(0, 0), [query(0, 0, "web")])
     assert q.rcode is None and q.latency_ns is None and q.answers == ()
-
-
-def test_transaction_id_is_decoded_from_the_wire() -> None:
-    from scapy.layers.dns import DNS, DNSQR
-
-    raw = bytes(DNS(id=0xBEEF, rd=1, qd=DNSQR(qname="web.default.svc.cluster.local")))
-    msg = dns_message(raw)
-    assert msg is not None and msg.ident == 0xBEEF and not msg.response
 
 
 # --- which queries make the lookup ----------------------------------------------------------

@@ -9,7 +9,7 @@ around it), together with every other query for the same name.
 
 `find_lookup` and `pair_queries` are pure (connections and decoded DNS packets in, data out);
 `read_dns_packets` is the one edge: it reads the few payload bytes of each DNS packet through
-`tracer.summary.PayloadReader`. Nothing here prints or decides what the request is.
+`tracer.pcap.payload.PayloadReader`. Nothing here prints or decides what the request is.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import numpy as np
 
 from tracer.model import Connection, Endpoint
 from tracer.pcap.columns import Frames
+from tracer.pcap.payload import PayloadReader
+from tracer.protocols.dns import DNS_PORTS, DnsMessage, dns_message
 from tracer.rundir import Service
-from tracer.summary import DNS_PORTS, DnsMessage, PayloadReader, dns_message
 
 # A retry after the resolver's timeout (resolv.conf `timeout`, 5 s by default) still belongs to
 # the same lookup; a gap longer than this starts another one.

@@ -46,8 +46,9 @@ from tracer.explain.story import Leg, StoryInput
 from tracer.inputs import LoadedRun
 from tracer.model import Connection, Journey, Path, Stitch
 from tracer.pcap.columns import Frames
+from tracer.pcap.payload import PayloadReader
 from tracer.rundir import Manifest, Service
-from tracer.summary import PayloadReader, summarize_connection
+from tracer.summary import summarize_connection
 
 # A run with more connections than this is not one request: `explain` tells only the earliest.
 MAX_STORY_LEGS = 32

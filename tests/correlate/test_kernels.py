@@ -269,3 +269,19 @@ def test_group_single_is_the_one_value_or_minus_one(rows: list[tuple[int, int]])
         expected.append(values.pop() if len(values) == 1 else -1)
     for use in {kernels.native, None}:
         assert kernels.group_single(g, v, 6, use=use).tolist() == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 2**64 - 1), max_size=300),
+    st.integers(0, 3),
+)
+def test_packed_order_is_a_stable_argsort(values: list[int], shape: int) -> None:
+    k = np.array(values, dtype=np.uint64)
+    if shape == 1:  # few distinct keys: many ties
+        k = k % np.uint64(7)
+    elif shape == 2:  # equal high bits, different low bits: the collision path
+        k = (k & np.uint64(0xFF)) | np.uint64(0xABCD << 48)
+    elif shape == 3:
+        k = k >> np.uint64(40)  # small ids
+    assert np.array_equal(packed_order(k), np.argsort(k, kind="stable"))

@@ -18,7 +18,7 @@ from tracer.correlate.engine import Correlation
 from tracer.inputs import load_run
 from tracer.model import Hop
 from tracer.pcap.columns import Frames
-from tracer.summary import PayloadReader
+from tracer.pcap.payload import PayloadReader
 
 PCAPS = FsPath(__file__).resolve().parents[2] / "pcaps"
 pytestmark = pytest.mark.skipif(not PCAPS.is_dir(), reason="no lab runs")

@@ -1,22 +1,16 @@
-"""The pure steps on hand-made facts: health, DNS folding, ordering, the ICMP quote decoder."""
+"""The pure steps on hand-made facts: health, DNS folding, ordering."""
 
 from __future__ import annotations
 
-import ipaddress
-import struct
 from collections.abc import Mapping
 
-from hypothesis import given
-from hypothesis import strategies as st
-
-from tracer.diagnose.gather import quoted_tuple
 from tracer.diagnose.model import Finding, RunFacts
 from tracer.diagnose.steps import order, step_dns, step_health
 from tracer.dnslookup import DnsLookup, DnsPacket, lookups
 from tracer.health import ContainerHealth, HealthFacts, NodeCondition, NodeHealth, PodHealth
 from tracer.model import CapturePoint, Connection, Endpoint, Tuple5
+from tracer.protocols.dns import DnsMessage
 from tracer.rundir import Manifest
-from tracer.summary import DnsMessage
 
 
 def _facts(
@@ -202,36 +196,3 @@ def test_dns_without_any_answer_is_a_timeout_error() -> None:
     assert finding.evidence == (
         "client frame 1: A web.default.svc.cluster.local (udp 10.244.1.2:40000 > 10.96.0.10:53)",
     )
-
-
-def _ipv4_tcp_header(src: str, dst: str, sport: int, dport: int) -> bytes:
-    ip = struct.pack(
-        "!BBHHHBBH4s4s",
-        0x45,
-        0,
-        40,
-        1,
-        0,
-        64,
-        6,
-        0,
-        ipaddress.IPv4Address(src).packed,
-        ipaddress.IPv4Address(dst).packed,
-    )
-    return ip + struct.pack("!HHI", sport, dport, 1)
-
-
-ipv4 = st.ip_addresses(v=4).map(str)
-ports = st.integers(min_value=0, max_value=65535)
-
-
-@given(ipv4, ipv4, ports, ports)
-def test_quoted_header_round_trips(src: str, dst: str, sport: int, dport: int) -> None:
-    t = quoted_tuple(_ipv4_tcp_header(src, dst, sport, dport))
-    assert t == Tuple5("tcp", Endpoint(src, sport), Endpoint(dst, dport))
-
-
-@given(st.binary(max_size=80))
-def test_quoted_header_never_raises(data: bytes) -> None:
-    t = quoted_tuple(data)
-    assert t is None or isinstance(t, Tuple5)

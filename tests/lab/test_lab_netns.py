@@ -192,7 +192,7 @@ def _analyze(run: Path) -> Any:
         select,
     )
     from tracer.inputs import load_run
-    from tracer.summary import PayloadReader
+    from tracer.pcap.payload import PayloadReader
 
     truth = manifest(run)["extra"]["lab"]
     loaded = load_run(run)

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from tracer.pcap import read_frames
-from tracer.pcap.columns import COLUMN_NAMES, Frames
+from tracer.pcap.columns import COLUMN_NAMES, Frames, empty_columns
 
 _counter = itertools.count()
 
@@ -46,3 +46,20 @@ def read_both(path: Path) -> Frames:
 
 def read_rows(tmp_path: Path, blob: bytes, suffix: str = ".pcap") -> list[dict[str, Any]]:
     return as_rows(read_both(write(tmp_path, blob, suffix)))
+
+
+def payload_frames(path: Path, payloads: list[tuple[int, bytes, int, int]]) -> Frames:
+    """Frames whose rows point at payloads written into `path`, one row per (client port,
+    payload, src id, dst id) of a TCP exchange between 10.244.1.7 (id 0) and 10.244.2.9:80."""
+    blob = bytearray(b"\xee" * 100)  # bytes before the first payload, as headers would be
+    cols = empty_columns(len(payloads))
+    for i, (sport, data, s, d) in enumerate(payloads):
+        cols["payload_off"][i] = len(blob)
+        cols["pcap_len"][i] = len(data)
+        cols["payload_len"][i] = len(data)
+        cols["src"][i], cols["dst"][i] = s, d
+        cols["sport"][i], cols["dport"][i] = (sport, 80) if s == 0 else (80, sport)
+        cols["proto"][i] = 6
+        blob += data + b"\xee" * 30
+    path.write_bytes(bytes(blob))
+    return Frames(str(path), (1,), cols, (), ("10.244.1.7", "10.244.2.9"))

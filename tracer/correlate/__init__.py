@@ -10,7 +10,7 @@ Public API (stable; the CLI and the lab depend on it):
     correlate(points: Sequence[PointFrames]) -> Correlation
     select(correlation, *, index=None, match=None) -> Connection
     build_path(correlation, connection, *, l7=None) -> Path
-    l7_requests(correlation, connection, read) -> dict[int, HttpRequestInfo]
+    l7_requests(correlation, connection, read) -> dict[int, protocols.http.HttpRequestInfo]
     stitch(correlation, connection, l7) -> (chain of connection indices, stitches)
     parse_match(text) -> MatchSpec
 """
@@ -22,17 +22,15 @@ from tracer.correlate.engine import (
     translations,
 )
 from tracer.correlate.path import build_path
-from tracer.correlate.proxy import HttpRequestInfo, http_request_info, l7_requests, stitch
+from tracer.correlate.proxy import l7_requests, stitch
 from tracer.correlate.select import MatchSpec, parse_match, select
 
 __all__ = [
     "Correlation",
-    "HttpRequestInfo",
     "MatchSpec",
     "PointFrames",
     "build_path",
     "correlate",
-    "http_request_info",
     "l7_requests",
     "parse_match",
     "select",

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from tracer.correlate.engine import Correlation
-from tracer.correlate.proxy import HttpRequestInfo, stitch
+from tracer.correlate.proxy import stitch
 from tracer.model import (
     CapturePoint,
     Connection,
@@ -29,7 +29,8 @@ from tracer.model import (
     Tuple5,
     translation_kind,
 )
-from tracer.summary import icmp_name
+from tracer.protocols.http import HttpRequestInfo
+from tracer.protocols.icmp import icmp_name
 
 _REQUEST_KIND = {"tcp": "syn"}
 _REPLY_KIND = {"tcp": "syn-ack"}

@@ -4,8 +4,8 @@ An L7 proxy (an Ingress controller, a sidecar) ends the client's TCP connection 
 own, so no packet identity survives it. The two legs are joined by the HTTP request they carry
 (method, target, Host, X-Request-ID or the W3C traceparent when present) and by time: the
 proxy's request leaves after the client's request reached it, and the backend's response
-reaches the proxy before the proxy answers the client. Pure: the caller decodes the requests
-from payload bytes (`http_request_info`) and passes them in; `l7_requests` takes the byte
+reaches the proxy before the proxy answers the client. Pure: the requests are decoded from
+payload bytes by `tracer.protocols.http.http_request_info`; `l7_requests` takes the byte
 reader as a function so that the file access stays at the edge. Nothing here prints.
 """
 
@@ -20,59 +20,13 @@ import numpy.typing as npt
 from tracer.correlate.engine import Correlation
 from tracer.correlate.listing import NO_TIME
 from tracer.model import Connection, Journey, Observation, Stitch
-from tracer.summary import http_request_head
+from tracer.protocols.http import HttpRequestInfo, http_request_info
 
 # A proxy hands a request on within this long (nginx's default proxy_connect_timeout is 60 s;
 # a request that waited longer than that would have failed).
 MAX_PROXY_WAIT_NS = 60_000_000_000
 # How many proxies a request may cross in a row (ingress -> sidecar -> ...).
 MAX_LEGS = 4
-
-
-@dataclass(frozen=True)
-class HttpRequestInfo:
-    """The request line and the headers that identify a request across a proxy."""
-
-    method: str
-    target: str
-    host: str | None = None
-    request_id: str | None = None  # X-Request-ID
-    traceparent: str | None = None  # W3C Trace Context: version-traceid-parentid-flags
-
-    @property
-    def trace_id(self) -> str | None:
-        parts = (self.traceparent or "").split("-")
-        return parts[1].lower() if len(parts) >= 4 and len(parts[1]) == 32 else None
-
-    @property
-    def host_name(self) -> str | None:
-        """The Host header without its port (a proxy commonly drops or changes the port)."""
-        if self.host is None:
-            return None
-        h = self.host.strip().lower()
-        if h.startswith("["):
-            return h[: h.find("]") + 1] if "]" in h else h
-        return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
-
-
-def http_request_info(payload: bytes) -> HttpRequestInfo | None:
-    """Decode an HTTP/1.x request's first line and identifying headers, or None."""
-    parsed = http_request_head(payload)
-    if parsed is None:
-        return None
-    method, target, headers = parsed
-
-    def header(name: bytes) -> str | None:
-        value = headers.get(name)
-        return value.decode("ascii", "replace") or None if value is not None else None
-
-    return HttpRequestInfo(
-        method=method,
-        target=target.decode("ascii", "replace"),
-        host=header(b"host"),
-        request_id=header(b"x-request-id"),
-        traceparent=header(b"traceparent"),
-    )
 
 
 # ----------------------------------------------------------------------------- legs

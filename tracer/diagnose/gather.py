@@ -9,7 +9,6 @@ surfaces as tracer.errors types from the modules it calls; a bad node fact file 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -29,49 +28,16 @@ from tracer.errors import InputError
 from tracer.explain.beforewire import before_wire, with_before_wire
 from tracer.health import load_health
 from tracer.inputs import LoadedRun, load_run
-from tracer.model import Connection, Endpoint, Journey, Observation, Path, Tuple5
+from tracer.model import Connection, Journey, Observation, Path
 from tracer.pcap.columns import Frames
+from tracer.pcap.payload import PayloadReader
+from tracer.protocols.dns import DNS_PORTS
+from tracer.protocols.http import http_request, http_status
+from tracer.protocols.icmp import icmp_name, quoted_tuple
 from tracer.rundir import Manifest
-from tracer.summary import (
-    DNS_PORTS,
-    PayloadReader,
-    http_request,
-    http_status,
-    icmp_name,
-)
 from tracer.trace import open_run, request_command, request_path
 
 MAX_PATHS = 64  # latency paths built for at most this many application connections
-_PROTO = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 132: "sctp"}
-
-
-# --- payload decoding ----------------------------------------------------------------------------
-
-
-def quoted_tuple(payload: bytes) -> Tuple5 | None:
-    """The tuple of the IP header (and first 8 L4 bytes) an ICMP error quotes (RFC 792/4443)."""
-    if not payload:
-        return None
-    version = payload[0] >> 4
-    if version == 4 and len(payload) >= 20:
-        ihl = (payload[0] & 0x0F) * 4
-        proto = payload[9]
-        src = str(ipaddress.IPv4Address(payload[12:16]))
-        dst = str(ipaddress.IPv4Address(payload[16:20]))
-        l4 = ihl
-    elif version == 6 and len(payload) >= 40:
-        proto = payload[6]
-        src = str(ipaddress.IPv6Address(payload[8:24]))
-        dst = str(ipaddress.IPv6Address(payload[24:40]))
-        l4 = 40
-    else:
-        return None
-    name = _PROTO.get(proto, str(proto))
-    sport = dport = None
-    if proto in (6, 17, 132) and len(payload) >= l4 + 4:
-        sport = int.from_bytes(payload[l4 : l4 + 2], "big")
-        dport = int.from_bytes(payload[l4 + 2 : l4 + 4], "big")
-    return Tuple5(name, Endpoint(src, sport), Endpoint(dst, dport))
 
 
 def _is_dns(conn: Connection) -> bool:

@@ -40,13 +40,13 @@ from tracer.model import (
     Translation,
     Tuple5,
 )
+from tracer.protocols.dns import DNS_PORTS
 from tracer.rules import Node, Packet, WalkResult, walk
 from tracer.rules.cilium import walk_cilium
 from tracer.rules.conntrack import ConntrackEntry
 from tracer.rules.explain_text import local_traffic_cidr
 from tracer.rules.model import Entry, in_network
 from tracer.rundir import Manifest, Service, ServicePort
-from tracer.summary import DNS_PORTS
 from tracer.words import count
 
 SLOW_MS = 100.0  # a server time or segment above this is worth a warning

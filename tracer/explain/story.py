@@ -29,9 +29,9 @@ from tracer.model import (
     Path,
     Stitch,
 )
+from tracer.protocols.dns import DNS_PORTS
 from tracer.rules.result import fraction_text
 from tracer.rundir import Service
-from tracer.summary import DNS_PORTS
 
 
 @dataclass(frozen=True)

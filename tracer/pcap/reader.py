@@ -4,8 +4,9 @@ The file is mapped once. `container` finds the frames; the compiled kernel (`fas
 without it, the vectorised fast path (`fast`, a batch at a time) decodes those of common layout
 and the reference decoder (`decode`) the rest; addresses are interned once at the end. Pages of
 the mapping are handed back to the kernel as soon as they are decoded, so the capture's own bytes
-do not pile up in RSS. This module is the only one in the package that opens a file; it never
-prints and lets only tracer.errors escape for bad input.
+do not pile up in RSS. This module is the only one in the package that decodes a file (`payload`
+reads a frame's payload bytes back for the protocol decoders); it never prints and lets only
+tracer.errors escape for bad input.
 """
 
 from __future__ import annotations
