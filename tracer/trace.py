@@ -4,7 +4,8 @@ load (tracer.inputs) -> `open_run`: correlate, and the node facts on demand -> s
 connection (tracer.correlate.select) -> `trace`: its path (stitched across any L7 proxy its HTTP
 request crossed), summary line, the DNS lookup that gave it its destination, the path told as the
 client asked for it when a socket load-balancer translated it before the wire, the rule evidence
-and every warning. `story_input` gives `explain` the same for each of a run's first connections.
+and every warning. `story_input` gives `explain` the same for each of a run's first connections,
+and `list_connections` every connection's row at once for `analyze --list`.
 `analyze`, `explain` and `diagnose` all come through here.
 
 This is an edge layer: it reads the few payload bytes a summary needs from the capture files and
@@ -20,8 +21,13 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
-from tracer.correlate import Correlation, build_path, correlate, l7_requests, stitch
+import numpy as np
+import numpy.typing as npt
+
+from tracer.correlate import Correlation, build_path, correlate, l7_requests, outcome, stitch
 from tracer.correlate.legs import leg_paths
+from tracer.correlate.listing import ConnectionTable, connection_table, protocol_name
+from tracer.correlate.triage import Where, matches, order
 from tracer.dnslookup import (
     DnsLookup,
     answered_names,
@@ -48,7 +54,7 @@ from tracer.model import Connection, Journey, Path, Stitch
 from tracer.pcap.columns import Frames
 from tracer.pcap.payload import PayloadReader
 from tracer.rundir import Manifest, Service
-from tracer.summary import summarize_connection
+from tracer.summary import Summaries, summarize_connection, summarize_frames
 
 # A run with more connections than this is not one request: `explain` tells only the earliest.
 MAX_STORY_LEGS = 32
@@ -308,3 +314,66 @@ def _first_request_stitches(run: Run, legs: list[Leg], payloads: Payloads) -> tu
     first = min(app, key=lambda leg: leg.connection.start_ns).connection
     l7 = l7_requests(run.correlation, first, payloads)
     return stitch(run.correlation, first, l7)[1]
+
+
+# --- every connection at once (`analyze --list`, the HTML report's listing) ---------------------
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What to list: `rows` (connection numbers, in order) of `table`, and the connections the
+    summary counts (`counted`: every row that passed the filters, before --slowest)."""
+
+    table: ConnectionTable
+    summaries: Summaries
+    rows: npt.NDArray[np.int64]
+    counted: npt.NDArray[np.int64]
+    point_nodes: tuple[str | None, ...]
+    total: int  # connections found (ICMP errors folded into theirs, chatter not counted)
+    hidden: int  # link-local / multicast chatter left out (shown with --all)
+
+
+def list_connections(
+    run: Run,
+    *,
+    failed: bool = False,
+    where: Where | None = None,
+    sort_by: str | None = None,
+    slowest: int | None = None,
+    show_all: bool = False,
+) -> Listing:
+    """Every connection's row, filtered and ordered as asked (columnar: no per-connection
+    objects; see tracer.correlate.listing). Link-local and multicast chatter is left out unless
+    `show_all`; `failed` keeps the connections whose outcome is not ok, `where` those for which
+    every term holds, and the rows are ordered by `sort_by` (start by default), cut to the
+    `slowest` N."""
+    correlation = run.correlation
+    table = connection_table(correlation)
+    visible = ~table.folded if show_all else ~table.folded & ~table.noise
+    rows = np.flatnonzero(visible)
+    names = [protocol_name(p) for p in table.proto.tolist()]
+    ports = [
+        tuple(sorted({p for p in (a, b) if p >= 0}))
+        for a, b in zip(table.dport.tolist(), table.backend_port.tolist(), strict=True)
+    ]
+    req_point = np.where(visible, table.req_point, -1)
+    summaries = summarize_frames(
+        [p.frames for p in run.loaded.points],
+        names,
+        ports,
+        (req_point, table.req_frame),
+        (table.resp_point, table.resp_frame),
+    )
+    if failed:
+        rows = rows[outcome.failed(table.outcome[rows])]
+    if where is not None:
+        rows = rows[matches(where, table, summaries.status, summaries.rcode)[rows]]
+    return Listing(
+        table=table,
+        summaries=summaries,
+        rows=order(table, rows, sort_by or "start", slowest=slowest),
+        counted=rows,
+        point_nodes=tuple(p.node for p in correlation.points),
+        total=int((~table.folded & ~table.noise).sum()),
+        hidden=0 if show_all else int((~table.folded & table.noise).sum()),
+    )

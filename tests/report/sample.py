@@ -18,7 +18,7 @@ from tracer.model import (
     Translation,
     Tuple5,
 )
-from tracer.report.listing import Listing
+from tracer.trace import Listing
 
 START_NS = 1_714_564_800_123_456_789  # 2024-05-01 12:00:00.123456789 UTC
 

@@ -20,10 +20,8 @@ from tracer.inputs import LINKS_FORM, POINT_EXAMPLE, POINT_FORM, LoadedRun, load
 
 if TYPE_CHECKING:
     from tracer.correlate import Correlation
-    from tracer.correlate.triage import Where
     from tracer.model import Connection, Path
-    from tracer.report.listing import Listing
-    from tracer.trace import Run, Trace
+    from tracer.trace import Listing, Run, Trace
 
 # --sort keys: the start time, or one of the times (longest first).
 SORT_KEYS = ("start", "total", "connect", "server")
@@ -312,7 +310,13 @@ def command(
     # where the heavier modules are missing or slow to import.
     from tracer.correlate import select
     from tracer.report.listing import listing_chunks
-    from tracer.trace import merge_warnings, open_run, require_connections, trace
+    from tracer.trace import (
+        list_connections,
+        merge_warnings,
+        open_run,
+        require_connections,
+        trace,
+    )
 
     traced_run = open_run(loaded)
     correlation = traced_run.correlation
@@ -323,7 +327,14 @@ def command(
         for w in correlation.notes if verbose else ():
             say("note", w)
         require_connections(traced_run)
-        listing = _listing(traced_run, failed, where, sort_by, slowest, show_all)
+        listing = list_connections(
+            traced_run,
+            failed=failed,
+            where=where,
+            sort_by=sort_by,
+            slowest=slowest,
+            show_all=show_all,
+        )
         if html_out is not None:
             write_html(html_out, traced_run, None, listing)
         _write_chunks(listing_chunks(listing, fmt), output)
@@ -365,7 +376,7 @@ def command(
     if diagram is not None:
         _draw(path, diagram)
     if html_out is not None:
-        listing = _listing(traced_run, False, None, None, None, False)
+        listing = list_connections(traced_run)
         write_html(html_out, traced_run, traced, listing)
     if pcapng_out is not None:
         from tracer.report.pcapng import wireshark_command, write_merged_pcapng
@@ -391,55 +402,6 @@ def command(
     _write(text, output)
 
 
-def _listing(
-    run: Run,
-    failed: bool,
-    where: Where | None,
-    sort_by: str | None,
-    slowest: int | None,
-    show_all: bool,
-) -> Listing:
-    """Every connection's row, filtered and ordered as asked (columnar; see correlate.listing)."""
-    import numpy as np
-
-    from tracer.correlate import outcome
-    from tracer.correlate.listing import connection_table, protocol_name
-    from tracer.correlate.triage import matches, order
-    from tracer.report.listing import Listing
-    from tracer.summary import summarize_frames
-
-    correlation = run.correlation
-    table = connection_table(correlation)
-    visible = ~table.folded if show_all else ~table.folded & ~table.noise
-    rows = np.flatnonzero(visible)
-    names = [protocol_name(p) for p in table.proto.tolist()]
-    ports = [
-        tuple(sorted({p for p in (a, b) if p >= 0}))
-        for a, b in zip(table.dport.tolist(), table.backend_port.tolist(), strict=True)
-    ]
-    req_point = np.where(visible, table.req_point, -1)
-    summaries = summarize_frames(
-        [p.frames for p in run.loaded.points],
-        names,
-        ports,
-        (req_point, table.req_frame),
-        (table.resp_point, table.resp_frame),
-    )
-    if failed:
-        rows = rows[outcome.failed(table.outcome[rows])]
-    if where is not None:
-        rows = rows[matches(where, table, summaries.status, summaries.rcode)[rows]]
-    return Listing(
-        table=table,
-        summaries=summaries,
-        rows=order(table, rows, sort_by or "start", slowest=slowest),
-        counted=rows,
-        point_nodes=tuple(p.node for p in correlation.points),
-        total=int((~table.folded & ~table.noise).sum()),
-        hidden=0 if show_all else int((~table.folded & table.noise).sum()),
-    )
-
-
 def html_for_run(
     run: str,
     where: str,
@@ -452,12 +414,12 @@ def html_for_run(
     request numbered `index` (analyze's choice when None) with the findings or story given,
     and every connection of the run."""
     from tracer.correlate import select
-    from tracer.trace import open_run, trace
+    from tracer.trace import list_connections, open_run, trace
 
     traced_run = open_run(_load(run, (), ()))
     correlation = traced_run.correlation
     traced = trace(traced_run, select(correlation, index=index)) if len(correlation) else None
-    listing = _listing(traced_run, False, None, None, None, False)
+    listing = list_connections(traced_run)
     write_html(where, traced_run, traced, listing, findings=findings, story=story)
 
 

@@ -13,14 +13,10 @@ import csv
 import io
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
 from tracer.correlate import outcome as oc
-from tracer.correlate.listing import ConnectionTable, protocol_name
+from tracer.correlate.listing import protocol_name
 from tracer.correlate.triage import (
     Stats,
     endpoint_text,
@@ -29,7 +25,7 @@ from tracer.correlate.triage import (
     outcome_counts,
     overall_stats,
 )
-from tracer.summary import Summaries
+from tracer.trace import Listing
 from tracer.words import count
 
 LIST_SCHEMA = "pathtrace-list/v1"
@@ -63,20 +59,6 @@ CSV_FIELDS = (
     "dns_rcode",
     "summary",
 )
-
-
-@dataclass(frozen=True)
-class Listing:
-    """What to list: `rows` (connection numbers, in order) of `table`, and the connections the
-    summary counts (`counted`: every row that passed the filters, before --slowest)."""
-
-    table: ConnectionTable
-    summaries: Summaries
-    rows: npt.NDArray[np.int64]
-    counted: npt.NDArray[np.int64]
-    point_nodes: tuple[str | None, ...]
-    total: int  # connections found (ICMP errors folded into theirs, chatter not counted)
-    hidden: int  # link-local / multicast chatter left out (shown with --all)
 
 
 def _dur(ns: int) -> str:
