@@ -1,89 +1,19 @@
-"""The pure steps on hand-made facts: health, DNS folding, ordering."""
+"""Step 3 on hand-made DNS packets: the search list folded into one lookup, failures, retries."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-from tracer.diagnose.model import Finding, RunFacts
-from tracer.diagnose.steps import order, step_dns, step_health
-from tracer.dnslookup import DnsLookup, DnsPacket, lookups
-from tracer.health import ContainerHealth, HealthFacts, NodeCondition, NodeHealth, PodHealth
-from tracer.model import CapturePoint, Connection, Endpoint, Tuple5
+from tests.diagnose.steps.facts import run_facts
+from tracer.diagnose.model import RunFacts
+from tracer.diagnose.steps.dns import step_dns
+from tracer.dnslookup import DnsPacket, lookups
+from tracer.model import Connection, Endpoint, Tuple5
 from tracer.protocols.dns import DnsMessage
-from tracer.rundir import Manifest
-
-
-def _facts(
-    health: HealthFacts | None = None,
-    request: dict[str, object] | None = None,
-    lookups: tuple[DnsLookup, ...] = (),
-) -> RunFacts:
-    manifest = Manifest(
-        source="lab",
-        created="",
-        points=(
-            CapturePoint(
-                "client", "client", "points/client.pcap", pod="client", namespace="default"
-            ),
-        ),
-        request=dict(request or {}),
-    )
-    return RunFacts(run="RUN", manifest=manifest, connections=(), health=health, lookups=lookups)
-
-
-def _pod(name: str, **kw: object) -> PodHealth:
-    base: dict[str, object] = dict(
-        namespace="default", name=name, node="n1", ip="10.244.1.9", phase="Running", ready=True
-    )
-    base.update(kw)
-    return PodHealth(**base)  # type: ignore[arg-type]
-
-
-def test_health_flags_path_pods_and_nodes_but_only_counts_others() -> None:
-    oom = ContainerHealth(
-        "app", ready=True, restarts=2, state="running", last_reason="OOMKilled", last_exit_code=137
-    )
-    h = HealthFacts(
-        collected="now",
-        nodes=(
-            NodeHealth("n1", (NodeCondition("Ready", "True"),)),
-            NodeHealth("n2", (NodeCondition("Ready", "False", "KubeletNotReady"),)),
-        ),
-        pods=(
-            _pod("client", containers=(oom,)),
-            _pod("coredns-1", namespace="kube-system", ready=False, component="dns"),
-            _pod("unrelated", ready=False),
-            _pod("kube-proxy-x", namespace="kube-system", component="kube-proxy"),
-        ),
-    )
-    found = {(f.severity, f.title) for f in step_health(_facts(h))}
-    titles = " | ".join(t for _, t in found)
-    assert ("error", "Node n2 is not Ready (KubeletNotReady: None)") in found
-    assert any(s == "error" and "cluster DNS pod kube-system/coredns-1" in t for s, t in found)
-    assert any(s == "warning" and "default/client was OOMKilled" in t for s, t in found)
-    assert "unrelated" not in " ".join(t for s, t in found if s != "info"), titles
-    assert any(s == "info" and "1 pod off the path is not healthy" in t for s, t in found)
-
-
-def test_health_absent_is_only_information() -> None:
-    assert [f.severity for f in step_health(_facts())] == ["info"]
-
-
-def test_order_puts_root_causes_before_symptoms() -> None:
-    symptom = Finding("error", 2, "symptom", weight=50)
-    cause = Finding("error", 4, "cause", weight=100)
-    note = Finding("info", 1, "note")
-    slow = Finding("warning", 6, "slow", weight=80)
-    assert [f.title for f in order([note, symptom, slow, cause])] == [
-        "cause",
-        "symptom",
-        "slow",
-        "note",
-    ]
 
 
 def test_dns_without_queries_mentions_the_wanted_name() -> None:
-    f = _facts(request={"command": ["curl", "http://web.example.com/x"]})
+    f = run_facts(request={"command": ["curl", "http://web.example.com/x"]})
     (finding,) = step_dns(f)
     assert finding.severity == "info" and "'web.example.com'" in finding.evidence[0]
 
@@ -113,7 +43,7 @@ def _dns_facts(
         )
         for frame, ms, is_query, name, qtype, rcode, addrs in packets
     ]
-    return _facts(request=dict(request or {}), lookups=tuple(lookups([c], pkts)))
+    return run_facts(request=dict(request or {}), lookups=tuple(lookups([c], pkts)))
 
 
 def test_dns_nxdomain_evidence_says_it_once() -> None:
