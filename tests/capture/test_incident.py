@@ -16,8 +16,9 @@ import pytest
 
 from tests.capture.test_ring import records
 from tests.pcap.craft import eth, ipv4, pcap, tcp
-from tracer.capture.lifecycle import CaptureSettings, run_capture
+from tracer.capture.lifecycle import run_capture
 from tracer.capture.plan import CapturePlan, PlannedPoint
+from tracer.capture.session import CaptureSettings
 from tracer.capture.watch import parse_until
 
 CLIENT, VIP = "10.244.1.2", "10.96.0.100"

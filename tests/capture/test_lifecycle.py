@@ -15,8 +15,10 @@ from kubernetes import client, config
 
 from tracer.apiserver import Server, serve
 from tracer.apiserver.fakes import fake_exec_backend, sample_state
-from tracer.capture.lifecycle import CaptureSettings, KubernetesBackend, run_capture
+from tracer.capture.backend import KubernetesBackend
+from tracer.capture.lifecycle import run_capture
 from tracer.capture.plan import CaptureOptions, CapturePlan, PlannedPoint, make_plan
+from tracer.capture.session import CaptureSettings
 from tracer.errors import ClusterError
 from tracer.kube.client import KubeApi
 from tracer.kube.resolve import FromSpec, ToSpec, resolve
@@ -148,15 +150,6 @@ def test_tcpdump_failure_names_the_point(
     assert _managed_pods(server) == []
 
 
-def test_request_here_reports_a_missing_command_and_a_timeout(tmp_path: Path) -> None:
-    from tracer.capture.lifecycle import run_here
-
-    code, _, _, msg = run_here([str(tmp_path / "no-such-program"), "x"], 5.0)
-    assert code is None and msg.endswith("no-such-program: command not found")
-    code, out, _, msg = run_here(["sh", "-c", "echo started; exec sleep 30"], 0.5)
-    assert code is None and msg == "timed out after 0.5s" and out == b"started\n"
-
-
 def test_a_meshed_pods_own_facts_are_read_through_its_debug_container(
     server: Server, tmp_path: Path
 ) -> None:
@@ -221,7 +214,7 @@ def test_a_cilium_agent_on_the_path_is_read_not_changed(tmp_path: Path) -> None:
 def test_lb_agent_dumps_are_saved_beside_the_nodes_facts(tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from tracer.capture.lifecycle import _collect_lb_agent_facts
+    from tracer.capture.facts import collect_lb_agent_facts
     from tracer.capture.plan import LB_AGENT_FACT_COMMANDS
 
     s = serve(sample_state(), fake_exec_backend())
@@ -244,7 +237,7 @@ def test_lb_agent_dumps_are_saved_beside_the_nodes_facts(tmp_path: Path) -> None
             return 0, f"output of {' '.join(argv)}\n".encode(), b"", ""
 
     notes: list[str] = []
-    _collect_lb_agent_facts(plan, Agent(), tmp_path, notes)  # type: ignore[arg-type]
+    collect_lb_agent_facts(plan, Agent(), tmp_path, notes)  # type: ignore[arg-type]
     assert notes == []
     assert ran == [("cilium-x1", argv) for argv in LB_AGENT_FACT_COMMANDS.values()]
     for name, argv in LB_AGENT_FACT_COMMANDS.items():

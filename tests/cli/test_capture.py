@@ -245,16 +245,16 @@ def test_cleanup_run_from_its_record_in_every_namespace(
 ) -> None:
     """A run that died after creating its objects: `cleanup RUN` removes them from the record,
     in each namespace it touched (node pods in ops, containers in default and kube-system)."""
-    from tracer.capture import lifecycle
+    from tracer.capture import backend
 
-    real_setup = lifecycle.KubernetesBackend.setup
+    real_setup = backend.KubernetesBackend.setup
 
-    def setup_then_die(self: lifecycle.KubernetesBackend, plan: Any) -> None:
+    def setup_then_die(self: backend.KubernetesBackend, plan: Any) -> None:
         real_setup(self, plan)
         self.created.clear()  # as if the process were killed: nothing deletes them
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(lifecycle.KubernetesBackend, "setup", setup_then_die)
+    monkeypatch.setattr(backend.KubernetesBackend, "setup", setup_then_die)
     args = _capture(
         server,
         tmp_path,

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from tracer.capture.plan import Targets, filter_plan
+from tracer.capture.filter import filter_plan
+from tracer.capture.targets import Targets
 from tracer.correlate import build_path, correlate, select
 from tracer.inputs import load_run
 from tracer.lab import lab

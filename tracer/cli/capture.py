@@ -236,7 +236,10 @@ def command(
     html_out: str | None,
 ) -> int:
     from tracer.capture import plan as planmod
-    from tracer.capture.lifecycle import CaptureSettings, KubernetesBackend, run_capture
+    from tracer.capture.backend import KubernetesBackend
+    from tracer.capture.lifecycle import run_capture
+    from tracer.capture.pods import DEFAULT_IMAGE
+    from tracer.capture.session import CaptureSettings
     from tracer.kube.client import KubeApi
     from tracer.kube.preflight import preflight
     from tracer.kube.resolve import parse_from, parse_to, request_uses_name, resolve
@@ -277,7 +280,7 @@ def command(
         node_ns = node_namespace or api.namespace
         options = planmod.CaptureOptions(
             run_id=run_id,
-            image=image or planmod.DEFAULT_IMAGE,
+            image=image or DEFAULT_IMAGE,
             snaplen=snaplen,
             max_packets=max_packets,
             duration=duration or 0.0,

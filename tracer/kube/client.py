@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from tracer.capture.plan import NodeTarget, PodTarget
+from tracer.capture.targets import NodeTarget, PodTarget
 from tracer.errors import ClusterError
 from tracer.rundir import Service, ServiceEndpoint, ServicePort
 
@@ -493,7 +493,7 @@ class Leftovers:
 def cleanup_run(api: KubeApi, record: Mapping[str, Any]) -> Leftovers:
     """Remove what one run created, from its own record (the manifest's `node_pods`,
     `ephemeral_containers` and `run_id`), in every namespace it touched."""
-    from tracer.capture.plan import MANAGED_BY, RUN_LABEL
+    from tracer.capture.pods import MANAGED_BY, RUN_LABEL
 
     run_id = str(record.get("run_id") or "")
     recorded = [
@@ -538,7 +538,7 @@ def cleanup_run(api: KubeApi, record: Mapping[str, Any]) -> Leftovers:
 
 def cleanup_leftovers(api: KubeApi, namespace: str | None, run_id: str | None) -> Leftovers:
     """Delete pathtrace's pods by label (in `namespace`, or everywhere when None)."""
-    from tracer.capture.plan import MANAGED_BY, RUN_LABEL
+    from tracer.capture.pods import MANAGED_BY, RUN_LABEL
 
     selector = f"{MANAGED_BY}=pathtrace" + (f",{RUN_LABEL}={run_id}" if run_id else "")
     deleted, failed = [], []

@@ -1,7 +1,7 @@
 """Target resolution: `--from` and `--to` specs to the pods, Services, nodes and DNS involved.
 
 Parsing the specs is pure; `resolve()` reads the cluster through a `KubeApi`-shaped object and
-returns `tracer.capture.plan.Targets`. kubectl conventions: `svc/NAME[:PORT]`, `pod/NAME`,
+returns `tracer.capture.targets.Targets`. kubectl conventions: `svc/NAME[:PORT]`, `pod/NAME`,
 `ingress/NAME`, a URL, `external`.
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 from urllib.parse import urlsplit
 
-from tracer.capture.plan import NodeTarget, PodTarget, Targets
+from tracer.capture.targets import NodeTarget, PodTarget, Targets
 from tracer.errors import ClusterError, UsageError
 from tracer.kube.client import IngressInfo, PodInfo
 from tracer.rundir import Service

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.capture.test_plan import CASES, NODES
-from tracer.capture.plan import Targets, filter_plan, make_plan, overlay_filter
+from tracer.capture.filter import filter_plan, overlay_filter
+from tracer.capture.plan import make_plan
+from tracer.capture.targets import Targets
 
 pytestmark = pytest.mark.skipif(shutil.which("tcpdump") is None, reason="tcpdump is not installed")
 
