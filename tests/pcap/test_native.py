@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from tests.pcap import craft as c
 from tracer.errors import CaptureFormatError
-from tracer.pcap import container, fast, reader
+from tracer.pcap import container, fast, pcapfile, reader
 from tracer.pcap.columns import COLUMNS
 from tracer.pcap.decode import decode_frame
 
@@ -192,8 +192,8 @@ def test_pcap_walk_equals_the_python_walk(seed: int, order: str, nanos: bool) ->
     blob = _pcap_blob(random.Random(seed), order)
     if len(blob) < 24:
         return
-    got = container._walk_native(blob, order, nanos)
-    want = container._walk_numpy(blob, order, nanos)
+    got = pcapfile.walk_native(blob, order, nanos)
+    want = pcapfile.walk_numpy(blob, order, nanos)
     for a, b in zip(got[:4], want[:4], strict=True):
         assert a.tolist() == b.tolist()
     assert got[4:] == want[4:]
@@ -315,7 +315,7 @@ def test_ipv4_total_length_bounds_match_the_reference(total: int) -> None:
 
 @pytest.mark.parametrize("caplen", [(1 << 24) - 1, 1 << 24, (1 << 24) + 1])
 def test_pcap_walk_caplen_limit_matches_the_python_walk(caplen: int) -> None:
-    # MAX_CAPLEN in C mirrors container.MAX_CAPLEN.
+    # MAX_CAPLEN in C mirrors records.MAX_CAPLEN.
     blob = bytearray(c.pcap([b"a" * 20, b"b" * 20]))
     struct.pack_into("<I", blob, 24 + 16 + 20 + 8, caplen)
     got, want = _index(bytes(blob), native), _index(bytes(blob), None)

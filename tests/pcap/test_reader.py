@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tests.pcap import craft as c
 from tests.pcap.helpers import as_rows, read_both, write
 from tracer.errors import CaptureFormatError
-from tracer.pcap import container, reader
+from tracer.pcap import chains, reader
 from tracer.pcap.columns import OPT_TS, payload_hash
 from tracer.pcap.container import index_capture
 
@@ -58,7 +58,7 @@ def test_many_frames_across_batches_and_chains(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(reader, "BATCH", 257)  # many batch boundaries, in the middle of layouts
-    monkeypatch.setattr(container, "_CHAIN_SPACING", 4096)  # many record chains
+    monkeypatch.setattr(chains, "_CHAIN_SPACING", 4096)  # many record chains
     made = mixed_frames(2500, 1)
     recs = [c.Rec(f, 1_700_000_000_000_000_000 + i * 1000) for i, (f, _) in enumerate(made)]
     blob = c.pcap(recs)
@@ -86,7 +86,7 @@ def _expected_offsets(recs: list[c.Rec], header: int, per_record: int) -> list[i
 def test_record_chains_survive_fake_headers_and_a_clock_jump(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(container, "_CHAIN_SPACING", 2048)
+    monkeypatch.setattr(chains, "_CHAIN_SPACING", 2048)
     # ts_sec crosses a 65536-second boundary halfway (the chains' literal changes), and payloads
     # are full of byte patterns that look like record headers.
     base = (0x6554 << 16) - 800
@@ -104,7 +104,7 @@ def test_record_chains_survive_fake_headers_and_a_clock_jump(
 def test_pcapng_block_chains_with_blocks_between(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(container, "_CHAIN_SPACING", 2048)
+    monkeypatch.setattr(chains, "_CHAIN_SPACING", 2048)
     recs = []
     parts = [c.shb(), c.idb(1, name="eth0")]
     for i in range(3000):

@@ -27,7 +27,7 @@ from tracer.errors import CaptureFormatError
 from tracer.memory import give_back
 from tracer.pcap import fast
 from tracer.pcap.columns import COLUMN_NAMES, COLUMNS, Frames, store_constants_once
-from tracer.pcap.container import FrameIndex, index_capture
+from tracer.pcap.container import index_capture
 from tracer.pcap.decode import (
     LINKTYPE_ETHERNET,
     LINKTYPE_IPV4,
@@ -38,6 +38,7 @@ from tracer.pcap.decode import (
     Row,
     decode_frame,
 )
+from tracer.pcap.records import FrameIndex
 
 # Frames decoded per vectorised pass. Small on purpose: temporaries stay below the size at
 # which malloc maps fresh pages for each one, which costs more than the numpy work itself.
