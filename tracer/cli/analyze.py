@@ -353,7 +353,7 @@ def command(
     traced = trace(traced_run, connection)
     path, lookup, evidence = traced.path, traced.dns, traced.evidence
     if fmt == "json":
-        from tracer.explain.evidence import evidence_json
+        from tracer.report.evidence import evidence_json
         from tracer.report.json import render_json
 
         ev_json = evidence_json(evidence) if evidence is not None else None
@@ -363,8 +363,7 @@ def command(
 
         text = render_mermaid(path)
     else:
-        from tracer.explain.evidence import render_evidence
-        from tracer.report.evidence import render_evidence_compact
+        from tracer.report.evidence import render_evidence, render_evidence_compact
         from tracer.report.table import render_table
 
         ev_text = ""
@@ -503,7 +502,7 @@ def write_html(
         row = next((r for r in rows if r.get("index") == want), None)
     ev_json = None
     if request is not None and request.evidence is not None:
-        from tracer.explain.evidence import evidence_json
+        from tracer.report.evidence import evidence_json
 
         ev_json = evidence_json(request.evidence)
     report = Report(

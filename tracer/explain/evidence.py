@@ -8,15 +8,16 @@ disagree (a DNAT to an endpoint no rule names, a rewrite the rules do not make o
 that did not happen, a masquerade decision the packets contradict) it says so in a `Finding`.
 A path that ends at a node is also walked there, so a DROP/REJECT rule is named.
 
-Pure: takes a `model.Path` and parsed node facts, returns frozen dataclasses and text. It reads
-no files and prints nothing; the edge (`tracer.explain.facts`) reads RUN/nodes/<node>/.
+Pure: takes a `model.Path` and parsed node facts, returns frozen dataclasses (data, not text:
+`tracer.report.evidence` renders them). It reads no files and prints nothing; the edge
+(`tracer.explain.facts`) reads RUN/nodes/<node>/.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal
 
 from tracer.errors import PathtraceError
 from tracer.explain.facts import NodeFacts
@@ -24,17 +25,11 @@ from tracer.model import Endpoint, Hop, Path, Translation, Tuple5, translation_k
 from tracer.rules import ConntrackEntry, EndpointChoice, Node, Packet, RuleHit, walk
 from tracer.rules.cilium import walk_cilium
 from tracer.rules.model import OTHER_OWNER, Entry, WalkResult, in_network
-from tracer.rules.result import fraction_text
 
 Direction = Literal["forward", "reverse"]
 Key = tuple[str, int]  # (direction, 0-based hop index in path.forward / path.reverse)
 
 _WALKABLE = ("tcp", "udp", "sctp")
-_ENTRY_WORDS = {
-    "from_pod": "from a pod (nat PREROUTING)",
-    "external": "from outside the node (nat PREROUTING)",
-    "local": "from a process on the node itself (nat OUTPUT)",
-}
 
 
 @dataclass(frozen=True)
@@ -156,6 +151,38 @@ def _source(facts: NodeFacts, result: WalkResult | None) -> str | None:
     if result is not None and result.mode == "cilium" and facts.cilium is not None:
         return facts.cilium.source
     return facts.rules_source
+
+
+def _walked(
+    nf: NodeFacts,
+    entry: Entry,
+    result: WalkResult,
+    *,
+    hop: int,
+    node: str | None,
+    kind: str,
+    before: Tuple5,
+    after: Tuple5 | None,
+) -> RewriteEvidence:
+    """A forward hop's evidence as one walk of `nf`'s rules gives it; the caller adds what it
+    knows besides (the endpoint chosen, conntrack, findings, notes)."""
+    return RewriteEvidence(
+        direction="forward",
+        hop=hop,
+        node=node,
+        kind=kind,
+        before=before,
+        after=after,
+        entry=entry,
+        mode=result.mode,
+        rules_source=_source(nf, result),
+        verdict=result.verdict,
+        service=result.service,
+        rules=result.rules,
+        endpoints=result.endpoints,
+        notes=result.notes,
+        warnings=result.warnings,
+    )
 
 
 def _conntrack_for(facts: NodeFacts | None, original: Tuple5) -> ConntrackEntry | None:
@@ -416,28 +443,19 @@ def _forward(
             f"no conntrack entry on {nf.node} for {before} (it may have expired before the"
             " table was read)"
         )
-    return RewriteEvidence(
-        direction="forward",
-        hop=index,
-        node=nf.node,
-        kind=tr.kind,
-        before=before,
-        after=after,
-        entry=entry,
-        mode=result.mode,
-        rules_source=_source(nf, result),
-        verdict=result.verdict,
-        service=result.service,
-        rules=result.rules,
-        endpoints=result.endpoints,
+    walked = _walked(
+        nf, entry, result, hop=index, node=nf.node, kind=tr.kind, before=before, after=after
+    )
+    return replace(
+        walked,
         chosen=chosen,
         chosen_probability=prob,
         masquerade=rules_masq,
         masqueraded=seen,
         conntrack=ct,
         findings=tuple(findings),
-        notes=tuple(notes) + result.notes,
-        warnings=tuple(warnings) + result.warnings,
+        notes=tuple(notes) + walked.notes,
+        warnings=tuple(warnings) + walked.warnings,
     )
 
 
@@ -537,23 +555,23 @@ def _before_wire(path: Path, tr: Translation, nodes: list[NodeFacts]) -> Rewrite
         ct = _conntrack_for(nf, tr.after)
         if ct is not None:
             notes.append(f"{nf.node}'s conntrack holds it untranslated: {ct.text.strip()}")
-        return RewriteEvidence(
-            direction="forward",
+        walked = _walked(
+            nf,
+            _entry(tr.before.src.ip, nf, path),
+            result,
             hop=0,
             node=path.forward[0].point,
             kind=tr.kind,
             before=tr.before,
             after=tr.after,
-            entry=_entry(tr.before.src.ip, nf, path),
-            mode=result.mode,
-            rules_source=_source(nf, result),
-            verdict=result.verdict,
-            rules=result.rules,
-            endpoints=result.endpoints,
+        )
+        return replace(
+            walked,
+            service=None,  # the socket translated it, not a rule naming a Service
             chosen=str(tr.after.dst),
             by="socket",
             notes=(path.forward[0].note or "", *notes),
-            warnings=tuple(warnings) + result.warnings,
+            warnings=tuple(warnings) + walked.warnings,
         )
     return RewriteEvidence(
         direction="forward",
@@ -631,25 +649,15 @@ def _unchanged(
                     f"the rules on {nf.node} DNAT {packet} but the packet went on unchanged",
                 )
             )
-        return RewriteEvidence(
-            direction="forward",
-            hop=index,
-            node=nf.node,
-            kind="none",
-            before=packet,
-            after=None,
-            entry=entry,
-            mode=result.mode,
-            rules_source=_source(nf, result),
-            verdict=result.verdict,
-            service=result.service,
-            rules=result.rules,
-            endpoints=result.endpoints,
+        walked = _walked(
+            nf, entry, result, hop=index, node=nf.node, kind="none", before=packet, after=None
+        )
+        return replace(
+            walked,
             masquerade=result.masquerade if result.verdict == "DNAT" else None,
             conntrack=_conntrack_for(nf, packet),
             findings=tuple(findings),
-            notes=result.notes,
-            warnings=((warn,) if warn else ()) + result.warnings,
+            warnings=((warn,) if warn else ()) + walked.warnings,
         )
     return None
 
@@ -710,120 +718,6 @@ def collect_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence
     order = {"forward": 0, "reverse": 1}
     items.sort(key=lambda r: (order[r.direction], r.hop))
     return PathEvidence(tuple(items), tuple(findings))
-
-
-# --- rendering ---------------------------------------------------------------------------------
-
-
-def _hop_words(path: Path, ev: RewriteEvidence) -> str:
-    hops = path.forward if ev.direction == "forward" else path.reverse
-    h = hops[ev.hop] if 0 <= ev.hop < len(hops) else None
-    where = f"{h.point} {h.interface}" if h is not None and h.interface else (h.point if h else "")
-    return f"{ev.direction} hop {ev.hop + 1} ({where})"
-
-
-def _rewrite_words(ev: RewriteEvidence) -> str:
-    if ev.after is None:
-        return f"no rewrite of {ev.before}"
-    return f"{ev.kind} {ev.before} → {ev.after}"
-
-
-def evidence_lines(path: Path, ev: RewriteEvidence) -> list[str]:
-    """The text block for one rewrite (used by `render_evidence` and the story)."""
-    out = [f"{_hop_words(path, ev)} on {ev.node or '?'}: {_rewrite_words(ev)}"]
-    if ev.rules_source:
-        entry = _ENTRY_WORDS.get(ev.entry or "", "")
-        svc = f", Service {ev.service}" if ev.service else ""
-        out.append(f"  rules: {ev.rules_source} ({ev.mode}){svc}; the packet came {entry}")
-        for r in ev.rules:
-            out.append(f"    [{r.table} {r.chain}] {r.rule}")
-        out.append(f"  verdict: {ev.verdict}")
-    if ev.endpoints:
-        for e in ev.endpoints:
-            mark = "  ← chosen" if ev.chosen == e.address else ""
-            out.append(
-                f"  endpoint {e.address:<22} probability {fraction_text(e.probability)}{mark}"
-            )
-    if ev.masquerade is not None:
-        seen = {True: "yes", False: "no", None: "not visible"}[ev.masqueraded]
-        out.append(f"  masquerade: rules {'yes' if ev.masquerade else 'no'}, packets {seen}")
-    if ev.conntrack is not None:
-        out.append(f"  conntrack: {ev.conntrack.text}")
-    for n in ev.notes:
-        out.append(f"  note: {n}")
-    for w in ev.warnings:
-        out.append(f"  warning: {w}")
-    for f in ev.findings:
-        out.append(f"  FINDING ({f.kind}): {f.message}")
-    return out
-
-
-def render_evidence(path: Path, evidence: PathEvidence) -> str:
-    """The "Rule evidence" section of the text report ("" when there is nothing to show)."""
-    if not evidence.rewrites and not evidence.findings:
-        return ""
-    out = ["Rule evidence"]
-    for ev in evidence.rewrites:
-        out.extend("  " + line for line in evidence_lines(path, ev))
-    for f in evidence.findings:
-        out.append(f"  FINDING ({f.kind}): {f.message}")
-    return "\n".join(out) + "\n"
-
-
-def _tuple_json(t: Tuple5 | None) -> dict[str, str] | None:
-    if t is None:
-        return None
-    return {"proto": t.proto, "src": str(t.src), "dst": str(t.dst)}
-
-
-def evidence_json(evidence: PathEvidence) -> list[dict[str, Any]]:
-    """The evidence as JSON objects (the "evidence" key of `analyze --format json`)."""
-    out: list[dict[str, Any]] = []
-    for ev in evidence.rewrites:
-        ct = ev.conntrack
-        out.append(
-            {
-                "direction": ev.direction,
-                "hop": ev.hop,
-                "node": ev.node,
-                "kind": ev.kind,
-                "before": _tuple_json(ev.before),
-                "after": _tuple_json(ev.after),
-                "entry": ev.entry,
-                "mode": ev.mode,
-                "rules_source": ev.rules_source,
-                "verdict": ev.verdict,
-                "service": ev.service,
-                "rules": [r.to_json() for r in ev.rules],
-                "endpoints": [
-                    {"address": e.address, "probability": round(e.probability, 6)}
-                    for e in ev.endpoints
-                ],
-                "chosen": ev.chosen,
-                "chosen_probability": (
-                    round(ev.chosen_probability, 6) if ev.chosen_probability is not None else None
-                ),
-                "masquerade": ev.masquerade,
-                "masqueraded": ev.masqueraded,
-                "conntrack": (
-                    {
-                        "line": ct.text,
-                        "state": ct.state,
-                        "original": _tuple_json(ct.original),
-                        "reply": _tuple_json(ct.reply),
-                    }
-                    if ct is not None
-                    else None
-                ),
-                "findings": [{"kind": f.kind, "message": f.message} for f in ev.findings],
-                "notes": list(ev.notes),
-            }
-        )
-    for f in evidence.findings:
-        out.append(
-            {"direction": None, "hop": None, "finding": {"kind": f.kind, "message": f.message}}
-        )
-    return out
 
 
 def path_findings(evidences: Sequence[PathEvidence]) -> tuple[Finding, ...]:

@@ -30,9 +30,9 @@ from typing import Any
 
 from tracer.correlate.legs import is_proxy
 from tracer.dnslookup import DnsLookup
-from tracer.explain.evidence import PathEvidence, evidence_lines
+from tracer.explain.evidence import PathEvidence
 from tracer.model import Hop, Journey, Path, Segment
-from tracer.report.evidence import compact_lines
+from tracer.report.evidence import compact_lines, evidence_lines
 from tracer.report.json import path_json
 from tracer.report.mermaid import rewrite_words
 from tracer.report.svg import changed_tuples, render_svg
