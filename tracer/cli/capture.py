@@ -79,6 +79,13 @@ def _progress_printer() -> Any:
     return show
 
 
+def _seconds_option(flag: str, default: float, text: str) -> Any:
+    """A duration in seconds, zero or more, its default shown in --help."""
+    return click.option(
+        flag, type=click.FloatRange(0), default=default, show_default=True, help=text
+    )
+
+
 @click.command("capture", help=HELP)
 @click.option("--kubeconfig", type=click.Path(dir_okay=False), help="Path to the kubeconfig file.")
 @click.option("--context", "kube_context", help="The kubeconfig context to use.")
@@ -165,19 +172,9 @@ def _progress_printer() -> Any:
     show_default=True,
     help="With --until: the rolling window kept per point, in bytes (K, M, G suffixes).",
 )
-@click.option(
-    "--keep-before",
-    type=click.FloatRange(0),
-    default=10.0,
-    show_default=True,
-    help="With --until: seconds kept before the trigger.",
-)
-@click.option(
-    "--keep-after",
-    type=click.FloatRange(0),
-    default=2.0,
-    show_default=True,
-    help="With --until: seconds every point keeps capturing after the trigger.",
+@_seconds_option("--keep-before", 10.0, "With --until: seconds kept before the trigger.")
+@_seconds_option(
+    "--keep-after", 2.0, "With --until: seconds every point keeps capturing after the trigger."
 )
 @click.option(
     "--discard-if-quiet",
@@ -190,13 +187,7 @@ def _progress_printer() -> Any:
     default=None,
     help="With --until and --request: run the request up to N times, until the condition holds.",
 )
-@click.option(
-    "--interval",
-    type=click.FloatRange(0),
-    default=1.0,
-    show_default=True,
-    help="With --repeat: seconds between two runs of the request.",
-)
+@_seconds_option("--interval", 1.0, "With --repeat: seconds between two runs of the request.")
 @click.option("--dry-run", is_flag=True, help="Print the plan as JSON and create nothing.")
 @click.option("--no-analyze", is_flag=True, help="Write the run directory only.")
 @click.option(
