@@ -390,7 +390,7 @@ def test_html_report_shows_where_a_failing_request_broke(
 
     from click.testing import CliRunner
 
-    from tests.report import browser
+    from tests.report.html import browser
     from tracer.cli import cli
 
     if browser.find() is None:

@@ -28,7 +28,7 @@ CASES: dict[str, Callable[[], str]] = {
 
 
 def _html_data() -> str:
-    from tests.report.test_html import sample_report
+    from tests.report.html.reports import sample_report
     from tracer.report.html import report_data
 
     return json.dumps(report_data(sample_report()), indent=1, ensure_ascii=False) + "\n"

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tests.report import browser
-from tests.report.test_html import listing_doc, ten_thousand_report
+from tests.report.html import browser
+from tests.report.html.reports import listing_doc, ten_thousand_report
 from tracer.cli import cli
 from tracer.report.html import render_html
 
-PCAPS = Path(__file__).resolve().parents[2] / "pcaps"
+PCAPS = Path(__file__).resolve().parents[3] / "pcaps"
 
 pytestmark = pytest.mark.skipif(
     browser.find() is None, reason="chromium is not installed (scripts/setup --dev installs it)"
