@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import dataclasses
-import ipaddress
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from tracer.correlate import Correlation, PointFrames, correlate, select, translations
-from tracer.correlate.engine import _address_luts
-from tracer.inputs import load_run
 from tracer.model import Connection, Journey
-from tracer.pcap import read_frames
-from tracer.pcap.columns import Frames, empty_columns
+from tracer.pcap.columns import Frames
 from tracer.testing import synth
 
 
@@ -184,107 +176,9 @@ def test_one_way_only_reports_upper_bound_and_warns() -> None:
     assert any("one direction only" in w for w in corr.warnings)
 
 
-def test_contradicting_match_is_split_not_merged() -> None:
-    # Two DNS clients send byte-identical queries (same txid, same name) at the same time:
-    # the signatures collide at the node, but each client's flow must stay its own connection.
-    a = synth.dns_scenario(txid=0x1111)
-    b = synth.dns_scenario(txid=0x1111, start_ns=synth.START_NS + 3_000)
-    pfs = []
-    for p in a.points:
-        rows_b = tuple(
-            synth.Sighting(
-                s.t_ns,
-                _moved(s.pkt),
-                s.iface,
-                s.direction,
-                s.vxlan,
-                s.packet + 100,
-            )
-            for s in b.frames[p.name]
-        )
-        merged = tuple(sorted(a.frames[p.name] + rows_b, key=lambda s: s.t_ns))
-        pfs.append(PointFrames(p, synth.frames_from_specs(merged, p.name)))
-    corr = correlate(pfs)
-    clients = {c.client.src.ip for c in corr.connections}
-    assert clients == {"10.244.1.7", "10.244.1.8"}
-    for c in corr.connections:
-        learned = {(pt, tup) for pt, tup in c.tuples}
-        for j in c.journeys:
-            for o in j.observations:
-                tup = o.tuple5 if j.direction == "forward" else o.tuple5.reversed()
-                assert (o.point, tup) in learned
-                assert c.client.src.ip in (tup.src.ip, tup.dst.ip)
-
-
-def _moved(pkt: synth.Pkt) -> synth.Pkt:
-    from dataclasses import replace
-
-    swap = {"10.244.1.7": "10.244.1.8"}
-    return replace(pkt, src=swap.get(pkt.src, pkt.src), dst=swap.get(pkt.dst, pkt.dst))
-
-
-def test_unmatched_point_and_non_ip_are_warned() -> None:
-    sc = synth.dnat_scenario()
-    other = synth.dns_scenario()
-    pfs = sc.point_frames()[:2]
-    stray = other.point_frames()[2]
-    pfs.append(stray)
-    # Two ARP-like frames (no IP) appended to the client's capture.
-    client = pfs[0].frames
-    extra = empty_columns(2)
-    extra["t_ns"][:] = synth.START_NS
-    cols = {k: np.concatenate([v, extra[k]]) for k, v in client.columns.items()}
-    pfs[0] = PointFrames(
-        pfs[0].point, Frames(client.path, client.linktypes, cols, client.encaps, client.addresses)
-    )
-    corr = correlate(pfs)
-    assert "point coredns: no packet matched any other point" in corr.warnings
-    assert "point client: 2 frames were not IP" in corr.notes
-    assert not any("were not IP" in w for w in corr.warnings)
-    assert len(select(corr).journeys) == 10
-
-
-def test_negative_delay_is_flagged() -> None:
-    # A server clock stamped 1 ms too early only on replies looks like travel back in time.
-    sc = synth.dnat_scenario(offsets={"node-b": 0})
-    frames = dict(sc.frames)
-    pkts = {p.id: p for p in sc.packets}
-    shifted = tuple(
-        synth.Sighting(
-            s.t_ns + (1_000_000 if pkts[s.packet].direction == "reverse" else 0),
-            s.pkt,
-            s.iface,
-            s.direction,
-            s.vxlan,
-            s.packet,
-        )
-        for s in frames["server"]
-    )
-    pfs = [
-        PointFrames(p, synth.frames_from_specs(shifted if p.name == "server" else frames[p.name]))
-        for p in sc.points
-    ]
-    corr = correlate(pfs)
-    assert any("negative one-way delay" in w for w in corr.warnings)
-
-
 def test_empty_input() -> None:
     corr = correlate([])
     assert len(corr) == 0 and corr.connections == ()
-
-
-def test_port_reuse_starts_a_new_connection() -> None:
-    # The same client port twice, a second apart: two SYNs with different ISNs.
-    a = synth.dnat_scenario(seed=1)
-    b = synth.dnat_scenario(seed=2, start_ns=synth.START_NS + 1_000_000_000)
-    pfs = [
-        PointFrames(p, synth.frames_from_specs(a.frames[p.name] + b.frames[p.name], p.name))
-        for p in a.points
-    ]
-    corr = correlate(pfs)
-    assert len(corr) == 2
-    assert [len(c.journeys) for c in corr.connections] == [10, 10]
-    assert corr.connections[0].client == corr.connections[1].client
 
 
 def test_captures_without_interface_ids() -> None:
@@ -303,32 +197,3 @@ def test_captures_without_interface_ids() -> None:
     conn = select(corr)
     _assert_journeys_match_truth(sc, conn)
     assert all(o.interface is None for j in conn.journeys for o in j.observations)
-
-
-def test_address_tables_merge_the_same_by_number_and_by_text() -> None:
-    """The reader's numeric IPv4 keys merge the points' address tables to the same addresses
-    as merging their texts (IPv6 addresses, which have no numeric key, by text in both)."""
-    run = Path(__file__).resolve().parents[2] / "pcaps" / "ingress"
-    points = load_run(run).points
-    assert all(p.frames.address_keys is not None for p in points)
-    by_number = _address_luts(points)
-    by_text = _address_luts(
-        [
-            dataclasses.replace(p, frames=dataclasses.replace(p.frames, address_keys=None))
-            for p in points
-        ]
-    )
-    for merged, luts in (by_number, by_text):
-        for p, lut in zip(points, luts, strict=True):
-            assert [merged[i] for i in lut[:-1]] == list(p.frames.addresses)
-            assert lut[-1] == -1
-    assert sorted(by_number[0]) == sorted(by_text[0])
-
-
-def test_address_keys_hold_each_ipv4_address_as_its_number() -> None:
-    cap = next((Path(__file__).resolve().parents[2] / "pcaps" / "clusterip").glob("**/*.pcap*"))
-    frames = read_frames(cap)
-    assert frames.address_keys is not None
-    for text, key in zip(frames.addresses, frames.address_keys.tolist(), strict=True):
-        ip = ipaddress.ip_address(text)
-        assert key == (int(ip) if ip.version == 4 else -1)

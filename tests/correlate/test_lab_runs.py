@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from tracer.correlate import PointFrames, build_path, correlate, l7_requests, select
-from tracer.correlate.engine import Correlation
+from tracer.correlate import Correlation, PointFrames, build_path, correlate, l7_requests, select
 from tracer.inputs import load_run
 from tracer.model import Hop
 from tracer.pcap.columns import Frames

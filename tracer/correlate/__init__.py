@@ -15,15 +15,13 @@ Public API (stable; the CLI and the lab depend on it):
     parse_match(text) -> MatchSpec
 """
 
-from tracer.correlate.engine import (
-    Correlation,
-    PointFrames,
-    correlate,
-    translations,
-)
+from tracer.correlate.correlation import Correlation
+from tracer.correlate.engine import correlate
+from tracer.correlate.materialise import translations
 from tracer.correlate.path import build_path
 from tracer.correlate.proxy import l7_requests, stitch
 from tracer.correlate.select import MatchSpec, parse_match, select
+from tracer.correlate.table import PointFrames
 
 __all__ = [
     "Correlation",

@@ -21,7 +21,8 @@ import numpy.typing as npt
 
 from tracer.correlate import kernels
 from tracer.correlate import outcome as oc
-from tracer.correlate.engine import PROTO_NAMES, Correlation
+from tracer.correlate.correlation import Correlation
+from tracer.correlate.table import PROTO_NAMES
 from tracer.pcap.columns import TH_ACK, TH_FIN, TH_RST, TH_SYN
 
 I64 = npt.NDArray[np.int64]
@@ -409,52 +410,6 @@ def _journey_rows(jstart: I64, journeys: I64) -> tuple[I64, I64]:
     return rows, conn
 
 
-@dataclass(frozen=True)
-class RequestTimes:
-    """Per connection, on the reference clock: the first and last sighting of its first request
-    data packet (TCP, not a resend) and of the first response data packet after it; NO_TIME
-    where there is none. What an L7 proxy's legs must nest by (`proxy`)."""
-
-    req_first: I64
-    req_last: I64
-    resp_first: I64
-    resp_last: I64
-
-
-NO_TIME = _SMALL
-
-
-def request_times(corr: Correlation) -> RequestTimes:
-    """`RequestTimes` of every connection, columnar."""
-    tb = corr.table
-    n_c = len(corr)
-    n_j = int(tb.jforward.shape[0])
-    none = np.full(n_c, NO_TIME, dtype=np.int64)
-    if n_j == 0:
-        return RequestTimes(none, none, none, none)
-    jconn = np.repeat(np.arange(n_c, dtype=np.int64), np.diff(tb.cstart))
-    jfirst = tb.jstart[:-1]
-    jlast = tb.jstart[1:] - 1
-    jpos = np.arange(n_j, dtype=np.int64)
-    proto, flags, plen = (tb.column(k, jfirst).astype(np.int64) for k in ("proto", "flags", "plen"))
-    data = (proto == 6) & (plen > 0) & ((flags & (TH_SYN | TH_RST | TH_FIN)) == 0)
-    fwd = tb.jforward
-    req = kernels.group_min(jconn, np.where(fwd & data & (tb.jretrans == 0), jpos, _BIG), n_c)
-    has_req = req != _BIG
-    after = np.where(has_req[jconn], jpos > req[jconn], False)
-    resp = kernels.group_min(jconn, np.where(~fwd & data & after, jpos, _BIG), n_c)
-    has_resp = resp != _BIG
-    tc = tb.tc
-
-    def times(j: I64, has: Bools) -> tuple[I64, I64]:
-        jj = np.where(has, j, 0)
-        return np.where(has, tc[jfirst[jj]], NO_TIME), np.where(has, tc[jlast[jj]], NO_TIME)
-
-    rf, rl = times(req, has_req)
-    sf, sl = times(resp, has_resp)
-    return RequestTimes(rf, rl, sf, sl)
-
-
 def _longest_row(tb: Any, journeys: I64, jstart: I64) -> tuple[I64, I64]:
     """(point, frame) of the row with the most captured bytes of each journey (-1 for -1)."""
     n_c = journeys.shape[0]
@@ -480,10 +435,7 @@ def protocol_name(proto: int) -> str:
 
 
 __all__ = [
-    "NO_TIME",
     "ConnectionTable",
-    "RequestTimes",
     "connection_table",
     "protocol_name",
-    "request_times",
 ]

@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
-from tracer.correlate.engine import Correlation
+from tracer.correlate.correlation import Correlation
 from tracer.correlate.proxy import stitch
 from tracer.model import (
     CapturePoint,

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tracer.correlate.engine import Correlation
-from tracer.correlate.listing import NO_TIME
+from tracer.correlate.correlation import Correlation
+from tracer.correlate.table import NO_TIME
 from tracer.model import Connection, Journey, Observation, Stitch
 from tracer.protocols.http import HttpRequestInfo, http_request_info
 

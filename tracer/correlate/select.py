@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tracer.correlate.engine import PROTO_NAMES, Correlation
+from tracer.correlate.correlation import Correlation
 from tracer.correlate.scope import link_scope_rows
+from tracer.correlate.table import PROTO_NAMES
 from tracer.errors import NothingMatchedError, UsageError
 from tracer.model import Connection, Endpoint
 

@@ -16,8 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from tracer.correlate import PointFrames, correlate
-from tracer.correlate.engine import Correlation
+from tracer.correlate import Correlation, PointFrames, correlate
 from tracer.pcap.columns import Frames
 from tracer.testing.synth import START_NS, BulkTruth, bulk_dnat_truth
 
