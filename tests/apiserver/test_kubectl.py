@@ -147,7 +147,7 @@ def test_field_selector_spec_node_name(lab: dict[str, Any]) -> None:
 
 
 def test_get_services_endpointslices_and_ingresses(lab: dict[str, Any]) -> None:
-    from tracer.lab.scenarios import INGRESS_HOST, cluster_services
+    from tracer.lab.services import INGRESS_HOST, cluster_services
 
     truth = cluster_services(lab["topo"])
     svc = {(r[0], r[1]): r[3] for r in rows(kubectl(lab, "get", "svc", "-A", "-o", "wide").stdout)}

@@ -146,7 +146,7 @@ def test_kubeconfig_is_private_and_local(lab_api: dict[str, Any]) -> None:
 def test_serves_the_labs_objects(lab_api: dict[str, Any]) -> None:
     from kubernetes import client, config
 
-    from tracer.lab.scenarios import INGRESS_HOST, cluster_services
+    from tracer.lab.services import INGRESS_HOST, cluster_services
     from tracer.lab.topology import topology_from_json
 
     topo = topology_from_json(lab_api["state"]["topology"])

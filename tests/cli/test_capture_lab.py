@@ -143,7 +143,7 @@ def _manifest(run_dir: Path) -> dict[str, Any]:
 
 
 def test_pod_to_clusterip(lab: dict[str, Any], tmp_path: Path) -> None:
-    from tracer.lab.scenarios import WEB_PORT, cluster_services
+    from tracer.lab.services import WEB_PORT, cluster_services
 
     topo = lab["topo"]
     web = next(s for s in cluster_services(topo) if s.name == "web")
@@ -202,7 +202,7 @@ def test_pod_to_clusterip(lab: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_nodeport_from_outside(lab: dict[str, Any], tmp_path: Path) -> None:
-    from tracer.lab.scenarios import NODEPORT_CLUSTER, WEB_PORT, cluster_services
+    from tracer.lab.services import NODEPORT_CLUSTER, WEB_PORT, cluster_services
     from tracer.lab.topology import EXTERNAL_NS
 
     topo = lab["topo"]
@@ -258,7 +258,7 @@ def test_nodeport_from_outside(lab: dict[str, Any], tmp_path: Path) -> None:
 
 
 def test_external_request_runs_here(lab: dict[str, Any], tmp_path: Path) -> None:
-    from tracer.lab.scenarios import NODEPORT_CLUSTER, cluster_services
+    from tracer.lab.services import NODEPORT_CLUSTER, cluster_services
     from tracer.lab.topology import EXTERNAL_NS
 
     topo = lab["topo"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tracer.apiserver.objects import endpoint_slice
 from tracer.lab.clusterstate import lab_cluster_state
-from tracer.lab.scenarios import cluster_services
+from tracer.lab.services import cluster_services
 from tracer.lab.topology import plan_topology
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tracer.lab import kubeproxy as kp
 from tracer.lab.lab import kube_proxy_commands
-from tracer.lab.scenarios import cluster_services, ipv6_services
+from tracer.lab.services import cluster_services, ipv6_services
 from tracer.lab.topology import build_commands, plan_topology
 
 NODE6 = kp.NodeInfo(

@@ -22,7 +22,8 @@ from tracer.capture.targets import Targets
 from tracer.correlate import build_path, correlate, select
 from tracer.inputs import load_run
 from tracer.lab import lab
-from tracer.lab.scenarios import IPV6_SCENARIOS, WEB6_IPS
+from tracer.lab.scenarios import IPV6_SCENARIOS
+from tracer.lab.services import WEB6_IPS
 from tracer.pcap import read_frames
 
 pytestmark = pytest.mark.netns

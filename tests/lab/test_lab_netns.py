@@ -17,8 +17,10 @@ import pytest
 
 from tracer.lab import kubeproxy as kp
 from tracer.lab import lab
-from tracer.lab.scenarios import cluster_services, scenarios
+from tracer.lab.scenarios import scenarios
+from tracer.lab.services import cluster_services
 from tracer.lab.topology import CLUSTER_CIDR, plan_topology
+from tracer.lab.truth import parse_conntrack_entry
 
 pytestmark = pytest.mark.netns
 TOPO = plan_topology()
@@ -306,7 +308,7 @@ def test_listing_gives_every_connection_of_the_mixed_run_its_true_outcome(
                 ct
                 for line in conntrack.splitlines()
                 if f"sport={r['client'].rpartition(':')[2]} " in line
-                for ct in [lab.parse_conntrack_entry(line, ip, int(port), "tcp")]
+                for ct in [parse_conntrack_entry(line, ip, int(port), "tcp")]
                 if ct is not None
             ]
             assert [ct["dnat_to"] for ct in entries] == [r["backend"]], where

@@ -263,7 +263,7 @@ def api_cmd(port: int, kubeconfig_out: Path | None) -> None:
 @command.command("scenarios")
 def scenarios_cmd() -> None:
     """List the scenarios with a one-line description."""
-    from tracer.lab.lab import describe
+    from tracer.lab.scenarios import describe
 
     rows = describe()
     width = max(len(n) for n, _ in rows)
@@ -330,7 +330,7 @@ def traffic_start_cmd(from_pod: str, to: str, interval: float) -> None:
     to /run/pathtrace-lab/logs/traffic.log.
     """
     from tracer.lab.incident import start_traffic
-    from tracer.lab.scenarios import cluster_services
+    from tracer.lab.services import cluster_services
     from tracer.lab.topology import require_up
 
     _, topo = require_up()

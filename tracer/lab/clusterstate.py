@@ -19,7 +19,7 @@ from tracer.apiserver.state import (
     ServicePortSpec,
     ServiceSpec,
 )
-from tracer.lab.scenarios import INGRESS_HOST, cluster_services
+from tracer.lab.services import INGRESS_HOST, cluster_services
 from tracer.lab.topology import STATE_DIR, Topology, require_up
 
 # Labels real clusters put on these pods, so that resolution finds them the same way.
