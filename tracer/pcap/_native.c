@@ -1,8 +1,8 @@
 /* Compiled kernels of the capture reader: the pcap record walk, the pcapng packet-block walk,
  * the common-layout frame decoder and address interning.
  *
- * Each kernel does exactly what its numpy twin in tracer/pcap (container.py, fast.py,
- * reader.py) does, on arrays that Python allocates and passes in through the buffer protocol;
+ * Each kernel does exactly what its numpy twin in tracer/pcap (pcapfile.py, pcapngfile.py,
+ * chains.py, fast.py, reader.py) does, on arrays that Python allocates and passes in through the buffer protocol;
  * nothing here allocates a column or knows about numpy. Every read is checked against the
  * frame's caplen and the buffer's size: a frame this code cannot decode in full is left
  * unmarked for the reference decoder. The GIL is released around every loop so that several
@@ -21,7 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-/* Mirrors of the Python constants (tracer/pcap/columns.py, decode.py, container.py). */
+/* Mirrors of the Python constants (tracer/pcap/columns.py, decode.py, records.py). */
 #define MAX_CAPLEN (1u << 24)
 #define SUPER_LEN 9000
 #define OPT_TS 0x01
@@ -99,7 +99,7 @@ static void drop_below(Dropper *d, Py_ssize_t pos, int force) {
 
 /* --- pcap record walk ------------------------------------------------------------------------ */
 
-/* container._index_pcap's loop: hop from record header to record header while a whole header
+/* pcapfile.index_pcap's loop: hop from record header to record header while a whole header
  * is present and its caplen is not absurd, filling the record metadata. */
 static Py_ssize_t walk(const uint8_t *b, Py_ssize_t size, Py_ssize_t pos, int little, int nanos,
                        Py_ssize_t limit, int64_t *data_off, int64_t *caplen, int64_t *origlen,
@@ -184,7 +184,7 @@ done:
  * From pos, take consecutive well-formed packet blocks (EPB, SPB, PB: length a multiple of 4
  * and at least 12, inside the file, trailer equal to it) and write their offsets; stop at
  * anything else (a section header, another block type, damage, the end) and leave that to
- * container._index_pcapng, which handles it as it handles every block. */
+ * pcapngfile.index_pcapng, which handles it as it handles every block. */
 static PyObject *pcapng_walk(PyObject *self, PyObject *args) {
     PyObject *bufobj, *outobj;
     Py_ssize_t pos;

@@ -22,17 +22,21 @@ from tracer.errors import InputError, NothingMatchedError
 from tracer.model import CapturePoint, Connection, Path, Translation, translation_kind
 from tracer.pcap.columns import DIR_IN, DIR_OUT, Frames
 from tracer.pcap.container import index_capture
+from tracer.pcap.records import (
+    BT_EPB,
+    BT_IDB,
+    EPB_FLAGS,
+    IF_NAME,
+    IF_TSRESOL,
+    OPT_COMMENT,
+    OPT_ENDOFOPT,
+)
+from tracer.pcap.records import PCAPNG_BOM as BYTE_ORDER_MAGIC
+from tracer.pcap.records import PCAPNG_SHB as BT_SHB
 from tracer.report.mermaid import rewrite_words
 
-BT_SHB = 0x0A0D0D0A
-BT_IDB = 1
-BT_EPB = 6
-BYTE_ORDER_MAGIC = 0x1A2B3C4D
-OPT_ENDOFOPT = 0
-OPT_COMMENT = 1
-IF_NAME = 2
-IF_TSRESOL = 9
-EPB_FLAGS = 2
+# The pcapng block and option numbers are the reader's (tracer.pcap.records); only the
+# section header's application option is written and never read.
 SHB_USERAPPL = 4
 
 
