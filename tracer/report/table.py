@@ -343,7 +343,7 @@ def render_table(
     """The whole report as text, ending with a newline.
 
     `dns` adds the lookup that gave the client its destination (above the forward path);
-    `evidence` is the already rendered "Rule evidence" section (tracer.explain.evidence);
+    `evidence` is the already rendered "Rule evidence" section (tracer.report.evidence);
     `verbose` shows the informational notes about the captures as well as the warnings.
     """
     r = path.request

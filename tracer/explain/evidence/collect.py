@@ -1,297 +1,31 @@
-"""Rule evidence for a path: which kube-proxy rule did each rewrite, and does conntrack agree.
-
-For every hop whose tuple changed (DNAT, SNAT and their undoing on the reply) this module finds
-the node that did it, walks that node's ruleset with the packet as it was *before* the rewrite,
-and returns the rule path, the candidate endpoints with their overall probabilities, the
-masquerade decision and the conntrack entry that confirms it. Where the packets and the rules
-disagree (a DNAT to an endpoint no rule names, a rewrite the rules do not make or one they make
-that did not happen, a masquerade decision the packets contradict) it says so in a `Finding`.
-A path that ends at a node is also walked there, so a DROP/REJECT rule is named.
-
-Pure: takes a `model.Path` and parsed node facts, returns frozen dataclasses (data, not text:
-`tracer.report.evidence` renders them). It reads no files and prints nothing; the edge
-(`tracer.explain.facts`) reads RUN/nodes/<node>/.
+"""Collecting a path's rule evidence: every rewrite on it (DNAT, SNAT, their undoing on the
+reply, a REDIRECT, a rewrite before the first capture point or before the wire) explained by the
+rules and conntrack of the node that made it, and a packet that went through or stopped at a node
+unchanged walked there. Pure: a path and node facts in, `PathEvidence` out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Literal
+from collections.abc import Mapping
+from dataclasses import replace
 
-from tracer.errors import PathtraceError
+from tracer.explain.evidence.model import Finding, PathEvidence, RewriteEvidence
+from tracer.explain.evidence.nodewalk import (
+    candidates,
+    conntrack_by_reply,
+    conntrack_for,
+    conntrack_half_undone,
+    facts_at,
+    hook_entry,
+    stop_finding,
+    undoes,
+    walk_evidence,
+    walk_facts,
+)
 from tracer.explain.facts import NodeFacts
 from tracer.model import Endpoint, Hop, Path, Translation, Tuple5, translation_kind
-from tracer.rules import ConntrackEntry, EndpointChoice, Node, Packet, RuleHit, walk
-from tracer.rules.cilium import walk_cilium
-from tracer.rules.model import OTHER_OWNER, Entry, WalkResult, in_network
-
-Direction = Literal["forward", "reverse"]
-Key = tuple[str, int]  # (direction, 0-based hop index in path.forward / path.reverse)
-
-_WALKABLE = ("tcp", "udp", "sctp")
-
-
-@dataclass(frozen=True)
-class Finding:
-    """Something the packets and the rules disagree on, or the rule that stopped the packet.
-
-    `kind`: unexplained-endpoint, unexplained-rewrite, missed-rewrite, masquerade-mismatch,
-    conntrack-mismatch, rejected, dropped.
-    """
-
-    kind: str
-    message: str
-
-
-@dataclass(frozen=True)
-class RewriteEvidence:
-    """The evidence for one rewrite (or, with kind "none", for a packet the node let through)."""
-
-    direction: Direction
-    hop: int
-    node: str | None
-    kind: str  # a TranslationKind, or "none" when the walk explains a packet left unchanged
-    before: Tuple5
-    after: Tuple5 | None
-    entry: Entry | None = None
-    mode: str | None = None  # iptables | nftables | ipvs
-    rules_source: str | None = None
-    verdict: str | None = None
-    service: str | None = None
-    rules: tuple[RuleHit, ...] = ()
-    endpoints: tuple[EndpointChoice, ...] = ()
-    chosen: str | None = None  # the endpoint the packets show (DNAT)
-    chosen_probability: float | None = None
-    masquerade: bool | None = None  # the rules' decision
-    masqueraded: bool | None = None  # what the packets show
-    conntrack: ConntrackEntry | None = None
-    findings: tuple[Finding, ...] = ()
-    notes: tuple[str, ...] = ()
-    warnings: tuple[str, ...] = ()
-    # "socket": translated before the wire by a socket load-balancer (no rule made it).
-    by: str | None = None
-
-    @property
-    def key(self) -> Key:
-        return (self.direction, self.hop)
-
-
-@dataclass(frozen=True)
-class PathEvidence:
-    """Every rewrite's evidence, in path order (forward first), and findings for the whole path."""
-
-    rewrites: tuple[RewriteEvidence, ...] = ()
-    findings: tuple[Finding, ...] = field(default=())
-
-    def get(self, direction: str, hop: int) -> RewriteEvidence | None:
-        for r in self.rewrites:
-            if r.key == (direction, hop):
-                return r
-        return None
-
-    @property
-    def by_key(self) -> dict[Key, RewriteEvidence]:
-        return {r.key: r for r in self.rewrites}
-
-    @property
-    def all_findings(self) -> tuple[Finding, ...]:
-        seen: dict[Finding, None] = {}
-        for r in self.rewrites:
-            for f in r.findings:
-                seen.setdefault(f, None)
-        for f in self.findings:
-            seen.setdefault(f, None)
-        return tuple(seen)
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def _entry(src_ip: str, facts: NodeFacts, path: Path) -> Entry:
-    """Where the packet met the node's hooks: from the node itself, a pod, or outside."""
-    if src_ip in facts.addresses or src_ip.startswith("127."):
-        return "local"
-    if facts.pod_cidr is not None:
-        return "from_pod" if in_network(src_ip, facts.pod_cidr) else "external"
-    if path.forward and path.forward[0].role == "external":
-        return "external"
-    return "from_pod"
-
-
-def _walk(
-    facts: NodeFacts, packet: Tuple5, entry: Entry, owner: int | None = None
-) -> tuple[WalkResult | None, str | None]:
-    """The packet through the node's (or pod's) netfilter rules; where those do not translate
-    it and the node runs an eBPF load-balancer (Cilium's facts), through that instead."""
-    if packet.proto not in _WALKABLE or packet.dst.port is None:
-        return None, None
-    node = Node(facts.addresses, facts.pod_cidr)
-    oif = None
-    if facts.scope == "pod" and entry == "local":
-        # Inside a pod the route is simple: its own addresses over loopback, the rest via eth0.
-        oif = "lo" if node.is_local(packet.dst.ip) else "eth0"
-    pkt = Packet(packet.proto, packet.src, packet.dst, entry, oif, owner, owner)
-    result: WalkResult | None = None
-    warn: str | None = None
-    if facts.rules is not None:
-        try:
-            result = walk(facts.rules, pkt, node)
-        except PathtraceError as e:
-            warn = f"{facts.rules_source}: the walk failed: {e.message}"
-    if facts.cilium is not None and (result is None or result.verdict != "DNAT"):
-        ebpf = walk_cilium(facts.cilium, pkt)
-        if ebpf.verdict == "DNAT" or result is None:
-            return ebpf, warn
-    return result, warn
-
-
-def _source(facts: NodeFacts, result: WalkResult | None) -> str | None:
-    """The dump a walk's result comes from."""
-    if result is not None and result.mode == "cilium" and facts.cilium is not None:
-        return facts.cilium.source
-    return facts.rules_source
-
-
-def _walked(
-    nf: NodeFacts,
-    entry: Entry,
-    result: WalkResult,
-    *,
-    hop: int,
-    node: str | None,
-    kind: str,
-    before: Tuple5,
-    after: Tuple5 | None,
-) -> RewriteEvidence:
-    """A forward hop's evidence as one walk of `nf`'s rules gives it; the caller adds what it
-    knows besides (the endpoint chosen, conntrack, findings, notes)."""
-    return RewriteEvidence(
-        direction="forward",
-        hop=hop,
-        node=node,
-        kind=kind,
-        before=before,
-        after=after,
-        entry=entry,
-        mode=result.mode,
-        rules_source=_source(nf, result),
-        verdict=result.verdict,
-        service=result.service,
-        rules=result.rules,
-        endpoints=result.endpoints,
-        notes=result.notes,
-        warnings=result.warnings,
-    )
-
-
-def _conntrack_for(facts: NodeFacts | None, original: Tuple5) -> ConntrackEntry | None:
-    if facts is None or facts.conntrack is None:
-        return None
-    return facts.conntrack.by_original(original)
-
-
-def _conntrack_by_reply(facts: NodeFacts | None, reply: Tuple5) -> ConntrackEntry | None:
-    if facts is None or facts.conntrack is None:
-        return None
-    return facts.conntrack.by_reply(reply)
-
-
-def _conntrack_half_undone(facts: NodeFacts | None, packet: Tuple5) -> ConntrackEntry | None:
-    """The entry of a reply already partly un-NATed (bridge netfilter undoes SNAT and DNAT at
-    different devices, so a capture can see the packet between the two)."""
-    if facts is None or facts.conntrack is None:
-        return None
-    for e in facts.conntrack.entries:
-        if e.proto != packet.proto or not (e.dnat or e.snat):
-            continue
-        if packet.src in (e.reply.src, e.original.dst) and packet.dst in (
-            e.reply.dst,
-            e.original.src,
-        ):
-            return e
-    return None
-
-
-def _undoes(ct: ConntrackEntry, tr: Translation) -> bool:
-    """Does the entry's un-NAT give the rewritten side(s) of the reply `tr`?"""
-    ok = True
-    if tr.before.src != tr.after.src:
-        ok &= tr.after.src == ct.original.dst
-    if tr.before.dst != tr.after.dst:
-        ok &= tr.after.dst == ct.original.src
-    return ok
-
-
-def _facts_at(facts: Mapping[str, NodeFacts], *hops: Hop) -> list[NodeFacts]:
-    """Whose rules each hop's packet met: its pod's own when they were captured, else its
-    node's; none for a pod's loopback, which no node sees."""
-    out: list[NodeFacts] = []
-    for hop in hops:
-        own = facts.get(hop.point)
-        if own is not None and own.scope == "pod":
-            found = [own]
-        elif hop.role != "node" and hop.interface == "lo":
-            found = []
-        else:
-            found = _candidates(facts, hop.node)
-        out.extend(f for f in found if f not in out)
-    return out
-
-
-def _candidates(facts: Mapping[str, NodeFacts], *nodes: str | None) -> list[NodeFacts]:
-    out: list[NodeFacts] = []
-    for n in nodes:
-        if n is not None and n in facts and facts[n] not in out:
-            out.append(facts[n])
-    return out
-
-
-def _stop_rule(result: WalkResult) -> RuleHit | None:
-    for b in result.branches:
-        if b.verdict == result.verdict and b.rules:
-            return b.rules[-1]
-    return result.rules[-1] if result.rules else None
-
-
-def _reject_with(rule: str) -> str:
-    words = rule.split()
-    if "--reject-with" in words:
-        i = words.index("--reject-with")
-        if i + 1 < len(words):
-            return words[i + 1].replace("icmp-", "ICMP ").replace("-", " ")
-    if "reject" in words and "with" in words:
-        return " ".join(words[words.index("with") + 1 :])
-    return "ICMP port unreachable"  # iptables' and nft's default for REJECT
-
-
-def _stop_finding(node: str, result: WalkResult) -> Finding | None:
-    rule = _stop_rule(result)
-    where = f"{rule.table} {rule.chain}" if rule else "its rules"
-    said = f" “{rule.comment}”" if rule and rule.comment else ""
-    if result.verdict == "REJECT":
-        answer = _reject_with(rule.rule) if rule else "ICMP port unreachable"
-        if rule and rule.comment and rule.comment.endswith("has no endpoints"):
-            svc = rule.comment[: -len(" has no endpoints")]
-            msg = (
-                f"kube-proxy has no endpoints for {svc}: {node} rejects the packet in {where}"
-                f" and answers {answer}"
-            )
-        else:
-            msg = f"{node} rejects the packet in {where}{said} and answers {answer}"
-        return Finding("rejected", msg)
-    if result.verdict == "DROP":
-        if rule and rule.comment and "has no local endpoints" in rule.comment:
-            svc = rule.comment.split(" has no local endpoints")[0]
-            msg = (
-                f"{svc} has no local endpoints on {node} (externalTrafficPolicy=Local):"
-                f" {node} drops the packet in {where}"
-            )
-        else:
-            text = rule.rule if rule else ""
-            msg = f"{node} drops the packet in {where}{said}" + (f": {text}" if text else "")
-        return Finding("dropped", msg)
-    return None
+from tracer.rules import ConntrackEntry
+from tracer.rules.model import OTHER_OWNER, Entry, WalkResult
 
 
 def _masq_seen(path: Path, before: Tuple5, hop: int, node_hop: Hop) -> bool | None:
@@ -327,10 +61,10 @@ def _forward(
     best: tuple[NodeFacts, Entry, WalkResult] | None = None
     warnings: list[str] = []
     for nf in nodes:
-        entry = _entry(before.src.ip, nf, path)
+        entry = hook_entry(before.src.ip, nf, path)
         # A pod's REDIRECT of its own outbound request: sent by the app, not by the proxy.
         owner = OTHER_OWNER if nf.scope == "pod" and entry == "local" else None
-        result, warn = _walk(nf, before, entry, owner)
+        result, warn = walk_facts(nf, before, entry, owner)
         if warn:
             warnings.append(warn)
         if result is None:
@@ -341,10 +75,10 @@ def _forward(
             best = (nf, entry, result)
             break
     nf0 = best[0] if best else (nodes[0] if nodes else None)
-    ct = _conntrack_for(nf0, before) or _conntrack_by_reply(nf0, after.reversed())
+    ct = conntrack_for(nf0, before) or conntrack_by_reply(nf0, after.reversed())
     if ct is None and best is None:
         for nf in nodes:
-            ct = _conntrack_for(nf, before)
+            ct = conntrack_for(nf, before)
             if ct is not None:
                 nf0 = nf
                 break
@@ -443,7 +177,7 @@ def _forward(
             f"no conntrack entry on {nf.node} for {before} (it may have expired before the"
             " table was read)"
         )
-    walked = _walked(
+    walked = walk_evidence(
         nf, entry, result, hop=index, node=nf.node, kind=tr.kind, before=before, after=after
     )
     return replace(
@@ -463,7 +197,7 @@ def _reverse(path: Path, index: int, tr: Translation, nodes: list[NodeFacts]) ->
     ct: ConntrackEntry | None = None
     node: str | None = path.reverse[index].node
     for nf in nodes:
-        ct = _conntrack_by_reply(nf, tr.before) or _conntrack_half_undone(nf, tr.before)
+        ct = conntrack_by_reply(nf, tr.before) or conntrack_half_undone(nf, tr.before)
         if ct is not None:
             node = nf.node
             break
@@ -472,7 +206,7 @@ def _reverse(path: Path, index: int, tr: Translation, nodes: list[NodeFacts]) ->
     if ct is None:
         if any(nf.conntrack is not None for nf in nodes):
             notes.append(f"no conntrack entry has the reply tuple {tr.before}")
-    elif not _undoes(ct, tr):
+    elif not undoes(ct, tr):
         findings.append(
             Finding(
                 "conntrack-mismatch",
@@ -509,8 +243,8 @@ def _hidden(path: Path, facts: Mapping[str, NodeFacts]) -> RewriteEvidence | Non
         return None
     first = path.forward[0].tuple5
     order = [h.node for h in path.forward]
-    for nf in _candidates(facts, *order):
-        ct = _conntrack_by_reply(nf, first.reversed())
+    for nf in candidates(facts, *order):
+        ct = conntrack_by_reply(nf, first.reversed())
         if ct is None or ct.original == first:
             continue
         kind = translation_kind(ct.original, first, False)
@@ -526,7 +260,7 @@ def _before_wire(path: Path, tr: Translation, nodes: list[NodeFacts]) -> Rewrite
     notes: list[str] = []
     warnings: list[str] = []
     for nf in nodes:
-        result, warn = _walk(nf, tr.before, _entry(tr.before.src.ip, nf, path))
+        result, warn = walk_facts(nf, tr.before, hook_entry(tr.before.src.ip, nf, path))
         if warn:
             warnings.append(warn)
         if result is None:
@@ -552,12 +286,12 @@ def _before_wire(path: Path, tr: Translation, nodes: list[NodeFacts]) -> Rewrite
                 f"no rule on {nf.node} translates {tr.before.dst} (verdict {result.verdict}):"
                 " kube-proxy serves no such Service there; the translation is not netfilter's"
             )
-        ct = _conntrack_for(nf, tr.after)
+        ct = conntrack_for(nf, tr.after)
         if ct is not None:
             notes.append(f"{nf.node}'s conntrack holds it untranslated: {ct.text.strip()}")
-        walked = _walked(
+        walked = walk_evidence(
             nf,
-            _entry(tr.before.src.ip, nf, path),
+            hook_entry(tr.before.src.ip, nf, path),
             result,
             hop=0,
             node=path.forward[0].point,
@@ -614,7 +348,7 @@ def inbound_redirect(
         return None
     if prev.interface == "lo":
         return None
-    result, _ = _walk(own, prev.tuple5, _entry(prev.tuple5.src.ip, own, path))
+    result, _ = walk_facts(own, prev.tuple5, hook_entry(prev.tuple5.src.ip, own, path))
     if result is None or result.verdict != "DNAT" or not result.endpoints:
         return None
     ip, _, port = result.endpoints[0].address.rpartition(":")
@@ -634,12 +368,12 @@ def _unchanged(
     hop = path.forward[index]
     packet = hop.tuple5
     for nf in nodes:
-        entry = _entry(packet.src.ip, nf, path)
-        result, warn = _walk(nf, packet, entry)
+        entry = hook_entry(packet.src.ip, nf, path)
+        result, warn = walk_facts(nf, packet, entry)
         if result is None:
             continue
         findings: list[Finding] = []
-        stop = _stop_finding(nf.node, result)
+        stop = stop_finding(nf.node, result)
         if stop is not None and ended_here:
             findings.append(stop)
         if result.verdict == "DNAT" and not ended_here:
@@ -649,13 +383,13 @@ def _unchanged(
                     f"the rules on {nf.node} DNAT {packet} but the packet went on unchanged",
                 )
             )
-        walked = _walked(
+        walked = walk_evidence(
             nf, entry, result, hop=index, node=nf.node, kind="none", before=packet, after=None
         )
         return replace(
             walked,
             masquerade=result.masquerade if result.verdict == "DNAT" else None,
-            conntrack=_conntrack_for(nf, packet),
+            conntrack=conntrack_for(nf, packet),
             findings=tuple(findings),
             warnings=((warn,) if warn else ()) + walked.warnings,
         )
@@ -680,25 +414,25 @@ def collect_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence
             # Only a rewrite inside the client's own namespace shows on the first hop (a
             # sidecar's REDIRECT), or one made before the wire (a socket load-balancer's).
             if hop.translation.kind == "REDIRECT":
-                items.append(_forward(path, 0, hop.translation, _facts_at(facts, hop)))
+                items.append(_forward(path, 0, hop.translation, facts_at(facts, hop)))
             else:
-                items.append(_before_wire(path, hop.translation, _candidates(facts, hop.node)))
+                items.append(_before_wire(path, hop.translation, candidates(facts, hop.node)))
             continue
         prev = fwd[i - 1]
-        items.append(_forward(path, i, hop.translation, _facts_at(facts, prev, hop)))
+        items.append(_forward(path, i, hop.translation, facts_at(facts, prev, hop)))
     items.extend(inbound_redirects(path, facts))
     for i, hop in enumerate(rev):
         if i == 0 or hop.translation is None:
             continue
         prev = rev[i - 1]
-        items.append(_reverse(path, i, hop.translation, _facts_at(facts, hop, prev)))
+        items.append(_reverse(path, i, hop.translation, facts_at(facts, hop, prev)))
     findings: list[Finding] = []
     if fwd and not any(
         "DNAT" in r.kind or r.kind == "REDIRECT" for r in items if r.direction == "forward"
     ):
         # Nothing was DNATed: say what the first node's rules do with the packet.
         for i, hop in enumerate(fwd):
-            nodes = _facts_at(facts, hop)
+            nodes = facts_at(facts, hop)
             if not nodes or nodes[0].rules is None:
                 continue
             later = any(h.node != hop.node for h in fwd[i + 1 :])
@@ -711,19 +445,10 @@ def collect_evidence(path: Path, facts: Mapping[str, NodeFacts]) -> PathEvidence
     if fwd and not rev and not reached:
         last = len(fwd) - 1
         if all(r.key != ("forward", last) or r.kind != "none" for r in items):
-            nodes = _facts_at(facts, fwd[last])
+            nodes = facts_at(facts, fwd[last])
             ev = _unchanged(path, last, nodes, True)
             if ev is not None and ev.findings:
                 findings.extend(f for f in ev.findings if f.kind in ("dropped", "rejected"))
     order = {"forward": 0, "reverse": 1}
     items.sort(key=lambda r: (order[r.direction], r.hop))
     return PathEvidence(tuple(items), tuple(findings))
-
-
-def path_findings(evidences: Sequence[PathEvidence]) -> tuple[Finding, ...]:
-    """Every finding of several paths, once each, in order."""
-    seen: dict[Finding, None] = {}
-    for e in evidences:
-        for f in e.all_findings:
-            seen.setdefault(f, None)
-    return tuple(seen)
