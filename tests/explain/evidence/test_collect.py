@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
+from tests.explain.evidence.node_a import CONNTRACK, LINKS, RULES
 from tests.explain.runs import SCENARIOS, story_input, truth
-from tracer.explain.evidence import PathEvidence, collect_evidence
+from tracer.explain.evidence import PathEvidence, RewriteEvidence, collect_evidence
 from tracer.explain.facts import NodeFacts, addresses_from_links, node_facts_from_text
 from tracer.model import Endpoint, Hop, Latency, Path, Request, Translation, Tuple5
 
@@ -23,12 +26,20 @@ def _leg_to(scenario: str, backend: str, sport: str | None = None) -> PathEviden
     raise AssertionError(f"{scenario}: no leg DNATed to {backend}")
 
 
-@pytest.mark.parametrize("scenario", DNAT_RUNS)
-def test_dnat_is_explained_by_the_node_and_endpoint_the_lab_configured(scenario: str) -> None:
+def _lab_dnat(
+    scenario: str,
+) -> tuple[dict[str, Any], dict[str, Any], PathEvidence, RewriteEvidence]:
+    """The lab's truth for a run, the DNAT it configured, the evidence of the leg so DNATed and
+    that rewrite's own."""
     t = truth(scenario)
     want = next(x for x in t["expected_translations"] if x["kind"] == "DNAT")
     ev = _leg_to(scenario, want["to"], t["conntrack"]["original"]["sport"])
-    dnat = next(r for r in ev.rewrites if r.chosen == want["to"])
+    return t, want, ev, next(r for r in ev.rewrites if r.chosen == want["to"])
+
+
+@pytest.mark.parametrize("scenario", DNAT_RUNS)
+def test_dnat_is_explained_by_the_node_and_endpoint_the_lab_configured(scenario: str) -> None:
+    t, want, ev, dnat = _lab_dnat(scenario)
     assert dnat.node == want["node"]
     assert str(dnat.before.dst) == want["from"] or t["scenario"] == "ingress-hostnet"
     assert dnat.verdict == "DNAT"
@@ -42,10 +53,7 @@ def test_dnat_is_explained_by_the_node_and_endpoint_the_lab_configured(scenario:
 
 @pytest.mark.parametrize("scenario", DNAT_RUNS)
 def test_masquerade_decision_matches_the_lab(scenario: str) -> None:
-    t = truth(scenario)
-    want = next(x for x in t["expected_translations"] if x["kind"] == "DNAT")
-    ev = _leg_to(scenario, want["to"], t["conntrack"]["original"]["sport"])
-    dnat = next(r for r in ev.rewrites if r.chosen == want["to"])
+    t, _, _, dnat = _lab_dnat(scenario)
     assert dnat.masquerade is (t["snat_node"] is not None)
     if t["snat_node"]:
         assert dnat.after is not None
@@ -84,36 +92,6 @@ def test_the_rule_that_stops_a_packet_is_named(scenario: str, kind: str, words: 
 
 
 # --- constructed paths against a small ruleset -------------------------------------------------
-
-RULES = """*nat
-:PREROUTING ACCEPT [0:0]
-:OUTPUT ACCEPT [0:0]
-:POSTROUTING ACCEPT [0:0]
-:KUBE-SERVICES - [0:0]
-:KUBE-SVC-X - [0:0]
-:KUBE-SEP-A - [0:0]
-:KUBE-SEP-B - [0:0]
-:KUBE-MARK-MASQ - [0:0]
-:KUBE-POSTROUTING - [0:0]
--A PREROUTING -m comment --comment "kubernetes service portals" -j KUBE-SERVICES
--A POSTROUTING -m comment --comment "kubernetes postrouting rules" -j KUBE-POSTROUTING
--A KUBE-MARK-MASQ -j MARK --set-xmark 0x4000/0x4000
--A KUBE-POSTROUTING -m mark ! --mark 0x4000/0x4000 -j RETURN
--A KUBE-POSTROUTING -j MARK --set-xmark 0x4000/0x0
--A KUBE-POSTROUTING -m comment --comment "kubernetes service traffic requiring SNAT" -j MASQUERADE --random-fully
--A KUBE-SERVICES -d 10.96.0.100/32 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j KUBE-SVC-X
--A KUBE-SVC-X ! -s 10.244.0.0/16 -d 10.96.0.100/32 -p tcp -m comment --comment "default/web:http cluster IP" -m tcp --dport 80 -j KUBE-MARK-MASQ
--A KUBE-SVC-X -m comment --comment "default/web:http -> 10.244.2.9:8080" -m statistic --mode random --probability 0.50000000000 -j KUBE-SEP-A
--A KUBE-SVC-X -m comment --comment "default/web:http -> 10.244.2.10:8080" -j KUBE-SEP-B
--A KUBE-SEP-A -p tcp -m comment --comment "default/web:http" -m tcp -j DNAT --to-destination 10.244.2.9:8080
--A KUBE-SEP-B -p tcp -m comment --comment "default/web:http" -m tcp -j DNAT --to-destination 10.244.2.10:8080
-COMMIT
-"""
-CONNTRACK = (
-    "tcp      6 119 TIME_WAIT src=10.244.1.7 dst=10.96.0.100 sport=53700 dport=80"
-    " src=10.244.2.9 dst=10.244.1.7 sport=8080 dport=53700 [ASSURED] mark=0 use=1\n"
-)
-LINKS = '[{"ifindex":2,"ifname":"eth0","addr_info":[{"family":"inet","local":"192.168.56.11"}]}]'
 
 CLIENT = Endpoint("10.244.1.7", 53700)
 PRE = Tuple5("tcp", CLIENT, Endpoint("10.96.0.100", 80))
